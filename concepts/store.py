@@ -1,0 +1,142 @@
+"""The activation store: per-layer word vectors in shards, a token table and the sentences.
+
+Layout of a store folder:
+
+    manifest.json            stage manifest (config, fingerprint, counts, complete flag)
+    sentences.jsonl          every corpus sentence after filtering (words, gold tags)
+    shards/shard-00000/      one folder per `shard_sentences` sentences, published atomically
+        layer_00.npy ...     float32/float16 `[n_words_in_shard, hidden]`, one per layer
+        tokens.parquet       sentence, position, word, n_subwords, replaced, gold tags
+        meta.json            counts for this shard
+
+`ActivationStore` reads it: `store.layer(l)` is a memory-mapped view over all shards,
+`store.tokens()` the token table (row i of the table is row i of every layer array).
+"""
+
+from __future__ import annotations
+
+import json
+from functools import cached_property
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from concepts.artifacts import read_manifest
+from concepts.corpus import Sentence
+from concepts.errors import UserError
+
+SHARDS = "shards"
+
+
+def shard_name(k: int) -> str:
+    return f"shard-{k:05d}"
+
+
+def layer_file(layer: int) -> str:
+    return f"layer_{layer:02d}.npy"
+
+
+class LayerArray:
+    """A read-only `[n_tokens, hidden]` array over memory-mapped shard files.
+
+    Supports `len`, `.shape`, `.dtype`, integer / slice / index-array row selection and
+    `np.asarray(...)` (which reads it whole). Only the rows asked for are read.
+    """
+
+    def __init__(self, parts: list[np.ndarray]):
+        self.parts = parts
+        self.offsets = np.cumsum([0] + [len(p) for p in parts])
+        self.shape = (int(self.offsets[-1]), parts[0].shape[1])
+        self.dtype = parts[0].dtype
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __getitem__(self, idx):
+        if isinstance(idx, (int, np.integer)):
+            i = int(idx) + (len(self) if idx < 0 else 0)
+            k = int(np.searchsorted(self.offsets, i, side="right") - 1)
+            return np.asarray(self.parts[k][i - self.offsets[k]])
+        if isinstance(idx, slice):
+            idx = np.arange(*idx.indices(len(self)))
+        idx = np.asarray(idx)
+        if idx.dtype == bool:
+            idx = np.flatnonzero(idx)
+        if idx.size and (idx.min() < -len(self) or idx.max() >= len(self)):
+            raise IndexError(f"row index out of range for {len(self)} rows")
+        idx = np.where(idx < 0, idx + len(self), idx)
+        out = np.empty((len(idx), self.shape[1]), dtype=self.dtype)
+        shard = np.searchsorted(self.offsets, idx, side="right") - 1
+        for k in np.unique(shard):
+            sel = shard == k
+            out[sel] = self.parts[k][idx[sel] - self.offsets[k]]
+        return out
+
+    def __array__(self, dtype=None, copy=None):
+        arr = np.concatenate([np.asarray(p) for p in self.parts])
+        return arr.astype(dtype) if dtype is not None else arr
+
+
+class ActivationStore:
+    """Reader for a complete activation store folder."""
+
+    def __init__(self, path: str | Path, allow_incomplete: bool = False):
+        self.path = Path(path)
+        manifest = read_manifest(self.path)
+        if manifest is None:
+            raise UserError(f"{self.path} is not an activation store (no manifest.json); run concepts.extract first")
+        if not manifest.get("complete") and not allow_incomplete:
+            done = len(self.shard_dirs())
+            raise UserError(
+                f"activation store {self.path} is incomplete ({done} of {manifest.get('n_shards')} shards); "
+                "re-run concepts.extract with the same config to finish it"
+            )
+        self.manifest = manifest
+
+    @property
+    def fingerprint(self) -> str:
+        return self.manifest["fingerprint"]
+
+    @property
+    def n_layers(self) -> int:
+        return int(self.manifest["n_layers"])
+
+    @property
+    def hidden_size(self) -> int:
+        return int(self.manifest["hidden_size"])
+
+    def shard_dirs(self) -> list[Path]:
+        root = self.path / SHARDS
+        return sorted(p for p in root.glob("shard-?????") if (p / "meta.json").exists()) if root.exists() else []
+
+    def layer(self, layer: int) -> LayerArray:
+        """The `[n_tokens, hidden]` vectors of one layer (0 = embeddings), memory-mapped."""
+        if not 0 <= layer < self.n_layers:
+            raise UserError(f"layer {layer} does not exist: this store has layers 0..{self.n_layers - 1}")
+        return LayerArray([np.load(d / layer_file(layer), mmap_mode="r") for d in self.shard_dirs()])
+
+    @cached_property
+    def _tokens(self) -> pd.DataFrame:
+        df = pd.concat([pd.read_parquet(d / "tokens.parquet") for d in self.shard_dirs()], ignore_index=True)
+        return df
+
+    def tokens(self) -> pd.DataFrame:
+        """The token table; row i describes row i of every layer array."""
+        return self._tokens
+
+    def rows(self, **filters) -> np.ndarray:
+        """Row indices whose token-table columns equal the given values (or lie in a given
+        list), e.g. `store.rows(upos=["NOUN", "VERB"])`."""
+        df = self._tokens
+        mask = np.ones(len(df), dtype=bool)
+        for col, val in filters.items():
+            if col not in df.columns:
+                raise UserError(f"token table has no column {col!r}; columns: {', '.join(df.columns)}")
+            vals = val if isinstance(val, (list, tuple, set)) else [val]
+            mask &= df[col].isin(vals).to_numpy()
+        return np.flatnonzero(mask)
+
+    def sentences(self) -> list[Sentence]:
+        with open(self.path / "sentences.jsonl", encoding="utf-8") as fh:
+            return [Sentence.from_json(json.loads(line)) for line in fh]

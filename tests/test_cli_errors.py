@@ -1,0 +1,66 @@
+"""Bad input from the command line: one clear message, exit status 2, no traceback, and
+nothing that could pass for a complete store."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import REPO, conllu_block
+
+
+def _cli(tmp_path, *args):
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    env.pop("HYDRA_FULL_ERROR", None)
+    return subprocess.run(
+        [sys.executable, "-m", "concepts.extract", f"paths.workspace={tmp_path / 'ws'}", "extraction.progress=false", *args],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=300,
+    )
+
+
+def _no_complete_store(tmp_path):
+    for m in Path(tmp_path / "ws").rglob("manifest.json"):
+        assert '"complete": false' in m.read_text()
+
+
+@pytest.mark.parametrize(
+    "case, args, message",
+    [
+        ("missing corpus", ["corpus.path=/nonexistent/ewt"], "corpus path /nonexistent/ewt does not exist"),
+        ("unknown model", ["model=/nonexistent/model-dir"], "cannot load model '/nonexistent/model-dir'"),
+        ("bad enum", ["extraction.aggregation=median"], "extraction.aggregation"),
+        ("bad value", ["extraction.batch_size=0"], "extraction.batch_size=0 must be at least 1"),
+        ("bad shard", ["corpus.shard=3", "corpus.num_shards=2"], "need 0 <= shard < num_shards"),
+        ("unknown key", ["extraction.batchsize=3"], "batchsize"),
+        ("added unknown key", ["+extraction.batchsize=3"], "unknown option(s): extraction.batchsize"),
+    ],
+)
+def test_bad_option_or_path(tmp_path, case, args, message):
+    r = _cli(tmp_path, *args)
+    out = r.stdout + r.stderr
+    assert r.returncode != 0, out
+    assert message in out, out
+    assert "Traceback" not in out, out
+    _no_complete_store(tmp_path)
+
+
+def test_empty_and_malformed_corpus(tmp_path):
+    empty = tmp_path / "empty.txt"
+    empty.write_text("\n")
+    r = _cli(tmp_path, "corpus=text", f"corpus.path={empty}")
+    assert r.returncode == 2 and "holds no sentences" in r.stderr + r.stdout and "Traceback" not in r.stderr
+    bad = tmp_path / "bad-train.conllu"
+    bad.write_text(conllu_block(["Hi", "."], ["INTJ", "PUNCT"], "a") + "1\tx\tx\tX\n\n")
+    r = _cli(tmp_path, f"corpus.path={bad}")
+    out = r.stdout + r.stderr
+    assert r.returncode == 2 and f"{bad}:6: malformed CoNLL-U" in out and "Traceback" not in out
+    _no_complete_store(tmp_path)
+
+
+def test_model_shortcut_loads_a_local_folder(tiny_models, text_corpus, tmp_path):
+    r = _cli(tmp_path, f"model={tiny_models['bert']}", "corpus=text", f"corpus.path={text_corpus}")
+    assert r.returncode == 0, r.stderr
+    manifests = list(Path(tmp_path / "ws").rglob("manifest.json"))
+    assert len(manifests) == 1 and '"complete": true' in manifests[0].read_text()
+    assert manifests[0].parent.parent.parent.name == Path(tiny_models["bert"]).name

@@ -1,0 +1,170 @@
+import json
+import shutil
+
+import numpy as np
+import pytest
+from conftest import SENTENCES
+from helpers import compose_cfg, extract_overrides, reference_vectors
+
+import concepts.extract as extract_mod
+from concepts.config import ModelConfig
+from concepts.errors import UserError
+from concepts.models import load_model
+from concepts.store import ActivationStore
+
+
+def _run(model_dir, corpus, ws, *extra):
+    return extract_mod.run(compose_cfg("extract", extract_overrides(model_dir, corpus, ws, *extra)))
+
+
+@pytest.mark.parametrize("arch", ["bert", "roberta", "gpt2"])
+@pytest.mark.parametrize("how", ["first", "last", "mean"])
+def test_aggregation_matches_hand_computation(tiny_models, text_corpus, tmp_path, arch, how):
+    res = _run(tiny_models[arch], text_corpus, tmp_path, f"extraction.aggregation={how}", "extraction.batch_size=3")
+    store = ActivationStore(res.store)
+    lm = load_model(ModelConfig(name_or_path=str(tiny_models[arch])))
+    assert store.n_layers == lm.model.config.num_hidden_layers + 1 == lm.n_layers
+    tokens = store.tokens()
+    assert len(tokens) == sum(len(s.split()) for s in SENTENCES)
+    assert (tokens["n_subwords"] > 1).any()  # some words really are several subwords
+    for sid, text in enumerate(SENTENCES):
+        words = text.split()
+        rows = store.rows(sentence=sid)
+        assert tokens.loc[rows, "word"].tolist() == words
+        ref = reference_vectors(lm, words, how)
+        for layer in range(store.n_layers):
+            np.testing.assert_allclose(store.layer(layer)[rows], ref[layer], atol=1e-4, rtol=1e-4)
+
+
+def test_batched_equals_one_at_a_time(tiny_models, text_corpus, tmp_path):
+    a = ActivationStore(_run(tiny_models["bert"], text_corpus, tmp_path / "a", "extraction.batch_size=1").store)
+    b = ActivationStore(_run(tiny_models["bert"], text_corpus, tmp_path / "b", "extraction.batch_size=64").store)
+    for layer in range(a.n_layers):
+        np.testing.assert_allclose(np.asarray(a.layer(layer)), np.asarray(b.layer(layer)), atol=1e-5)
+
+
+def test_word_that_tokenizes_to_nothing_is_kept(tiny_models, tmp_path):
+    p = tmp_path / "c.txt"
+    p.write_text("the dog \u200b barks\n")  # a zero-width space is a word with no subword
+    store = ActivationStore(_run(tiny_models["bert"], p, tmp_path).store)
+    t = store.tokens()
+    assert t["word"].tolist() == ["the", "dog", "\u200b", "barks"]
+    assert t["replaced"].tolist() == [False, False, True, False]
+    assert store.manifest["counts"]["words_replaced_empty"] == 1
+    assert np.isfinite(np.asarray(store.layer(1))).all()
+
+
+def test_long_sentences_skip_or_window(tiny_models, tmp_path):
+    p = tmp_path / "c.txt"
+    short = "the dog barks ."
+    long_ = " ".join(["the quick brown fox jumps over the lazy dog ."] * 3)  # > 20 subwords
+    p.write_text(f"{short}\n{long_}\n{short}\n")
+    skip = ActivationStore(_run(tiny_models["bert"], p, tmp_path / "s", "extraction.max_length=20").store)
+    assert skip.manifest["counts"]["sentences_skipped_too_long"] == 1
+    assert sorted(set(skip.tokens()["sentence"])) == [0, 2]
+    win = ActivationStore(_run(tiny_models["bert"], p, tmp_path / "w", "extraction.max_length=20",
+                               "extraction.long_sentences=window").store)
+    assert win.manifest["counts"]["sentences_windowed"] == 1
+    t = win.tokens()
+    assert t.loc[win.rows(sentence=1), "word"].tolist() == long_.split()
+    for layer in range(win.n_layers):  # sentences that fit are unaffected
+        np.testing.assert_allclose(win.layer(layer)[win.rows(sentence=[0, 2])], np.asarray(skip.layer(layer)), atol=1e-5)
+    # every word of the long sentence equals its vector computed alone on its most central window
+    from concepts.subwords import _windows
+
+    lm = load_model(ModelConfig(name_or_path=str(tiny_models["bert"])))
+    words = long_.split()
+    rows = win.rows(sentence=1)
+    windows = _windows(t.loc[rows, "n_subwords"].to_numpy(), 20 - 2)
+    assert len(windows) >= 3 and all(a < b for a, b in windows)
+    refs = [reference_vectors(lm, words[a:b], "last") for a, b in windows]
+    for i, row in enumerate(rows):
+        holding = [k for k, (a, b) in enumerate(windows) if a <= i < b]
+        best = max(holding, key=lambda k: min(i - windows[k][0], windows[k][1] - 1 - i))
+        np.testing.assert_allclose(win.layer(2)[row], refs[best][2][i - windows[best][0]], atol=1e-4)
+
+
+def test_resume_after_interruption_gives_same_store(tiny_models, text_corpus, tmp_path, monkeypatch):
+    full = ActivationStore(_run(tiny_models["gpt2"], text_corpus, tmp_path / "full", "extraction.shard_sentences=2").store)
+    real = extract_mod._write_shard
+    calls = {"n": 0}
+
+    def dying(*a, **k):
+        if calls["n"] == 2:
+            (k.get("final") or a[4]).with_name("shard-00002.tmp").mkdir(parents=True)  # half-written leftover
+            raise KeyboardInterrupt
+        calls["n"] += 1
+        return real(*a, **k)
+
+    monkeypatch.setattr(extract_mod, "_write_shard", dying)
+    with pytest.raises(KeyboardInterrupt):
+        _run(tiny_models["gpt2"], text_corpus, tmp_path / "part", "extraction.shard_sentences=2")
+    path = next((tmp_path / "part").glob("*/*/activations"))
+    with pytest.raises(UserError, match=r"incomplete \(2 of 4 shards\)"):
+        ActivationStore(path)
+    monkeypatch.setattr(extract_mod, "_write_shard", real)
+    res = _run(tiny_models["gpt2"], text_corpus, tmp_path / "part", "extraction.shard_sentences=2")
+    assert res.complete and res.shards_written == 2
+    resumed = ActivationStore(res.store)
+    assert not list((res.store / "shards").glob("*.tmp"))
+    for layer in range(full.n_layers):
+        np.testing.assert_array_equal(np.asarray(full.layer(layer)), np.asarray(resumed.layer(layer)))
+    assert full.tokens().equals(resumed.tokens())
+    # the same config on complete output does no work: not even the model is loaded
+    monkeypatch.setattr(extract_mod, "load_model", lambda *a, **k: pytest.fail("model loaded"))
+    again = _run(tiny_models["gpt2"], text_corpus, tmp_path / "part", "extraction.shard_sentences=2")
+    assert again.complete and again.shards_written == 0
+
+
+def test_jobs_split_the_shards(tiny_models, text_corpus, tmp_path):
+    one = ActivationStore(_run(tiny_models["roberta"], text_corpus, tmp_path / "one", "extraction.shard_sentences=3").store)
+    r0 = _run(tiny_models["roberta"], text_corpus, tmp_path / "two", "extraction.shard_sentences=3",
+              "corpus.shard=0", "corpus.num_shards=2")
+    assert not r0.complete and r0.shards_written == 2
+    r1 = _run(tiny_models["roberta"], text_corpus, tmp_path / "two", "extraction.shard_sentences=3",
+              "corpus.shard=1", "corpus.num_shards=2")
+    assert r1.complete and r1.store == r0.store
+    two = ActivationStore(r1.store)
+    np.testing.assert_array_equal(np.asarray(one.layer(3)), np.asarray(two.layer(3)))
+    assert two.manifest["counts"]["words"] == len(two.tokens())
+
+
+def test_store_reader_api(tiny_models, text_corpus, tmp_path):
+    store = ActivationStore(_run(tiny_models["bert"], text_corpus, tmp_path, "extraction.shard_sentences=3").store)
+    arr = store.layer(1)
+    dense = np.asarray(arr)
+    assert arr.shape == dense.shape == (len(store.tokens()), 32)
+    idx = np.array([0, 5, len(arr) - 1, 20, 21])
+    np.testing.assert_array_equal(arr[idx], dense[idx])
+    np.testing.assert_array_equal(arr[3:30:4], dense[3:30:4])
+    np.testing.assert_array_equal(arr[-1], dense[-1])
+    assert len(store.sentences()) == len(SENTENCES)
+    with pytest.raises(UserError, match="layer 9 does not exist"):
+        store.layer(9)
+    with pytest.raises(UserError, match="no column 'upos'"):
+        store.rows(upos="NOUN")
+    manifest = json.loads((store.path / "manifest.json").read_text())
+    assert manifest["complete"] and manifest["versions"]["torch"]
+
+
+def test_default_embedded_model_on_ewt(tmp_path):
+    from conftest import EWT
+
+    if not EWT.exists():
+        pytest.skip(f"UD English EWT not found at {EWT}")
+    cfg = compose_cfg("extract", [f"paths.workspace={tmp_path}", "corpus.max_sentences=6", "extraction.progress=false",
+                                  f"corpus.path={EWT}", "extraction.device=cpu", "extraction.store_dtype=float16"])
+    store = ActivationStore(extract_mod.run(cfg).store)
+    assert store.n_layers == 7 and store.hidden_size == 384
+    t = store.tokens()
+    assert {"upos", "xpos", "lemma", "deprel"} <= set(t.columns)
+    assert store.layer(6).dtype == np.float16
+    assert store.layer(0).shape == (len(t), 384)
+
+
+def test_store_folder_depends_on_content_settings(tiny_models, text_corpus, tmp_path):
+    a = _run(tiny_models["bert"], text_corpus, tmp_path, "extraction.aggregation=first").store
+    b = _run(tiny_models["bert"], text_corpus, tmp_path, "extraction.aggregation=mean").store
+    c = _run(tiny_models["bert"], text_corpus, tmp_path, "extraction.aggregation=mean", "extraction.batch_size=2").store
+    assert a != b and b == c
+    shutil.rmtree(a)
