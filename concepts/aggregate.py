@@ -5,11 +5,12 @@ from __future__ import annotations
 import torch
 
 
-def aggregate_words(hidden: torch.Tensor, batch_idx: torch.Tensor, spans: torch.Tensor, how: str) -> torch.Tensor:
+def aggregate_words(hidden, batch_idx: torch.Tensor, spans: torch.Tensor, how: str) -> torch.Tensor:
     """Aggregate subword vectors into word vectors.
 
     Args:
-        hidden: `[L, B, T, H]` hidden states of every layer.
+        hidden: `[L, B, T, H]` hidden states of every layer: a tensor, or a sequence of L
+            `[B, T, H]` tensors (the model's `hidden_states`, not stacked, so not copied).
         batch_idx: `[W]` the batch row of each word.
         spans: `[W, 2]` subword span `[start, end)` of each word within its row.
         how: `first`, `last` or `mean` subword.
@@ -17,13 +18,18 @@ def aggregate_words(hidden: torch.Tensor, batch_idx: torch.Tensor, spans: torch.
     Returns:
         `[L, W, H]` word vectors.
     """
-    L, B, T, H = hidden.shape
-    flat = hidden.reshape(L, B * T, H)
+    L = len(hidden)
+    B, T, H = hidden[0].shape
+    device = hidden[0].device
     base = batch_idx * T
+
+    def gather(pos: torch.Tensor) -> torch.Tensor:  # [L, len(pos), H]
+        return torch.stack([h.reshape(B * T, H).index_select(0, pos) for h in hidden])
+
     if how == "first":
-        return flat[:, base + spans[:, 0]]
+        return gather(base + spans[:, 0])
     if how == "last":
-        return flat[:, base + spans[:, 1] - 1]
+        return gather(base + spans[:, 1] - 1)
     if how == "mean":
         lengths = spans[:, 1] - spans[:, 0]
         word = torch.repeat_interleave(torch.arange(len(spans), device=spans.device), lengths)
@@ -31,7 +37,7 @@ def aggregate_words(hidden: torch.Tensor, batch_idx: torch.Tensor, spans: torch.
         within = torch.arange(len(word), device=spans.device) - torch.repeat_interleave(
             torch.cumsum(lengths, 0) - lengths, lengths
         )
-        out = torch.zeros(L, len(spans), H, dtype=torch.float32, device=hidden.device)
-        out.index_add_(1, word, flat[:, start + within].float())
+        out = torch.zeros(L, len(spans), H, dtype=torch.float32, device=device)
+        out.index_add_(1, word, gather(start + within).float())
         return out / lengths.to(out.dtype)[None, :, None]
     raise ValueError(f"unknown aggregation {how!r}; use first, last or mean")

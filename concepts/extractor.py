@@ -67,12 +67,12 @@ class Extractor:
         lengths = [len(s.input_ids) for s in segments]
         for batch_ids in make_batches(lengths, self.batch_size, self.max_batch_tokens):
             batch = [segments[i] for i in batch_ids]
-            T = max(len(s.input_ids) for s in batch)
-            ids = torch.full((len(batch), T), self.pad_id, dtype=torch.long)
-            mask = torch.zeros((len(batch), T), dtype=torch.long)
-            for r, s in enumerate(batch):
-                ids[r, : len(s.input_ids)] = torch.tensor(s.input_ids)
-                mask[r, : len(s.input_ids)] = 1
+            lens = np.array([len(s.input_ids) for s in batch])
+            T = int(lens.max())
+            mask_np = np.arange(T)[None, :] < lens[:, None]
+            ids_np = np.full((len(batch), T), self.pad_id, dtype=np.int64)
+            ids_np[mask_np] = np.concatenate([s.input_ids for s in batch])
+            ids, mask = torch.from_numpy(ids_np), torch.from_numpy(mask_np.astype(np.int64))
             rows, spans = [], []
             for r, s in enumerate(batch):
                 own = s.spans[s.own]
@@ -82,7 +82,7 @@ class Extractor:
             span_t = torch.from_numpy(np.concatenate(spans)).to(self.device)
             t0 = time.perf_counter()
             out = self.lm.model(input_ids=ids.to(self.device), attention_mask=mask.to(self.device), output_hidden_states=True)
-            hidden = torch.stack(out.hidden_states)  # [L, B, T, H]
+            hidden = out.hidden_states  # L x [B, T, H]
             if self.device.type == "cuda":
                 torch.cuda.synchronize()
             self.timing.forward_s += time.perf_counter() - t0

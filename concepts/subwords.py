@@ -50,13 +50,13 @@ class EncodedShard:
 
 
 def _spans(word_ids: list[int | None], n_words: int) -> np.ndarray:
+    """`[n_words, 2]` subword span of each word; `-1` rows for words with no subword."""
+    wid = np.fromiter((-1 if w is None else w for w in word_ids), dtype=np.int64, count=len(word_ids))
+    pos = np.flatnonzero(wid >= 0)
+    w = wid[pos]
     spans = np.full((n_words, 2), -1, dtype=np.int64)
-    for pos, w in enumerate(word_ids):
-        if w is None:
-            continue
-        if spans[w, 0] < 0:
-            spans[w, 0] = pos
-        spans[w, 1] = pos + 1
+    spans[w[::-1], 0] = pos[::-1]  # repeated indices keep the last write: the first subword
+    spans[w, 1] = pos + 1  # ... here the last subword
     return spans
 
 
@@ -87,9 +87,10 @@ def encode_shard(
     out = EncodedShard()
     words = [list(s.words) for s in sentences]
     enc = tokenizer(words, is_split_into_words=True, add_special_tokens=True, truncation=False)
-    redo = []
+    redo, first_spans = [], []
     for i, w in enumerate(words):
         spans = _spans(enc.word_ids(i), len(w))
+        first_spans.append(spans)
         empty = spans[:, 0] < 0
         out.replaced[i] = empty
         if empty.any():
@@ -105,7 +106,7 @@ def encode_shard(
         if i in redo_pos:
             ids, spans = enc2["input_ids"][redo_pos[i]], _spans(enc2.word_ids(redo_pos[i]), len(w))
         else:
-            ids, spans = enc["input_ids"][i], _spans(enc.word_ids(i), len(w))
+            ids, spans = enc["input_ids"][i], first_spans[i]
         if (spans[:, 0] < 0).any():
             raise RuntimeError(f"sentence {sentences[i].source}: a word still has no subword after replacement")
         counts = spans[:, 1] - spans[:, 0]

@@ -10,11 +10,11 @@ import pytest
 from conftest import REPO, conllu_block
 
 
-def _cli(tmp_path, *args):
+def _cli(tmp_path, *args, flags=()):
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     env.pop("HYDRA_FULL_ERROR", None)
     return subprocess.run(
-        [sys.executable, "-m", "concepts.extract", f"paths.workspace={tmp_path / 'ws'}", "extraction.progress=false", *args],
+        [sys.executable, "-m", "concepts.extract", *flags, f"paths.workspace={tmp_path / 'ws'}", "extraction.progress=false", *args],
         cwd=REPO, env=env, capture_output=True, text=True, timeout=300,
     )
 
@@ -64,3 +64,15 @@ def test_model_shortcut_loads_a_local_folder(tiny_models, text_corpus, tmp_path)
     manifests = list(Path(tmp_path / "ws").rglob("manifest.json"))
     assert len(manifests) == 1 and '"complete": true' in manifests[0].read_text()
     assert manifests[0].parent.parent.parent.name == Path(tiny_models["bert"]).name
+
+
+def test_multirun_jobs_split_the_shards(tiny_models, text_corpus, tmp_path):
+    r = _cli(tmp_path, f"model={tiny_models['gpt2']}", "corpus=text", f"corpus.path={text_corpus}",
+             "extraction.shard_sentences=2", "corpus.num_shards=2", "corpus.shard=0,1", flags=["-m"])
+    assert r.returncode == 0, r.stderr
+    (manifest,) = Path(tmp_path / "ws").rglob("activations/manifest.json")
+    from concepts.store import ActivationStore
+
+    store = ActivationStore(manifest.parent)
+    assert store.manifest["n_shards"] == 4 and len(store.shard_dirs()) == 4
+    assert store.tokens()["sentence"].nunique() == 8
