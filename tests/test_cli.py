@@ -36,7 +36,9 @@ def _no_complete_store(tmp_path):
         ("added unknown key", ["+extraction.batchsize=3"], "unknown option(s): extraction.batchsize"),
     ],
 )
-def test_bad_option_or_path(tmp_path, case, args, message):
+def test_bad_option_or_path(tmp_path, text_corpus, case, args, message):
+    if case != "missing corpus":
+        args = ["corpus=text", f"corpus.path={text_corpus}", *args]
     r = _cli(tmp_path, *args)
     out = r.stdout + r.stderr
     assert r.returncode != 0, out
