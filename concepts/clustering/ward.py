@@ -29,84 +29,141 @@ import torch
 log = logging.getLogger(__name__)
 
 _EPS32 = float(np.finfo(np.float32).eps)
-_TOPK = 8
+_TOPK = 16  # candidates kept per cluster after a full search
+_BIG = np.iinfo(np.int64).max
 
 
 class _State:
+    """Slots 0..n-1 hold clusters; a merge puts the new cluster in the lower slot and retires
+    the other. Per slot: float64 centroid (and a float32 copy for the search), size, cluster id,
+    nearest neighbour and its cost, and a candidate cache from the last full search: the
+    `_TOPK` best slots with exact costs, and a lower bound on every other cluster's cost."""
+
     def __init__(self, X: np.ndarray, sizes: np.ndarray, device: torch.device):
         self.n, self.d = X.shape
         c64 = torch.from_numpy(np.ascontiguousarray(X, dtype=np.float64))
-        c64 = c64 - (torch.from_numpy(sizes)[:, None] * c64).sum(0) / sizes.sum()  # Ward is shift-invariant
-        self.c64 = c64
-        self.c32 = c64.to(device=device, dtype=torch.float32)
+        w = torch.from_numpy(sizes)[:, None]
+        self.c64 = c64 - (w * c64).sum(0) / w.sum()  # Ward is shift-invariant; centring helps float32
+        self.sq64 = (self.c64 * self.c64).sum(1)
+        self.c32 = self.c64.to(device=device, dtype=torch.float32)
         self.sq32 = (self.c32 * self.c32).sum(1)
-        self.norm = self.c64.norm(dim=1)
         self.size = torch.from_numpy(sizes.astype(np.float64))
         self.ids = torch.arange(self.n, dtype=torch.int64)
         self.active = torch.ones(self.n, dtype=torch.bool)
         self.nn = torch.full((self.n,), -1, dtype=torch.int64)
         self.cost = torch.full((self.n,), math.inf, dtype=torch.float64)
+        self.born = torch.full((self.n,), -1, dtype=torch.int64)  # round the slot's cluster was made
+        self.since = torch.full((self.n,), -1, dtype=torch.int64)  # round of the last full search
+        self.cand = torch.zeros((self.n, _TOPK), dtype=torch.int64)
+        self.ccost = torch.full((self.n, _TOPK), math.inf, dtype=torch.float64)
+        self.bound = torch.zeros(self.n, dtype=torch.float64)
         self.device = device
+        self.full_searches = 0
+        self.partial_hits = 0
         self.fallbacks = 0
 
-    def exact_costs(self, q: torch.Tensor, cand: torch.Tensor) -> torch.Tensor:
-        """float64 Ward merge costs `[b, k]` of query slots `q` `[b]` with slots `cand` `[b, k]`."""
+    def costs64(self, q: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+        """Exact (float64) Ward merge costs `[len(q), len(c)]` between slot sets."""
+        d2 = (self.sq64[q][:, None] + self.sq64[c][None, :] - 2.0 * self.c64[q] @ self.c64[c].T).clamp_(min=0)
+        sq, sc = self.size[q][:, None], self.size[c][None, :]
+        return d2 * (sq * sc / (sq + sc))
+
+    def _pick(self, cost: torch.Tensor, slots: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Row-wise minimum cost, ties to the smallest cluster id: (slot, cost)."""
+        best = cost.min(dim=1, keepdim=True).values
+        ids = torch.where(cost == best, self.ids[slots], torch.full_like(slots, _BIG))
+        col = ids.argmin(dim=1, keepdim=True)
+        return torch.gather(slots, 1, col).squeeze(1), best.squeeze(1)
+
+    def full_search(self, queries: torch.Tensor, rnd: int, block: int) -> None:
+        """Nearest neighbours of `queries` over all active clusters; refreshes their caches."""
+        act = torch.nonzero(self.active).squeeze(1)
+        m = len(act)
+        if m < 2 or len(queries) == 0:
+            return
+        self.full_searches += len(queries)
+        A = self.c32[act]
+        A_sq = self.sq32[act]
+        A_inv = (1.0 / self.size[act]).to(device=self.device, dtype=torch.float32)
+        pos = torch.full((self.n,), -1, dtype=torch.int64)
+        pos[act] = torch.arange(m)
+        k = min(_TOPK, m - 1)
+        max_size = float(self.size[act].max())
+        max_norm = float(self.sq64[act].max().sqrt())
+        for s in range(0, len(queries), block):
+            q = queries[s : s + block]
+            b = len(q)
+            scores = torch.addmm(A_sq[None, :], self.c32[q], A.T, alpha=-2.0)  # |c|^2 - 2 q.c
+            scores.add_(self.sq32[q][:, None])
+            q_inv = (1.0 / self.size[q]).to(device=self.device, dtype=torch.float32)
+            scores.div_(q_inv[:, None] + A_inv[None, :])  # times w = 1 / (1/n_q + 1/n_c)
+            scores[torch.arange(b, device=self.device), pos[q].to(self.device)] = math.inf
+            approx, cpos = torch.topk(scores, k, dim=1, largest=False, sorted=True)
+            approx, cpos = approx.cpu().double(), cpos.cpu()
+            cand = act[cpos]
+            exact = self._exact_rows(q, cand)
+            nn, best = self._pick(exact, cand)
+            # every cluster outside the top-k scored >= the k-th in float32; its true cost is
+            # at least that minus the float32 error bound
+            nq = self.size[q]
+            w_max = nq * max_size / (nq + max_size)
+            err = 8 * _EPS32 * math.sqrt(self.d) * (self.sq64[q].sqrt() + max_norm) ** 2 * w_max
+            bound = approx[:, -1] - err if k < m - 1 else torch.full((b,), math.inf, dtype=torch.float64)
+            ok = best < bound
+            ok |= k == m - 1
+            self.nn[q], self.cost[q] = nn, best
+            self.cand[q, :k], self.ccost[q, :k] = cand, exact
+            self.ccost[q, k:] = math.inf
+            self.bound[q] = bound
+            self.since[q] = rnd
+            for r in torch.nonzero(~ok).squeeze(1).tolist():
+                self._exhaustive(int(q[r]), act)
+
+    def _exact_rows(self, q: torch.Tensor, cand: torch.Tensor) -> torch.Tensor:
         diff = self.c64[q][:, None, :] - self.c64[cand]
         sq, sc = self.size[q][:, None], self.size[cand]
         return (sq * sc / (sq + sc)) * (diff * diff).sum(-1)
 
-    def search(self, queries: torch.Tensor, block: int) -> None:
-        """Set `nn` and `cost` of the query slots (nearest active cluster, exact)."""
-        act = torch.nonzero(self.active).squeeze(1)
-        m = len(act)
-        if m < 2:
-            return
-        A = self.c32[act]
-        A_sq = self.sq32[act]
-        A_inv = (1.0 / self.size[act]).to(device=self.device, dtype=torch.float32)
-        A_ids = self.ids[act]
-        pos = torch.full((self.n,), -1, dtype=torch.int64)
-        pos[act] = torch.arange(m)
-        k = min(_TOPK, m - 1)
-        max_norm = float(self.norm[act].max())
-        for s in range(0, len(queries), block):
-            q = queries[s : s + block]
-            b = len(q)
-            Q = self.c32[q]
-            scores = Q @ A.T  # [b, m]
-            scores.mul_(-2).add_(self.sq32[q][:, None]).add_(A_sq[None, :]).clamp_(min=0)
-            q_inv = (1.0 / self.size[q]).to(device=self.device, dtype=torch.float32)
-            scores.div_(q_inv[:, None] + A_inv[None, :])  # w = 1 / (1/n_q + 1/n_c)
-            scores[torch.arange(b, device=self.device), pos[q].to(self.device)] = math.inf
-            approx, cand_pos = torch.topk(scores, k, dim=1, largest=False, sorted=True)
-            approx, cand_pos = approx.cpu().double(), cand_pos.cpu()
-            cand = act[cand_pos]
-            exact = self.exact_costs(q, cand)
-            # deterministic choice: smallest exact cost, then smallest cluster id
-            key_order = torch.argsort(A_ids[cand_pos], dim=1, stable=True)
-            exact_o = torch.gather(exact, 1, key_order)
-            best_in_order = torch.argmin(exact_o, dim=1)  # first minimum = smallest id among ties
-            best = torch.gather(key_order, 1, best_in_order[:, None]).squeeze(1)
-            best_cost = exact[torch.arange(b), best]
-            # certify: every cluster outside the top-k has float32 score >= the k-th; its true
-            # cost is at least that minus the float32 error bound
-            wq = 1.0 / (1.0 / self.size[q] + 1.0 / self.size[cand[:, -1]])
-            err = 8 * _EPS32 * math.sqrt(self.d) * (self.norm[q] + max_norm) ** 2 * torch.maximum(wq, self.size[q])
-            ok = (approx[:, -1] - err > best_cost) | (k == m - 1)
-            self.nn[q] = cand[torch.arange(b), best]
-            self.cost[q] = best_cost
-            for r in torch.nonzero(~ok).squeeze(1).tolist():
-                self._search_exact(int(q[r]), act)
-
-    def _search_exact(self, slot: int, act: torch.Tensor) -> None:
+    def _exhaustive(self, slot: int, act: torch.Tensor) -> None:
+        """float64 search over everything, for the rare row float32 could not certify."""
         self.fallbacks += 1
         others = act[act != slot]
-        cost = self.exact_costs(torch.tensor([slot]), others[None, :])[0]
-        best = cost.min()
-        tied = others[cost == best]
-        pick = tied[torch.argmin(self.ids[tied])]
-        self.nn[slot] = pick
-        self.cost[slot] = best
+        q = torch.tensor([slot])
+        diff = self.c64[slot][None, :] - self.c64[others]
+        cost = (diff * diff).sum(1) * (self.size[slot] * self.size[others] / (self.size[slot] + self.size[others]))
+        nn, best = self._pick(cost[None, :], others[None, :])
+        self.nn[q], self.cost[q] = nn, best
+        self.bound[q] = -math.inf  # no cache: the next time it goes stale, search fully
+
+    def partial_search(self, queries: torch.Tensor, rnd: int, block: int) -> torch.Tensor:
+        """For unchanged clusters whose neighbour merged: the best of their cached candidates
+        that are unchanged since the cache was made, and of every cluster made since; certified
+        when it beats the cache's bound on all other clusters. Returns the queries this could
+        not certify (they need a full search). (Tried and dropped: certifying a new cluster
+        A+B from the union of A's and B's caches; it rarely certified and cost more.)"""
+        if len(queries) == 0:
+            return queries
+        act = torch.nonzero(self.active).squeeze(1)
+        failed = []
+        for since in torch.unique(self.since[queries]).tolist():
+            qs = queries[self.since[queries] == since]
+            fresh = act[self.born[act] > since]
+            if since < 0 or len(fresh) > len(act) // 4:
+                failed.append(qs)
+                continue
+            for s in range(0, len(qs), block):
+                q = qs[s : s + block]
+                cand = self.cand[q]
+                valid = self.active[cand] & (self.born[cand] <= since)
+                ccost = self.ccost[q].masked_fill(~valid, math.inf)
+                slots = torch.cat([cand, fresh[None, :].expand(len(q), -1)], dim=1)
+                cost = torch.cat([ccost, self.costs64(q, fresh)], dim=1)
+                nn, best = self._pick(cost, slots)
+                ok = best < self.bound[q]
+                self.nn[q[ok]], self.cost[q[ok]] = nn[ok], best[ok]
+                self.partial_hits += int(ok.sum())
+                failed.append(q[~ok])
+        return torch.cat(failed) if failed else queries[:0]
 
 
 def ward_linkage(
@@ -139,11 +196,13 @@ def ward_linkage(
     st = _State(X, sizes, torch.device(device))
     merges: list[tuple[int, int, float, float, int]] = []
     next_id = n
-    queries = torch.arange(n)
+    full = torch.arange(n)
+    stale = full[:0]  # searched from caches first
     rnd = 0
     t0 = time.perf_counter()
     while len(merges) < n - 1:
-        st.search(queries, block)
+        again = st.partial_search(stale, rnd, block)
+        st.full_search(torch.unique(torch.cat([full, again])), rnd, block)
         act = torch.nonzero(st.active).squeeze(1)
         nn = st.nn[act]
         recip = (st.nn[nn] == act) & (act < nn)
@@ -153,30 +212,31 @@ def ward_linkage(
         sa, sb = st.size[a], st.size[b]
         new_size = sa + sb
         heights = torch.sqrt(2.0 * st.cost[a])
-        new_ids = torch.arange(next_id, next_id + len(a))
-        for ia, ib, h, sz, nid in zip(st.ids[a].tolist(), st.ids[b].tolist(), heights.tolist(),
-                                      new_size.tolist(), new_ids.tolist()):
-            merges.append((min(ia, ib), max(ia, ib), h, sz, rnd))
-            del nid
-        next_id += len(a)
-        # new cluster lives in slot a; slot b is retired
+        ia, ib = st.ids[a], st.ids[b]
+        for x, y, h, sz in zip(torch.minimum(ia, ib).tolist(), torch.maximum(ia, ib).tolist(),
+                               heights.tolist(), new_size.tolist()):
+            merges.append((x, y, h, sz, rnd))
+        rnd += 1
+        # the new cluster lives in slot a; slot b is retired
         st.c64[a] = (sa[:, None] * st.c64[a] + sb[:, None] * st.c64[b]) / new_size[:, None]
-        st.c32[a] = st.c64[a].to(st.c32.dtype).to(st.device)
+        st.sq64[a] = (st.c64[a] * st.c64[a]).sum(1)
+        st.c32[a] = st.c64[a].to(device=st.device, dtype=torch.float32)
         st.sq32[a] = (st.c32[a] * st.c32[a]).sum(1)
-        st.norm[a] = st.c64[a].norm(dim=1)
         st.size[a] = new_size
-        st.ids[a] = new_ids
+        st.ids[a] = torch.arange(next_id, next_id + len(a))
+        next_id += len(a)
+        st.born[a] = rnd
         st.active[b] = False
         merged = torch.zeros(n, dtype=torch.bool)
         merged[a] = True
         merged[b] = True
         act = torch.nonzero(st.active).squeeze(1)
-        stale = act[merged[st.nn[act]]]
-        queries = torch.unique(torch.cat([a, stale]))
-        rnd += 1
+        full = a
+        stale = act[merged[st.nn[act]] & ~merged[act]]
         if progress is not None:
             progress(len(merges))
-    log.debug("Ward: n=%d, %d rounds, %d float64 fallbacks, %.1f s", n, rnd, st.fallbacks, time.perf_counter() - t0)
+    log.debug("Ward: n=%d, %d rounds, %d full searches, %d cache hits, %d float64 fallbacks, %.1f s",
+              n, rnd, st.full_searches, st.partial_hits, st.fallbacks, time.perf_counter() - t0)
     return _to_scipy(merges, n)
 
 
@@ -218,7 +278,7 @@ def cut_tree(Z: np.ndarray, k: int) -> np.ndarray:
     _, labels = np.unique(roots, return_inverse=True)
     first = {}
     remap = np.empty(k, dtype=np.int64)
-    for i, lab in enumerate(labels):
+    for lab in labels:
         if lab not in first:
             first[lab] = len(first)
     for lab, new in first.items():
