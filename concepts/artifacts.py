@@ -89,3 +89,15 @@ def read_manifest(folder: Path) -> dict[str, Any] | None:
 
 def write_manifest(folder: Path, manifest: dict[str, Any]) -> None:
     atomic_write_json(Path(folder) / MANIFEST, manifest)
+
+
+def atomic_save_npy(path: Path, arr) -> None:
+    """`np.save` through a temp file in the same folder, then rename."""
+    import numpy as np
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "wb") as fh:
+        np.save(fh, arr)
+    os.replace(tmp, path)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import Enum
+from typing import Any
 
 from hydra.core.config_store import ConfigStore
 
@@ -127,9 +128,73 @@ class ExtractConfig:
     extraction: ExtractionConfig = field(default_factory=ExtractionConfig)
 
 
+@dataclass
+class SamplingConfig:
+    min_count: int = 10  # keep word types seen at least this often
+    max_per_type: int = 10  # and at most this many occurrences of each
+    lowercase: bool = False  # count types case-insensitively
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.min_count < 1 or self.max_per_type < 1:
+            raise UserError(f"sampling.min_count={self.min_count} and sampling.max_per_type={self.max_per_type} must be at least 1")
+
+
+@dataclass
+class ClusteringConfig:
+    method: str = "ward"  # ward | kmeans_ward | kmeans | scipy_ward
+    micro_clusters: int = 0  # kmeans_ward: k-means centroids before Ward; 0 = min(n, max(20 k, 5000))
+    block: int = 512  # ward: query rows per matrix product
+    device: str = "auto"  # ward: torch device for the products
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        from concepts.clustering import METHODS
+
+        if self.method not in METHODS:
+            raise UserError(f"clustering.method={self.method!r}: use one of {', '.join(METHODS)}")
+        if self.block < 1 or self.micro_clusters < 0:
+            raise UserError("clustering.block must be >= 1 and clustering.micro_clusters >= 0")
+
+
+@dataclass
+class DiscoveryConfig:
+    layers: Any = "all"  # all, a layer, or a list of layers
+    k: int = 600  # concepts per layer (the paper's K)
+    theta: float = 0.9  # alignment threshold
+    tag_sets: list[str] = field(default_factory=lambda: [
+        "upos", "xpos", "deprel", "feats", "suffix", "casing", "is_number", "first_word"])
+    plot: bool = True
+    store: str | None = None  # an existing activation store folder; null = extract (or reuse) for this config
+
+    def __post_init__(self) -> None:
+        if self.k < 2:
+            raise UserError(f"discovery.k={self.k} must be at least 2")
+        if not 0 < self.theta <= 1:
+            raise UserError(f"discovery.theta={self.theta} must be in (0, 1]")
+        if not (self.layers == "all" or isinstance(self.layers, int) or isinstance(self.layers, (list, tuple))):
+            raise UserError(f"discovery.layers={self.layers!r}: use all, a layer number or a list")
+
+    def layer_list(self, n_layers: int) -> list[int]:
+        layers = list(range(n_layers)) if self.layers == "all" else (
+            [self.layers] if isinstance(self.layers, int) else [int(x) for x in self.layers])
+        bad = [x for x in layers if not 0 <= x < n_layers]
+        if bad:
+            raise UserError(f"discovery.layers: layer {bad[0]} does not exist; the store has layers 0..{n_layers - 1}")
+        return layers
+
+
+@dataclass
+class DiscoverConfig(ExtractConfig):
+    sampling: SamplingConfig = field(default_factory=SamplingConfig)
+    clustering: ClusteringConfig = field(default_factory=ClusteringConfig)
+    discovery: DiscoveryConfig = field(default_factory=DiscoveryConfig)
+
+
 def register_configs() -> None:
     cs = ConfigStore.instance()
     cs.store(name="extract_schema", node=ExtractConfig)
+    cs.store(name="discover_schema", node=DiscoverConfig)
 
 
 def _unknown_keys(node, schema, prefix: str = "") -> list[str]:

@@ -135,6 +135,40 @@ class _State:
         self.nn[q], self.cost[q] = nn, best
         self.bound[q] = -math.inf  # no cache: the next time it goes stale, search fully
 
+    def _partial_block(self, q: torch.Tensor, since: int, fresh: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Best (slot, exact cost) per query among its valid cached candidates and `fresh`.
+
+        Fresh clusters are screened with the float64 dot-product form; those within rounding
+        of the row minimum are re-scored with the same symmetric difference form as every
+        other exact cost, so cost(i, j) == cost(j, i) bit for bit and ties break the same way
+        from both sides (without that, reciprocal pairs can vanish)."""
+        b = len(q)
+        cand = self.cand[q]
+        valid = self.active[cand] & (self.born[cand] <= since)
+        rows = [torch.arange(b)[:, None].expand(-1, cand.shape[1])[valid]]
+        slots = [cand[valid]]
+        costs = [self.ccost[q][valid]]
+        if len(fresh):
+            approx = self.costs64(q, fresh)
+            rowmin = approx.min(dim=1, keepdim=True).values
+            nq = self.size[q][:, None]
+            tol = 1e-9 * (self.sq64[q][:, None] + self.sq64[fresh][None, :]) * (nq * self.size[fresh] / (nq + self.size[fresh])) + 1e-12
+            r, c = torch.nonzero(approx <= rowmin + 2 * tol, as_tuple=True)
+            diff = self.c64[q[r]] - self.c64[fresh[c]]
+            sq, sc = self.size[q[r]], self.size[fresh[c]]
+            rows.append(r)
+            slots.append(fresh[c])
+            costs.append((sq * sc / (sq + sc)) * (diff * diff).sum(-1))
+        rows, slots, costs = torch.cat(rows), torch.cat(slots), torch.cat(costs)
+        order = np.lexsort((self.ids[slots].numpy(), costs.numpy(), rows.numpy()))
+        rows, slots, costs = rows[order], slots[order], costs[order]
+        first = torch.ones(len(rows), dtype=torch.bool)
+        first[1:] = rows[1:] != rows[:-1]
+        nn = torch.full((b,), -1, dtype=torch.int64)
+        best = torch.full((b,), math.inf, dtype=torch.float64)
+        nn[rows[first]], best[rows[first]] = slots[first], costs[first]
+        return nn, best
+
     def partial_search(self, queries: torch.Tensor, rnd: int, block: int) -> torch.Tensor:
         """For unchanged clusters whose neighbour merged: the best of their cached candidates
         that are unchanged since the cache was made, and of every cluster made since; certified
@@ -153,12 +187,7 @@ class _State:
                 continue
             for s in range(0, len(qs), block):
                 q = qs[s : s + block]
-                cand = self.cand[q]
-                valid = self.active[cand] & (self.born[cand] <= since)
-                ccost = self.ccost[q].masked_fill(~valid, math.inf)
-                slots = torch.cat([cand, fresh[None, :].expand(len(q), -1)], dim=1)
-                cost = torch.cat([ccost, self.costs64(q, fresh)], dim=1)
-                nn, best = self._pick(cost, slots)
+                nn, best = self._partial_block(q, since, fresh)
                 ok = best < self.bound[q]
                 self.nn[q[ok]], self.cost[q[ok]] = nn[ok], best[ok]
                 self.partial_hits += int(ok.sum())

@@ -1,0 +1,94 @@
+"""Clustering methods behind one interface: `cluster(X [n, d], k, cfg) -> Clustering`."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import numpy as np
+
+from concepts.clustering.ward import cut_tree, ward_linkage
+
+log = logging.getLogger(__name__)
+
+METHODS = ("ward", "kmeans_ward", "kmeans", "scipy_ward")
+
+
+@dataclass
+class Clustering:
+    """labels `[n]` in 0..k-1; `linkage` `[m - 1, 4]` SciPy format over `m` leaves (the points,
+    or for kmeans_ward the micro-clusters, with `assign` `[n]` mapping points to leaves); no
+    tree for plain k-means."""
+
+    labels: np.ndarray
+    linkage: np.ndarray | None = None
+    assign: np.ndarray | None = None
+
+    def cut(self, k: int) -> np.ndarray:
+        """Labels for another K from the saved tree (no re-clustering)."""
+        if self.linkage is None:
+            raise ValueError("this clustering has no merge tree (k-means); re-run it for another K")
+        leaves = cut_tree(self.linkage, k)
+        return leaves if self.assign is None else leaves[self.assign]
+
+
+def _device(name: str) -> str:
+    if name != "auto":
+        return name
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def cluster(X: np.ndarray, k: int, cfg) -> Clustering:
+    """Cluster the rows of `X` `[n, d]` into `k` concepts with `cfg.method`."""
+    n = len(X)
+    if k > n:
+        raise ValueError(f"cannot make K={k} clusters from {n} points")
+    if cfg.method == "ward":
+        Z = ward_linkage(X, block=cfg.block, device=_device(cfg.device))
+        return Clustering(cut_tree(Z, k), Z)
+    if cfg.method == "scipy_ward":
+        from scipy.cluster.hierarchy import linkage
+
+        Z = linkage(np.asarray(X, dtype=np.float64), method="ward")
+        return Clustering(cut_tree(Z, k), Z)
+    if cfg.method == "kmeans":
+        from sklearn.cluster import KMeans
+
+        km = KMeans(n_clusters=k, n_init=1, random_state=cfg.seed).fit(X)
+        return Clustering(_first_seen(km.labels_))
+    if cfg.method == "kmeans_ward":
+        from sklearn.cluster import MiniBatchKMeans
+
+        m = cfg.micro_clusters or min(n, max(20 * k, 5000))
+        m = max(min(m, n), k)
+        km = MiniBatchKMeans(n_clusters=m, random_state=cfg.seed, batch_size=4096, n_init=1).fit(X)
+        assign = km.labels_.astype(np.int64)
+        used = np.unique(assign)  # micro-clusters that kept no point are dropped
+        remap = np.full(m, -1)
+        remap[used] = np.arange(len(used))
+        assign = remap[assign]
+        counts = np.bincount(assign, minlength=len(used)).astype(np.float64)
+        centroids = np.zeros((len(used), X.shape[1]))
+        np.add.at(centroids, assign, X)
+        centroids /= counts[:, None]  # exact means of the points each micro-cluster holds
+        if len(used) < k:
+            raise ValueError(f"k-means left {len(used)} non-empty micro-clusters, fewer than K={k}")
+        Z = ward_linkage(centroids, sizes=counts, block=cfg.block, device=_device(cfg.device))
+        res = Clustering(np.empty(0), Z, assign)
+        res.labels = _first_seen(res.cut(k))
+        return res
+    raise ValueError(f"unknown clustering method {cfg.method!r}")
+
+
+def _first_seen(labels: np.ndarray) -> np.ndarray:
+    """Renumber labels by first appearance, so equal partitions get equal labels."""
+    _, first = np.unique(labels, return_index=True)
+    order = np.argsort(first)
+    remap = np.empty(len(order), dtype=np.int64)
+    remap[np.unique(labels)[order]] = np.arange(len(order))
+    return remap[np.searchsorted(np.unique(labels), labels)]
+
+
+__all__ = ["METHODS", "Clustering", "cluster", "cut_tree", "ward_linkage"]

@@ -1,0 +1,186 @@
+"""`python -m concepts.discover`: latent concepts per layer by Ward clustering.
+
+Reads (or first runs) the extraction of the same model and corpus, samples tokens, clusters
+each selected layer, cuts the tree at K, writes concept records with their alignment to
+human-defined tag sets, an alignment table and plot. Layers are resumable units; the merge
+tree is kept, so another K is a cut, not a re-run.
+
+Output: `<workspace>/<model>/<corpus>-<fp>/concepts/<method>-<fp>/`
+    manifest.json, sample.npy (token rows clustered),
+    layer_NN/linkage.npy (+ assign.npy for kmeans_ward), layer_NN/concepts-K{K}.jsonl,
+    layer_NN/alignment-K{K}.json, alignment-K{K}.csv, alignment-K{K}.png
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from omegaconf import DictConfig
+from tqdm.auto import tqdm
+
+import concepts.extract as extract_stage
+from concepts.alignment import AlignmentSummary, align
+from concepts.artifacts import (
+    atomic_save_npy,
+    atomic_write_json,
+    atomic_write_text,
+    fingerprint,
+    library_versions,
+    write_manifest,
+)
+from concepts.cli import hydra_entry
+from concepts.clustering import Clustering, cluster
+from concepts.config import DiscoverConfig, register_configs, validate
+from concepts.errors import UserError
+from concepts.records import Concept, Member, write_concepts
+from concepts.sampling import sample_tokens
+from concepts.store import ActivationStore
+from concepts.tagsets import compute_tag_sets
+
+log = logging.getLogger(__name__)
+register_configs()
+
+
+@dataclass
+class DiscoverResult:
+    path: Path
+    store: Path
+    layers: list[int]
+    k: int
+    alignment: pd.DataFrame  # one row per (layer, tag set)
+    seconds: float
+
+
+def open_store(cfg: DiscoverConfig) -> ActivationStore:
+    """The store named by `discovery.store`, else the one `concepts.extract` makes for this
+    config (run now if missing or partial)."""
+    explicit = getattr(cfg.discovery, "store", None)
+    if explicit:
+        store = ActivationStore(explicit)
+        if store.manifest["identity"]["model"] != cfg.model.name_or_path:
+            raise UserError(
+                f"the store {explicit} holds {store.manifest['identity']['model']!r}, not model.name_or_path="
+                f"{cfg.model.name_or_path!r}; pass the matching model or re-run concepts.extract"
+            )
+        return store
+    return ActivationStore(extract_stage.run(cfg).store)
+
+
+def concepts_path(store: ActivationStore, cfg: DiscoverConfig) -> tuple[Path, dict]:
+    cl = cfg.clustering
+    ident = {
+        "store": store.fingerprint,
+        "sampling": asdict(cfg.sampling),
+        "clustering": {"method": cl.method, "micro_clusters": cl.micro_clusters, "seed": cl.seed},
+    }
+    return store.path.parent / "concepts" / f"{cl.method}-{fingerprint(ident)[:8]}", ident
+
+
+def _layer_clustering(store, rows, layer: int, ldir: Path, cfg: DiscoverConfig) -> Clustering:
+    k = cfg.discovery.k
+    link, assign = ldir / "linkage.npy", ldir / "assign.npy"
+    if link.exists():
+        res = Clustering(np.empty(0), np.load(link), np.load(assign) if assign.exists() else None)
+        res.labels = res.cut(k)
+        return res
+    labels_file = ldir / f"labels-K{k}.npy"
+    if labels_file.exists():  # k-means keeps labels only
+        return Clustering(np.load(labels_file))
+    X = store.layer(layer)[rows].astype(np.float32)
+    if not np.isfinite(X).all():
+        raise UserError(f"layer {layer} of {store.path} holds NaN or infinite values; re-extract it (float32)")
+    t0 = time.perf_counter()
+    res = cluster(X, k, cfg.clustering)
+    log.info("layer %d: %s on %d x %d in %.1f s", layer, cfg.clustering.method, *X.shape, time.perf_counter() - t0)
+    if res.assign is not None:
+        atomic_save_npy(assign, res.assign)
+    if res.linkage is not None:
+        atomic_save_npy(link, res.linkage)
+    else:
+        atomic_save_npy(labels_file, res.labels)
+    return res
+
+
+def run(cfg: DictConfig | DiscoverConfig) -> DiscoverResult:
+    t_start = time.perf_counter()
+    cfg = validate(cfg, DiscoverConfig)
+    k = cfg.discovery.k
+    store = open_store(cfg)
+    layers = cfg.discovery.layer_list(store.n_layers)
+    out, ident = concepts_path(store, cfg)
+    tokens = store.tokens()
+    sample_file = out / "sample.npy"
+    if sample_file.exists():
+        rows = np.load(sample_file)
+        stats = json.loads((out / "sample.json").read_text())
+    else:
+        s = cfg.sampling
+        rows, st = sample_tokens(tokens["word"].tolist(), s.min_count, s.max_per_type, s.seed, s.lowercase)
+        stats = asdict(st)
+        atomic_write_json(out / "sample.json", stats)
+        atomic_save_npy(sample_file, rows)
+    log.info("sampling kept %d of %d tokens (%d word types)", len(rows), len(tokens), stats["types_kept"])
+    if len(rows) == 0:
+        raise UserError(f"sampling kept no token of {store.path}; lower sampling.min_count (now {cfg.sampling.min_count})")
+    if len(rows) < k:
+        raise UserError(
+            f"discovery.k={k} is larger than the {len(rows)} sampled tokens; lower discovery.k or "
+            f"sampling.min_count, or use a larger corpus"
+        )
+    sample = tokens.iloc[rows].reset_index(drop=True)
+    tags = compute_tag_sets(sample, list(cfg.discovery.tag_sets))
+    model_name = cfg.model.name_or_path
+    manifest = {
+        "stage": "discover", "fingerprint": fingerprint(ident), "identity": ident,
+        "inputs": {"store": str(store.path), "store_fingerprint": store.fingerprint},
+        "versions": library_versions(), "counts": {"sampled_tokens": len(rows), **stats},
+    }
+    for layer in tqdm(layers, desc="discover", unit="layer", disable=not cfg.extraction.progress):
+        ldir = out / f"layer_{layer:02d}"
+        if (ldir / f"alignment-K{k}.json").exists():
+            continue
+        res = _layer_clustering(store, rows, layer, ldir, cfg)
+        labels = res.labels
+        per_set = {name: align(labels, t, cfg.discovery.theta, name=name) for name, t in tags.items()}
+        concepts = []
+        for cid in range(k):
+            idx = np.flatnonzero(labels == cid)
+            members = [Member(str(sample.at[i, "word"]), int(sample.at[i, "sentence"]), int(sample.at[i, "position"])) for i in idx]
+            c = Concept.build(model_name, layer, k, cid, members)
+            c.alignment = {name: per[cid] for name, (per, _) in per_set.items()}
+            concepts.append(c)
+        write_concepts(ldir / f"concepts-K{k}.jsonl", concepts)
+        atomic_write_json(ldir / f"alignment-K{k}.json", [summ.to_row() for _, summ in per_set.values()])
+    table = collect_alignment(out, k)
+    atomic_write_text(out / f"alignment-K{k}.csv", table.to_csv(index=False))
+    if cfg.discovery.plot and len(table):
+        from concepts.plots import plot_alignment
+
+        plot_alignment(table, out / f"alignment-K{k}.png", f"{cfg.model.name or model_name}: alignment at θ={cfg.discovery.theta}, K={k}")
+    done = sorted(int(p.parent.name.split("_")[1]) for p in out.glob(f"layer_*/alignment-K{k}.json"))
+    manifest["layers_done"] = {str(k): done}
+    manifest["complete"] = len(done) == store.n_layers
+    write_manifest(out, manifest)
+    log.info("concepts: %s (layers %s, K=%d)", out, ",".join(map(str, layers)), k)
+    return DiscoverResult(out, store.path, layers, k, table, time.perf_counter() - t_start)
+
+
+def collect_alignment(out: Path, k: int) -> pd.DataFrame:
+    rows = []
+    for f in sorted(out.glob(f"layer_*/alignment-K{k}.json")):
+        layer = int(f.parent.name.split("_")[1])
+        rows += [{"layer": layer, **r} for r in json.loads(f.read_text())]
+    cols = ["layer", *AlignmentSummary("", 0, 0, 0, 0).to_row().keys()]
+    return pd.DataFrame(rows, columns=cols)
+
+
+main = hydra_entry("discover", run)
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Interchange formats: the Transformers ConceptNet layout and ConceptX cluster files."""

@@ -1,0 +1,72 @@
+"""Concept records: one JSON line per concept (see DESIGN.md, Artifacts)."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from concepts.artifacts import atomic_write_text
+
+
+@dataclass
+class Member:
+    word: str
+    sentence: int  # sentence index in the store's sentences.jsonl
+    position: int  # word position in the sentence
+
+
+@dataclass
+class Annotation:
+    annotator: str  # backend: openai, alignment, hf_local
+    model: str
+    prompt_id: str
+    label: str | None  # None when the reply was a refusal or unusable
+    status: str = "ok"  # ok | refused | filtered | unparseable
+    description: str | None = None
+    concept_type: str | None = None
+    raw: str | None = None
+
+
+@dataclass
+class Concept:
+    model: str
+    layer: int
+    k: int
+    concept_id: int
+    members: list[Member]
+    type_counts: dict[str, int] = field(default_factory=dict)
+    annotations: list[Annotation] = field(default_factory=list)
+    alignment: dict[str, dict] = field(default_factory=dict)  # tag set -> {best: [[tag, share]...], aligned: tag|None}
+
+    @property
+    def size(self) -> int:
+        return len(self.members)
+
+    @classmethod
+    def build(cls, model: str, layer: int, k: int, concept_id: int, members: list[Member]) -> Concept:
+        counts = Counter(m.word for m in members)
+        return cls(model, layer, k, concept_id, members, dict(counts.most_common()))
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, d: dict) -> Concept:
+        return cls(
+            model=d["model"], layer=int(d["layer"]), k=int(d["k"]), concept_id=int(d["concept_id"]),
+            members=[Member(**m) for m in d["members"]],
+            type_counts={str(k): int(v) for k, v in d.get("type_counts", {}).items()},
+            annotations=[Annotation(**a) for a in d.get("annotations", [])],
+            alignment=d.get("alignment", {}),
+        )
+
+
+def write_concepts(path: Path, concepts: list[Concept]) -> None:
+    atomic_write_text(Path(path), "".join(json.dumps(c.to_json(), ensure_ascii=False) + "\n" for c in concepts))
+
+
+def read_concepts(path: Path) -> list[Concept]:
+    with open(path, encoding="utf-8") as fh:
+        return [Concept.from_json(json.loads(line)) for line in fh if line.strip()]

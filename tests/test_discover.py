@@ -1,0 +1,113 @@
+import json
+
+import numpy as np
+import pytest
+from conftest import SENTENCES
+from helpers import compose_cfg, extract_overrides
+
+import concepts.discover as discover_mod
+from concepts.alignment import align
+from concepts.errors import UserError
+from concepts.formats.cluster_lines import read_conceptx, read_tcn, write_conceptx, write_tcn
+from concepts.records import Annotation, Concept, Member, read_concepts, write_concepts
+from concepts.sampling import sample_tokens
+
+
+def test_sampling_by_hand():
+    words = ["a"] * 5 + ["b"] * 2 + ["c"] * 3 + ["a"] * 2
+    rows, st = sample_tokens(words, min_count=3, max_per_type=4, seed=0)
+    kept = [words[i] for i in rows]
+    assert kept.count("a") == 4 and kept.count("c") == 3 and "b" not in kept
+    assert (st.tokens_in, st.types_in, st.types_kept, st.tokens_dropped_rare, st.tokens_dropped_cap) == (12, 3, 2, 2, 3)
+    assert list(rows) == sorted(rows)
+    again, _ = sample_tokens(words, min_count=3, max_per_type=4, seed=0)
+    np.testing.assert_array_equal(rows, again)
+
+
+def test_alignment_by_hand():
+    labels = np.array([0, 0, 0, 0, 1, 1, 2, 2, 2, 2])
+    tags = [("N",), ("N",), ("N",), ("V",), ("V",), ("V",), ("A", "X"), ("A",), ("A",), ("A", "X")]
+    per, summ = align(labels, tags, theta=0.75)
+    assert per[0] == {"best": [["N", 0.75], ["V", 0.25]], "aligned": "N"}
+    assert per[1]["aligned"] == "V" and per[2]["aligned"] == "A"
+    assert per[2]["best"][1] == ["X", 0.5]
+    assert (summ.concepts_aligned, summ.tags, summ.tags_covered) == (3, 4, 3)
+    assert summ.concept_share == 1.0 and summ.tag_share == 0.75 and summ.mean == 0.875
+    _, strict = align(labels, tags, theta=0.9)
+    assert strict.concepts_aligned == 2 and strict.tags_covered == 2
+
+
+def _concepts():
+    c0 = Concept.build("m", 3, 2, 0, [Member("dog", 0, 1), Member("cat", 2, 0), Member("dog", 5, 3)])
+    c1 = Concept.build("m", 3, 2, 1, [Member("runs", 0, 2), Member("it's", 1, 4)])
+    c1.annotations.append(Annotation("alignment", "-", "default", "verbs"))
+    c0.alignment = {"upos": {"best": [["NOUN", 1.0]], "aligned": "NOUN"}}
+    return [c0, c1]
+
+
+def test_records_tcn_and_conceptx_round_trip(tmp_path):
+    cs = _concepts()
+    write_concepts(tmp_path / "c.jsonl", cs)
+    assert read_concepts(tmp_path / "c.jsonl") == cs
+    assert cs[0].type_counts == {"dog": 2, "cat": 1}
+    write_conceptx(tmp_path / "clusters-2.txt", cs)
+    lines = (tmp_path / "clusters-2.txt").read_text().splitlines()
+    assert lines[0] == "dog|||1|||0|||1|||0" and lines[2] == "dog|||2|||5|||3|||0"
+    back = read_conceptx(tmp_path / "clusters-2.txt", "m", 3)
+    assert [c.members for c in back] == [c.members for c in cs]
+    sentences = [["the", "dog", "runs"], ["x"], ["cat"]]
+    write_tcn(tmp_path / "tcn", sentences, {3: cs})
+    sents, by_layer = read_tcn(tmp_path / "tcn", "m")
+    assert sents == sentences
+    assert [c.members for c in by_layer[3]] == [c.members for c in cs]
+    assert by_layer[3][1].annotations[0].label == "verbs" and not by_layer[3][0].annotations
+    with pytest.raises(UserError, match="cannot hold it"):
+        write_conceptx(tmp_path / "bad.txt", [Concept.build("m", 0, 1, 0, [Member("a|||b", 0, 0)])])
+    (tmp_path / "broken.txt").write_text("dog|||1|||0\n")
+    with pytest.raises(UserError, match="broken.txt:1"):
+        read_conceptx(tmp_path / "broken.txt")
+
+
+def _discover(model_dir, corpus, ws, *extra):
+    over = extract_overrides(model_dir, corpus, ws, "sampling.min_count=1", "sampling.max_per_type=3",
+                             "discovery.k=6", *extra)
+    return discover_mod.run(compose_cfg("discover", over))
+
+
+def test_discover_end_to_end_resume_and_new_k(tiny_models, text_corpus, tmp_path, monkeypatch):
+    res = _discover(tiny_models["bert"], text_corpus, tmp_path)
+    manifest = json.loads((res.path / "manifest.json").read_text())
+    assert manifest["complete"] and manifest["layers_done"]["6"] == [0, 1, 2]
+    n_sampled = manifest["counts"]["sampled_tokens"]
+    for layer in range(3):
+        concepts = read_concepts(res.path / f"layer_{layer:02d}" / "concepts-K6.jsonl")
+        assert len(concepts) == 6 and sum(c.size for c in concepts) == n_sampled
+        words = {w for s in SENTENCES for w in s.split()}
+        assert all(m.word in words for c in concepts for m in c.members)
+    assert (res.path / "alignment-K6.png").stat().st_size > 1000
+    assert set(res.alignment["tag_set"]) == {"suffix", "casing", "is_number", "first_word"}  # text has no gold tags
+    # a re-run does no clustering; another K is a cut of the saved tree
+    monkeypatch.setattr(discover_mod, "cluster", lambda *a, **k: pytest.fail("re-clustered"))
+    again = _discover(tiny_models["bert"], text_corpus, tmp_path)
+    assert again.path == res.path
+    k4 = _discover(tiny_models["bert"], text_corpus, tmp_path, "discovery.k=4", "discovery.layers=[1]")
+    assert len(read_concepts(k4.path / "layer_01" / "concepts-K4.jsonl")) == 4
+
+
+def test_discover_other_methods(tiny_models, text_corpus, tmp_path):
+    res = _discover(tiny_models["gpt2"], text_corpus, tmp_path, "clustering=kmeans_ward", "discovery.layers=2")
+    assert res.path.name.startswith("kmeans_ward-") and (res.path / "layer_02" / "assign.npy").exists()
+    res = _discover(tiny_models["gpt2"], text_corpus, tmp_path, "clustering=kmeans", "discovery.layers=2")
+    assert len(read_concepts(res.path / "layer_02" / "concepts-K6.jsonl")) == 6
+
+
+def test_discover_bad_input(tiny_models, text_corpus, tmp_path):
+    with pytest.raises(UserError, match="discovery.k=500 is larger than the"):
+        _discover(tiny_models["bert"], text_corpus, tmp_path, "discovery.k=500")
+    with pytest.raises(UserError, match="layer 9 does not exist"):
+        _discover(tiny_models["bert"], text_corpus, tmp_path, "discovery.layers=[1,9]")
+    store = _discover(tiny_models["bert"], text_corpus, tmp_path, "discovery.layers=0").store
+    with pytest.raises(UserError, match="not model.name_or_path"):
+        _discover(tiny_models["gpt2"], text_corpus, tmp_path, f"discovery.store={store}")
+    with pytest.raises(UserError, match="sampling kept no token"):
+        _discover(tiny_models["bert"], text_corpus, tmp_path, "sampling.min_count=1000")
