@@ -163,8 +163,9 @@ class DiscoveryConfig:
     k: int = 600  # concepts per layer (the paper's K)
     theta: float = 0.9  # alignment threshold
     tag_sets: list[str] = field(default_factory=lambda: [
-        "upos", "xpos", "deprel", "feats", "suffix", "casing", "is_number", "first_word"])
+        "upos", "xpos", "deprel", "feats", "wordnet", "suffix", "casing", "is_number", "first_word"])
     plot: bool = True
+    explorer: bool = True  # write the HTML concept explorer
     store: str | None = None  # an existing activation store folder; null = extract (or reuse) for this config
 
     def __post_init__(self) -> None:

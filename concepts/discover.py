@@ -8,7 +8,7 @@ tree is kept, so another K is a cut, not a re-run.
 Output: `<workspace>/<model>/<corpus>-<fp>/concepts/<method>-<fp>/`
     manifest.json, sample.npy (token rows clustered),
     layer_NN/linkage.npy (+ assign.npy for kmeans_ward), layer_NN/concepts-K{K}.jsonl,
-    layer_NN/alignment-K{K}.json, alignment-K{K}.csv, alignment-K{K}.png
+    layer_NN/alignment-K{K}.json, alignment-K{K}.csv, alignment-K{K}.png, explorer-K{K}.html
 """
 
 from __future__ import annotations
@@ -38,7 +38,8 @@ from concepts.cli import hydra_entry
 from concepts.clustering import Clustering, cluster
 from concepts.config import DiscoverConfig, register_configs, validate
 from concepts.errors import UserError
-from concepts.records import Concept, Member, write_concepts
+from concepts.explorer import write_explorer
+from concepts.records import Concept, Member, read_concepts, write_concepts
 from concepts.sampling import sample_tokens
 from concepts.store import ActivationStore
 from concepts.tagsets import compute_tag_sets
@@ -164,6 +165,10 @@ def run(cfg: DictConfig | DiscoverConfig) -> DiscoverResult:
 
         plot_alignment(table, out / f"alignment-K{k}.png", f"{cfg.model.name or model_name}: alignment at θ={cfg.discovery.theta}, K={k}")
     done = sorted(int(p.parent.name.split("_")[1]) for p in out.glob(f"layer_*/alignment-K{k}.json"))
+    if cfg.discovery.explorer:
+        by_layer = {layer: read_concepts(out / f"layer_{layer:02d}" / f"concepts-K{k}.jsonl") for layer in done}
+        sentences = [s.words for s in store.sentences()]
+        write_explorer(out / f"explorer-K{k}.html", by_layer, sentences, f"{cfg.model.name or model_name} · {cfg.corpus.name} · K={k}")
     manifest["layers_done"] = {str(k): done}
     manifest["complete"] = len(done) == store.n_layers
     write_manifest(out, manifest)

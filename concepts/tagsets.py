@@ -104,3 +104,6 @@ def compute_tag_sets(tokens: pd.DataFrame, names: list[str]) -> dict[str, list[t
             continue
         out[name] = tags
     return out
+
+
+import concepts.wordnet_supersenses  # noqa: E402,F401  (registers the "wordnet" tag set)

@@ -85,7 +85,9 @@ def test_discover_end_to_end_resume_and_new_k(tiny_models, text_corpus, tmp_path
         words = {w for s in SENTENCES for w in s.split()}
         assert all(m.word in words for c in concepts for m in c.members)
     assert (res.path / "alignment-K6.png").stat().st_size > 1000
-    assert set(res.alignment["tag_set"]) == {"suffix", "casing", "is_number", "first_word"}  # text has no gold tags
+    sets = set(res.alignment["tag_set"])
+    assert {"suffix", "casing", "is_number", "first_word"} <= sets and not sets & {"upos", "xpos", "deprel", "feats"}
+    assert (res.path / "explorer-K6.html").exists()
     # a re-run does no clustering; another K is a cut of the saved tree
     monkeypatch.setattr(discover_mod, "cluster", lambda *a, **k: pytest.fail("re-clustered"))
     again = _discover(tiny_models["bert"], text_corpus, tmp_path)
@@ -111,3 +113,21 @@ def test_discover_bad_input(tiny_models, text_corpus, tmp_path):
         _discover(tiny_models["gpt2"], text_corpus, tmp_path, f"discovery.store={store}")
     with pytest.raises(UserError, match="sampling kept no token"):
         _discover(tiny_models["bert"], text_corpus, tmp_path, "sampling.min_count=1000")
+
+
+def test_wordnet_supersenses(monkeypatch):
+    import pandas as pd
+
+    import concepts.wordnet_supersenses as wn_mod
+    from concepts.tagsets import compute_tag_sets
+
+    if wn_mod.wordnet_reader() is None:
+        pytest.skip("WordNet (apt-get install wordnet-base) or NLTK is missing")
+    df = pd.DataFrame({"word": ["dogs", "ran", "Paris", "teacher", "happy"], "lemma": ["dog", "run", "Paris", "teacher", "happy"],
+                       "upos": ["NOUN", "VERB", "PROPN", "NOUN", "ADJ"], "position": [0, 1, 2, 3, 4]})
+    tags = compute_tag_sets(df, ["wordnet"])["wordnet"]
+    assert tags == [("noun.animal",), ("verb.motion",), (), ("noun.person",), ()]
+    wn_mod.wordnet_reader.cache_clear()
+    monkeypatch.setattr(wn_mod, "WORDNET_DIR", wn_mod.Path("/nonexistent"))
+    assert compute_tag_sets(df, ["wordnet", "upos"]).keys() == {"upos"}  # skipped with a message
+    wn_mod.wordnet_reader.cache_clear()

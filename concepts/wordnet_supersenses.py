@@ -1,0 +1,104 @@
+"""WordNet supersenses (noun.person, verb.motion, ...) as a tag set, from Debian's
+`wordnet-base` database read with NLTK's WordNet reader.
+
+Debian ships the database (`/usr/share/wordnet`) but not the `lexnames` file NLTK needs; it is
+rebuilt from the man page `lexnames.5WN` (the 45 lexicographer file names) into a cache folder
+beside copies of the database files. A token's tag is the supersense of the most frequent sense
+of its lemma (or lower-cased word) for its part of speech (from UPOS when the corpus has it;
+nouns and verbs only). Where WordNet or NLTK is missing the tag set is skipped with a message.
+"""
+
+from __future__ import annotations
+
+import gzip
+import logging
+import os
+import re
+import shutil
+from functools import cache, lru_cache
+from pathlib import Path
+
+import pandas as pd
+
+from concepts.tagsets import tag_set
+
+log = logging.getLogger(__name__)
+
+WORDNET_DIR = Path(os.environ.get("WORDNET_DIR", "/usr/share/wordnet"))
+MAN_PAGE = Path("/usr/share/man/man5/lexnames.5WN.gz")
+CATEGORY = {"adj": 3, "adv": 4, "noun": 1, "verb": 2}
+UPOS_TO_WN = {"NOUN": "n", "PROPN": None, "VERB": "v"}
+
+
+def _lexnames() -> list[str] | None:
+    if not MAN_PAGE.exists():
+        return None
+    text = gzip.decompress(MAN_PAGE.read_bytes()).decode("utf-8", "replace")
+    found = dict(re.findall(r"^(\d\d)\t\s*([a-z]+\.[A-Za-z]+)", text, flags=re.M))
+    names = [found.get(f"{i:02d}") for i in range(len(found))]
+    return names if names and all(names) else None
+
+
+@lru_cache(maxsize=1)
+def wordnet_reader():
+    """NLTK's reader over the system WordNet, or None (with the reason logged)."""
+    try:
+        from nltk.corpus.reader.wordnet import WordNetCorpusReader
+    except ImportError:
+        log.info("wordnet tag set skipped: NLTK is not installed (pip install nltk)")
+        return None
+    if not (WORDNET_DIR / "data.noun").exists():
+        log.info("wordnet tag set skipped: no WordNet database at %s (apt-get install wordnet-base)", WORDNET_DIR)
+        return None
+    names = _lexnames()
+    if names is None:
+        log.info("wordnet tag set skipped: the lexnames man page %s is missing", MAN_PAGE)
+        return None
+    root = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "latent-concepts" / "wordnet"
+    root.mkdir(parents=True, exist_ok=True)
+    for f in WORDNET_DIR.iterdir():  # copies, not links: NLTK refuses paths that resolve elsewhere
+        dst = root / f.name
+        if dst.is_symlink():
+            dst.unlink()
+        if f.is_file() and (not dst.exists() or dst.stat().st_size != f.stat().st_size):
+            shutil.copyfile(f, dst)
+    lex = "".join(f"{i:02d}\t{n}\t{CATEGORY[n.split('.')[0]]}\n" for i, n in enumerate(names))
+    if not (root / "lexnames").exists() or (root / "lexnames").read_text() != lex:
+        (root / "lexnames").write_text(lex)
+    import nltk
+
+    if str(root) not in nltk.data.path:  # NLTK reads only below its data paths
+        nltk.data.path.append(str(root))
+    class _Reader(WordNetCorpusReader):
+        def map_wn(self, version="wordnet"):  # no mapping to NLTK's downloadable WordNet (absent here)
+            return None
+
+    import warnings
+
+    with warnings.catch_warnings():  # "multilingual functions are not available": not needed here
+        warnings.simplefilter("ignore", UserWarning)
+        return _Reader(str(root), None)
+
+
+@tag_set("wordnet")
+def wordnet_supersense(tokens: pd.DataFrame):
+    wn = wordnet_reader()
+    if wn is None:
+        return None
+    lemmas = tokens["lemma"] if "lemma" in tokens.columns else tokens["word"]
+    upos = tokens["upos"] if "upos" in tokens.columns else None
+
+    @cache
+    def sense(lemma: str, pos: str | None) -> tuple[str, ...]:
+        synsets = wn.synsets(lemma.lower(), pos=pos) if pos else wn.synsets(lemma.lower())
+        synsets = [s for s in synsets if s.pos() in ("n", "v")]
+        return (synsets[0].lexname(),) if synsets else ()
+
+    out = []
+    for i, lemma in enumerate(lemmas.astype(str)):
+        if upos is not None:
+            pos = UPOS_TO_WN.get(str(upos.iloc[i]), "skip")
+            out.append(() if pos in ("skip", None) else sense(lemma, pos))
+        else:
+            out.append(sense(lemma, None))
+    return out
