@@ -17,7 +17,7 @@ $(VENV)/.installed: pyproject.toml
 setup: $(VENV)/.installed
 
 demo: setup
-	$(BIN)/python -m concepts.extract $(ARGS)
+	$(BIN)/python -m concepts.discover $(ARGS)
 
 test: setup
 	$(BIN)/python -m pytest -q $(ARGS)

@@ -173,6 +173,8 @@ def run(cfg: DictConfig | DiscoverConfig) -> DiscoverResult:
     manifest["complete"] = len(done) == store.n_layers
     write_manifest(out, manifest)
     log.info("concepts: %s (layers %s, K=%d)", out, ",".join(map(str, layers)), k)
+    if cfg.discovery.explorer:
+        log.info("open the concept explorer: %s", (out / f"explorer-K{k}.html").resolve().as_uri())
     return DiscoverResult(out, store.path, layers, k, table, time.perf_counter() - t_start)
 
 

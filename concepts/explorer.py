@@ -126,6 +126,7 @@ document.getElementById('list').addEventListener('click', e => {
 const h = location.hash.match(/^#L(\\d+)-C\\d+$/); if (h) current = +h[1];
 const q0 = new URLSearchParams(location.search).get('q'); if (q0) document.getElementById('q').value = q0;
 render();
+if (h) { const el = document.getElementById(location.hash.slice(1)); if (el) el.scrollIntoView(); }
 </script></body></html>
 """
 

@@ -133,14 +133,11 @@ def _write_shard(
         for layer, arr in enumerate(arrays):
             arr[rows] = vecs[layer]
 
-    t_bar = time.perf_counter()
-    subwords_before = extractor.timing.subwords
-
     def progress(words: int, subwords: int) -> None:
         if bar is not None:
             bar.update(words)
-            elapsed = max(time.perf_counter() - t_bar, 1e-9)
-            bar.set_postfix_str(f"{(extractor.timing.subwords - subwords_before) / elapsed:,.0f} subword/s", refresh=False)
+            elapsed = max(time.perf_counter() - extractor.timing.started, 1e-9)
+            bar.set_postfix_str(f"{extractor.timing.subwords / elapsed:,.0f} subword/s", refresh=False)
 
     extractor.run(enc.segments, sink, progress)
     meta = {

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -20,6 +20,7 @@ from concepts.subwords import Segment
 
 @dataclass
 class Timing:
+    started: float = field(default_factory=time.perf_counter)
     forward_s: float = 0.0
     subwords: int = 0
     words: int = 0

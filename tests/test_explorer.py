@@ -38,5 +38,8 @@ def test_explorer_renders_in_chromium(tmp_path):
     assert re.findall(r'<section class="concept" id="(L\d+-C\d+)"', found) == ["L1-C0"]
     found = rendered_dom(page.as_uri() + "?q=sleeps", tmp_path)  # search by word
     assert re.findall(r'<section class="concept" id="(L\d+-C\d+)"', found) == ["L0-C1", "L1-C1"]
-    png = screenshot(page.as_uri(), tmp_path / "shot.png", tmp_path)
-    assert png.stat().st_size > 5000
+    blank = tmp_path / "blank.html"
+    blank.write_text("<html><body style='background:#f6f7f9'></body></html>")
+    empty = screenshot(blank.as_uri(), tmp_path / "blank.png", tmp_path).stat().st_size
+    for url in (page.as_uri(), page.as_uri() + "#L1-C1"):  # a link to a concept opens its layer
+        assert screenshot(url, tmp_path / "shot.png", tmp_path).stat().st_size > 3 * empty
