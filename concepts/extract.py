@@ -8,6 +8,7 @@ the store complete.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import logging
 import shutil
@@ -161,6 +162,26 @@ def _write_shard(
     return meta, save
 
 
+def _lock_shard(path: Path, k: int, wait: bool):
+    """An exclusive lock on shard k (a `flock` on `shards/shard-k.lock`), so concurrent jobs
+    never write the same shard; None when another job holds it and `wait` is false."""
+    (path / SHARDS).mkdir(parents=True, exist_ok=True)
+    fh = open(path / SHARDS / f"{shard_name(k)}.lock", "a")
+    try:
+        fcntl.flock(fh, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+    except BlockingIOError:
+        fh.close()
+        return None
+    return fh
+
+
+def _then_unlock(save: Callable[[], None], lock) -> None:
+    try:
+        save()
+    finally:
+        lock.close()
+
+
 def _finalize(path: Path, manifest: dict, n_shards: int) -> bool:
     root = path / SHARDS
     metas = [json.loads((root / shard_name(k) / "meta.json").read_text()) for k in range(n_shards)
@@ -229,14 +250,31 @@ def run(cfg: DictConfig | ExtractConfig) -> ExtractResult:
     words = 0
     t_loop = time.perf_counter()
     pending: Future | None = None
+
+    def do_shard(k: int, wait: bool) -> bool:
+        """Write shard k unless another job holds it (False) or has finished it."""
+        nonlocal pending, words
+        lock = _lock_shard(path, k, wait)
+        if lock is None:
+            return False
+        final = path / SHARDS / shard_name(k)
+        if (final / "meta.json").exists():  # another job finished it meanwhile
+            lock.close()
+            bar.update(sum(len(s) for s in shard_sents[k]))
+            return True
+        meta, save = _write_shard(lm, extractor, cfg, shard_sents[k], final, bar)
+        if pending is not None:
+            pending.result()  # at most one shard waits for the disk
+        pending = writer.submit(_then_unlock, save, lock)
+        words += meta["words"]
+        return True
+
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="shard-writer") as writer:
         try:
-            for k in todo:
-                meta, save = _write_shard(lm, extractor, cfg, shard_sents[k], path / SHARDS / shard_name(k), bar)
-                if pending is not None:
-                    pending.result()  # at most one shard waits for the disk
-                pending = writer.submit(save)
-                words += meta["words"]
+            # shards another job is writing now are left for last, then waited for
+            deferred = [k for k in todo if not do_shard(k, wait=False)]
+            for k in deferred:
+                do_shard(k, wait=True)
             if pending is not None:
                 pending.result()
         finally:

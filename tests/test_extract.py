@@ -168,3 +168,30 @@ def test_store_folder_depends_on_content_settings(tiny_models, text_corpus, tmp_
     c = _run(tiny_models["bert"], text_corpus, tmp_path, "extraction.aggregation=mean", "extraction.batch_size=2").store
     assert a != b and b == c
     shutil.rmtree(a)
+
+
+def test_concurrent_jobs_never_write_the_same_shard(tiny_models, text_corpus, tmp_path, monkeypatch):
+    import fcntl
+    import threading
+
+    cfg_args = ("extraction.shard_sentences=2",)
+    order = []
+    real = extract_mod._write_shard
+
+    def recording(*a, **k):
+        order.append(a[4].name)
+        return real(*a, **k)
+
+    # another "job" holds shard 1 for a moment: it is done last, after waiting for the lock
+    first = _run(tiny_models["bert"], text_corpus, tmp_path / "probe", *cfg_args)  # learn the store path
+    store = tmp_path / "ws" / first.store.relative_to(tmp_path / "probe")
+    (store / "shards").mkdir(parents=True)
+    held = open(store / "shards" / "shard-00001.lock", "a")
+    fcntl.flock(held, fcntl.LOCK_EX)
+    threading.Timer(1.5, held.close).start()
+    monkeypatch.setattr(extract_mod, "_write_shard", recording)
+    res = _run(tiny_models["bert"], text_corpus, tmp_path / "ws", *cfg_args)
+    assert res.store == store and res.complete
+    assert order == ["shard-00000", "shard-00002", "shard-00003", "shard-00001"]
+    ref = ActivationStore(first.store)
+    np.testing.assert_array_equal(np.asarray(ActivationStore(store).layer(1)), np.asarray(ref.layer(1)))
