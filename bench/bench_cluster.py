@@ -100,7 +100,7 @@ def main() -> None:
                 r = subprocess.run([sys.executable, __file__, "--child", m, str(n), str(dim), store, str(out)],
                                    capture_output=True, text=True, cwd=REPO)
                 if r.returncode != 0:
-                    rows.append((m, dim, n, "failed: " + r.stderr.strip().splitlines()[-1][:80], "", ""))
+                    rows.append((m, dim, n, "failed: " + (r.stderr.strip().splitlines() or ["killed"])[-1][:80], "", ""))
                     continue
                 res = json.loads(r.stdout.strip().splitlines()[-1])
                 labels[m] = np.load(out)

@@ -143,7 +143,7 @@ class SamplingConfig:
 @dataclass
 class ClusteringConfig:
     method: str = "ward"  # ward | kmeans_ward | kmeans | scipy_ward
-    micro_clusters: int = 0  # kmeans_ward: k-means centroids before Ward; 0 = min(n, max(20 k, 5000))
+    micro_clusters: int = 0  # kmeans_ward: k-means centroids before Ward; 0 = min(max(10 K, 5000), n / 4)
     block: int = 512  # ward: query rows per matrix product
     device: str = "auto"  # ward: torch device for the products
     seed: int = 0

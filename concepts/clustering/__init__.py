@@ -61,7 +61,7 @@ def cluster(X: np.ndarray, k: int, cfg) -> Clustering:
     if cfg.method == "kmeans_ward":
         from sklearn.cluster import MiniBatchKMeans
 
-        m = cfg.micro_clusters or min(n, max(20 * k, 5000))
+        m = cfg.micro_clusters or min(max(10 * k, 5000), n // 4)
         m = max(min(m, n), k)
         km = MiniBatchKMeans(n_clusters=m, random_state=cfg.seed, batch_size=4096, n_init=1).fit(X)
         assign = km.labels_.astype(np.int64)
