@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import torch
 from omegaconf import DictConfig
 from tqdm.auto import tqdm
 
@@ -120,19 +121,14 @@ def _write_shard(
     if tmp.exists():
         shutil.rmtree(tmp)
     tmp.mkdir(parents=True)
-    # written in place through file-backed maps (measured faster than filling memory and
-    # saving); the kernel writes pages back while the model computes, and the shard folder
-    # is published by one rename only once it is whole
-    dtype = np.dtype(ex.store_dtype.value)
-    arrays = [
-        np.lib.format.open_memmap(tmp / layer_file(layer), mode="w+", dtype=dtype, shape=(n_rows, lm.hidden_size))
-        for layer in range(lm.n_layers)
-    ]
+    # filled in memory, saved on the writer thread while the next shard computes, and the
+    # shard folder published by one rename once it is whole
+    dtype = getattr(torch, ex.store_dtype.value)
+    arrays = torch.empty((lm.n_layers, n_rows, lm.hidden_size), dtype=dtype)
 
-    def sink(batch, vecs: np.ndarray) -> None:
+    def sink(batch, vecs: torch.Tensor) -> None:
         rows = np.concatenate([offsets[s.sentence] + s.word_offset + np.flatnonzero(s.own) for s in batch])
-        for layer, arr in enumerate(arrays):
-            arr[rows] = vecs[layer]
+        arrays.index_copy_(1, torch.from_numpy(rows), vecs.to(dtype))
 
     def progress(words: int, subwords: int) -> None:
         if bar is not None:
@@ -152,7 +148,8 @@ def _write_shard(
     }
 
     def save() -> None:  # runs on the writer thread while the next shard computes
-        arrays.clear()  # unmap
+        for layer in range(lm.n_layers):
+            np.save(tmp / layer_file(layer), arrays[layer].numpy())
         _token_table(sentences, skipped, enc).to_parquet(tmp / "tokens.parquet", index=False)
         atomic_write_json(tmp / "meta.json", meta)
         atomic_publish_dir(tmp, final)

@@ -60,11 +60,11 @@ class Extractor:
     def run(
         self,
         segments: list[Segment],
-        sink: Callable[[list[Segment], np.ndarray], None],
+        sink: Callable[[list[Segment], torch.Tensor], None],
         progress: Callable[[int, int], None] | None = None,
     ) -> None:
-        """For each batch, call `sink(batch_segments, vectors)` with `vectors` `[L, W, H]`
-        float32: the batch's owned words, segment by segment, in word order."""
+        """For each batch, call `sink(batch_segments, vectors)` with `vectors` a float32 CPU
+        tensor `[L, W, H]`: the batch's owned words, segment by segment, in word order."""
         lengths = [len(s.input_ids) for s in segments]
         for batch_ids in make_batches(lengths, self.batch_size, self.max_batch_tokens):
             batch = [segments[i] for i in batch_ids]
@@ -87,8 +87,7 @@ class Extractor:
             if self.device.type == "cuda":
                 torch.cuda.synchronize()
             self.timing.forward_s += time.perf_counter() - t0
-            vecs = aggregate_words(hidden, batch_idx, span_t, self.aggregation)
-            vecs = vecs.float().cpu().numpy()
+            vecs = aggregate_words(hidden, batch_idx, span_t, self.aggregation).float().cpu()
             self.timing.subwords += int(mask.sum())
             self.timing.words += vecs.shape[1]
             sink(batch, vecs)
