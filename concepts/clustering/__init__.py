@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from concepts.clustering.ward import cut_tree, ward_linkage
+from concepts.clustering.ward import cut_tree, first_seen_labels, ward_linkage
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +57,7 @@ def cluster(X: np.ndarray, k: int, cfg) -> Clustering:
         from sklearn.cluster import KMeans
 
         km = KMeans(n_clusters=k, n_init=1, random_state=cfg.seed).fit(X)
-        return Clustering(_first_seen(km.labels_))
+        return Clustering(first_seen_labels(km.labels_))
     if cfg.method == "kmeans_ward":
         from sklearn.cluster import MiniBatchKMeans
 
@@ -77,18 +77,9 @@ def cluster(X: np.ndarray, k: int, cfg) -> Clustering:
             raise ValueError(f"k-means left {len(used)} non-empty micro-clusters, fewer than K={k}")
         Z = ward_linkage(centroids, sizes=counts, block=cfg.block, device=_device(cfg.device))
         res = Clustering(np.empty(0), Z, assign)
-        res.labels = _first_seen(res.cut(k))
+        res.labels = first_seen_labels(res.cut(k))
         return res
     raise ValueError(f"unknown clustering method {cfg.method!r}")
-
-
-def _first_seen(labels: np.ndarray) -> np.ndarray:
-    """Renumber labels by first appearance, so equal partitions get equal labels."""
-    _, first = np.unique(labels, return_index=True)
-    order = np.argsort(first)
-    remap = np.empty(len(order), dtype=np.int64)
-    remap[np.unique(labels)[order]] = np.arange(len(order))
-    return remap[np.searchsorted(np.unique(labels), labels)]
 
 
 __all__ = ["METHODS", "Clustering", "cluster", "cut_tree", "ward_linkage"]

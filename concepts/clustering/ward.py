@@ -284,8 +284,8 @@ def _to_scipy(merges: list[tuple[int, int, float, float, int]], n: int) -> np.nd
 
 
 def cut_tree(Z: np.ndarray, k: int) -> np.ndarray:
-    """Labels `[n]` in 0..k-1 of the k clusters left after undoing the last k-1 merges.
-    Labels are numbered by each cluster's first member."""
+    """Labels `[n]` in 0..k-1 of the k clusters left after undoing the last k-1 merges,
+    numbered by each cluster's first member."""
     n = len(Z) + 1
     if not 1 <= k <= n:
         raise ValueError(f"cannot cut {n} points into {k} clusters")
@@ -303,13 +303,12 @@ def cut_tree(Z: np.ndarray, k: int) -> np.ndarray:
         a, b = int(Z[row, 0]), int(Z[row, 1])
         parent[find(a)] = n + row
         parent[find(b)] = n + row
-    roots = np.array([find(i) for i in range(n)])
-    _, labels = np.unique(roots, return_inverse=True)
-    first = {}
-    remap = np.empty(k, dtype=np.int64)
-    for lab in labels:
-        if lab not in first:
-            first[lab] = len(first)
-    for lab, new in first.items():
-        remap[lab] = new
-    return remap[labels]
+    return first_seen_labels(np.array([find(i) for i in range(n)]))
+
+
+def first_seen_labels(labels: np.ndarray) -> np.ndarray:
+    """Renumber labels 0..k-1 by first appearance, so equal partitions get equal labels."""
+    uniq, first, inverse = np.unique(labels, return_index=True, return_inverse=True)
+    rank = np.empty(len(uniq), dtype=np.int64)
+    rank[np.argsort(first)] = np.arange(len(uniq))
+    return rank[inverse]
