@@ -104,10 +104,11 @@ class _State:
             exact = self._exact_rows(q, cand)
             nn, best = self._pick(exact, cand)
             # every cluster outside the top-k scored >= the k-th in float32; its true cost is
-            # at least that minus the float32 error bound
+            # at least that minus a worst-case float32 error bound: |q|^2 + |c|^2 - 2 q.c with
+            # d-term sums and rounded inputs errs by at most ~(d + 8) eps (|q| + |c|)^2, times w
             nq = self.size[q]
             w_max = nq * max_size / (nq + max_size)
-            err = 8 * _EPS32 * math.sqrt(self.d) * (self.sq64[q].sqrt() + max_norm) ** 2 * w_max
+            err = (self.d + 8) * _EPS32 * (self.sq64[q].sqrt() + max_norm) ** 2 * w_max * 1.01
             bound = approx[:, -1] - err if k < m - 1 else torch.full((b,), math.inf, dtype=torch.float64)
             ok = best < bound
             ok |= k == m - 1
