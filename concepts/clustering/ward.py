@@ -62,12 +62,6 @@ class _State:
         self.partial_hits = 0
         self.fallbacks = 0
 
-    def costs64(self, q: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
-        """Exact (float64) Ward merge costs `[len(q), len(c)]` between slot sets."""
-        d2 = (self.sq64[q][:, None] + self.sq64[c][None, :] - 2.0 * self.c64[q] @ self.c64[c].T).clamp_(min=0)
-        sq, sc = self.size[q][:, None], self.size[c][None, :]
-        return d2 * (sq * sc / (sq + sc))
-
     def _pick(self, cost: torch.Tensor, slots: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Row-wise minimum cost, ties to the smallest cluster id: (slot, cost)."""
         best = cost.min(dim=1, keepdim=True).values
@@ -139,8 +133,8 @@ class _State:
     def _partial_block(self, q: torch.Tensor, since: int, fresh: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Best (slot, exact cost) per query among its valid cached candidates and `fresh`.
 
-        Fresh clusters are screened with the float64 dot-product form; those within rounding
-        of the row minimum are re-scored with the same symmetric difference form as every
+        Fresh clusters are screened in float32; those within its error bound of the row
+        minimum are re-scored with the same symmetric difference form as every
         other exact cost, so cost(i, j) == cost(j, i) bit for bit and ties break the same way
         from both sides (without that, reciprocal pairs can vanish)."""
         b = len(q)
@@ -150,11 +144,20 @@ class _State:
         slots = [cand[valid]]
         costs = [self.ccost[q][valid]]
         if len(fresh):
-            approx = self.costs64(q, fresh)
+            # float32 screen; everything within twice its worst-case error of the row minimum
+            # is re-scored exactly, so the exact minimum is never screened out
+            qd, fd = q.to(self.device), fresh.to(self.device)
+            approx = torch.addmm(self.sq32[fd][None, :], self.c32[qd], self.c32[fd].T, alpha=-2.0)
+            approx.add_(self.sq32[qd][:, None])
+            nq, nf = self.size[q][:, None], self.size[fresh][None, :]
+            w = (nq * nf / (nq + nf)).to(device=self.device, dtype=torch.float32)
+            approx.mul_(w)
             rowmin = approx.min(dim=1, keepdim=True).values
-            nq = self.size[q][:, None]
-            tol = 1e-9 * (self.sq64[q][:, None] + self.sq64[fresh][None, :]) * (nq * self.size[fresh] / (nq + self.size[fresh])) + 1e-12
+            norms = self.sq64[fresh].sqrt().max()
+            err = (self.d + 8) * _EPS32 * (self.sq64[q].sqrt() + norms) ** 2 * self.size[q] * 1.01
+            tol = err.to(device=self.device, dtype=torch.float32)[:, None]
             r, c = torch.nonzero(approx <= rowmin + 2 * tol, as_tuple=True)
+            r, c = r.cpu(), c.cpu()
             diff = self.c64[q[r]] - self.c64[fresh[c]]
             sq, sc = self.size[q[r]], self.size[fresh[c]]
             rows.append(r)
