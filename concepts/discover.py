@@ -164,7 +164,7 @@ def run(cfg: DictConfig | DiscoverConfig) -> DiscoverResult:
         from concepts.plots import plot_alignment
 
         plot_alignment(table, out / f"alignment-K{k}.png", f"{cfg.model.name or model_name}: alignment at θ={cfg.discovery.theta}, K={k}")
-    done = sorted(int(p.parent.name.split("_")[1]) for p in out.glob(f"layer_*/alignment-K{k}.json"))
+    done = sorted(_done_layers(out, k))
     if cfg.discovery.explorer:
         by_layer = {layer: read_concepts(out / f"layer_{layer:02d}" / f"concepts-K{k}.jsonl") for layer in done}
         sentences = [s.words for s in store.sentences()]
@@ -178,10 +178,14 @@ def run(cfg: DictConfig | DiscoverConfig) -> DiscoverResult:
     return DiscoverResult(out, store.path, layers, k, table, time.perf_counter() - t_start)
 
 
+def _done_layers(out: Path, k: int) -> dict[int, Path]:
+    """Layers finished at this K (their alignment file, written last, exists)."""
+    return {int(f.parent.name.split("_")[1]): f for f in out.glob(f"layer_*/alignment-K{k}.json")}
+
+
 def collect_alignment(out: Path, k: int) -> pd.DataFrame:
     rows = []
-    for f in sorted(out.glob(f"layer_*/alignment-K{k}.json")):
-        layer = int(f.parent.name.split("_")[1])
+    for layer, f in sorted(_done_layers(out, k).items()):
         rows += [{"layer": layer, **r} for r in json.loads(f.read_text())]
     cols = ["layer", *AlignmentSummary("", 0, 0, 0, 0).to_row().keys()]
     return pd.DataFrame(rows, columns=cols)

@@ -39,7 +39,7 @@ from concepts.corpus import Corpus, Sentence, load_corpus
 from concepts.errors import UserError
 from concepts.extractor import Extractor
 from concepts.models import load_model
-from concepts.store import SHARDS, ActivationStore, layer_file, shard_name
+from concepts.store import SHARDS, layer_file, shard_name
 from concepts.subwords import encode_shard
 
 log = logging.getLogger(__name__)
@@ -179,12 +179,13 @@ def _then_unlock(save: Callable[[], None], lock) -> None:
         lock.close()
 
 
-def _finalize(path: Path, manifest: dict, n_shards: int) -> bool:
+def _finalize(path: Path, manifest: dict, n_shards: int) -> dict | None:
+    """Mark the store complete when every shard is; return the store's counts, else None."""
     root = path / SHARDS
     metas = [json.loads((root / shard_name(k) / "meta.json").read_text()) for k in range(n_shards)
              if (root / shard_name(k) / "meta.json").exists()]
     if len(metas) < n_shards:
-        return False
+        return None
     counts = {k: sum(m[k] for m in metas) for k in
               ("sentences", "words", "subwords", "sentences_skipped_too_long", "words_replaced_empty", "sentences_windowed")}
     manifest = {**manifest, "complete": True, "counts": {**manifest["counts"], **counts}}
@@ -192,7 +193,7 @@ def _finalize(path: Path, manifest: dict, n_shards: int) -> bool:
     if counts["sentences_skipped_too_long"]:
         log.warning("%d sentences exceeded the model's input limit and were skipped (extraction.long_sentences=skip)",
                     counts["sentences_skipped_too_long"])
-    return True
+    return counts
 
 
 def run(cfg: DictConfig | ExtractConfig) -> ExtractResult:
@@ -244,13 +245,13 @@ def run(cfg: DictConfig | ExtractConfig) -> ExtractResult:
     extractor = Extractor(lm, cfg.extraction.aggregation.value, batch_size, cfg.extraction.max_batch_tokens)
     bar = tqdm(total=total_words, unit="word", unit_scale=True, desc="extract", smoothing=0.1,
                disable=not cfg.extraction.progress)
-    words = 0
+    words = written = 0
     t_loop = time.perf_counter()
     pending: Future | None = None
 
     def do_shard(k: int, wait: bool) -> bool:
         """Write shard k unless another job holds it (False) or has finished it."""
-        nonlocal pending, words
+        nonlocal pending, words, written
         lock = _lock_shard(path, k, wait)
         if lock is None:
             return False
@@ -264,6 +265,7 @@ def run(cfg: DictConfig | ExtractConfig) -> ExtractResult:
             pending.result()  # at most one shard waits for the disk
         pending = writer.submit(_then_unlock, save, lock)
         words += meta["words"]
+        written += 1
         return True
 
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="shard-writer") as writer:
@@ -277,14 +279,14 @@ def run(cfg: DictConfig | ExtractConfig) -> ExtractResult:
         finally:
             bar.close()
     loop_s = time.perf_counter() - t_loop
-    complete = _finalize(path, manifest, n_shards)
+    counts = _finalize(path, manifest, n_shards)
     took = time.perf_counter() - t_start
-    if complete:
+    if counts is not None:
         log.info("activation store complete: %s (%d words, %.1f s, forward pass %.1f s)",
-                 path, ActivationStore(path).manifest["counts"]["words"], took, extractor.timing.forward_s)
+                 path, counts["words"], took, extractor.timing.forward_s)
     else:
         log.info("this job's shards are done; the store completes when every job has run: %s", path)
-    return ExtractResult(path, complete, len(todo), words, took, extractor.timing.forward_s, loop_s)
+    return ExtractResult(path, counts is not None, written, words, took, extractor.timing.forward_s, loop_s)
 
 
 main = hydra_entry("extract", run)

@@ -23,7 +23,6 @@ class Timing:
     started: float = field(default_factory=time.perf_counter)
     forward_s: float = 0.0
     subwords: int = 0
-    words: int = 0
 
 
 def make_batches(lengths: list[int], batch_size: int, max_batch_tokens: int) -> list[list[int]]:
@@ -89,7 +88,6 @@ class Extractor:
             self.timing.forward_s += time.perf_counter() - t0
             vecs = aggregate_words(hidden, batch_idx, span_t, self.aggregation).float().cpu()
             self.timing.subwords += int(mask.sum())
-            self.timing.words += vecs.shape[1]
             sink(batch, vecs)
             if progress is not None:
                 progress(vecs.shape[1], int(mask.sum()))
