@@ -52,7 +52,7 @@ def hydra_entry(config_name: str, run: Callable[[DictConfig], object]) -> Callab
             sys.exit(2)
 
     def main() -> None:
-        sys.argv = [sys.argv[0], *rewrite_model_shortcut(sys.argv[1:])]
+        sys.argv = [sys.argv[0], *rewrite_model_shortcut(sys.argv[1:]), f"hydra.job.name={config_name}"]
         _task()
 
     return main

@@ -27,6 +27,7 @@ class Annotation:
     description: str | None = None
     concept_type: str | None = None
     raw: str | None = None
+    scores: dict | None = None  # label scoring: precision, recall, f1, positives, negatives, scorer
 
 
 @dataclass

@@ -1,0 +1,1 @@
+"""Concept annotation with LLMs: prompts, the chat client, the cache, annotators, scoring."""

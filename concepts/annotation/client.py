@@ -1,0 +1,174 @@
+"""The chat client every LLM annotator and scorer goes through.
+
+`LLMClient.chat(messages)` answers from the cache when it can; otherwise it waits for a
+concurrency slot and the rate limits, calls the backend, retries transient failures (429,
+5xx, timeouts, dropped connections, malformed bodies) with exponential backoff and jitter,
+honouring `Retry-After`, and stores the reply in the cache the moment it arrives.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import logging
+import random
+import time
+from dataclasses import asdict, dataclass
+from typing import Protocol
+
+from concepts.annotation.cache import CachedReply, ReplyCache, cache_key
+from concepts.annotation.limits import RateLimits
+from concepts.annotation.prompts import estimate_tokens
+
+log = logging.getLogger(__name__)
+
+
+class TransientError(Exception):
+    """A failure worth retrying; `retry_after` is the server's wish in seconds, if it said one."""
+
+    def __init__(self, message: str, retry_after: float | None = None):
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class PermanentError(Exception):
+    """A failure that a retry would not fix (for example HTTP 400): recorded as an error."""
+
+
+class ChatBackend(Protocol):
+    name: str  # openai | hf_local
+    model: str
+    params: dict  # generation parameters (part of the cache key)
+
+    async def complete(self, messages: list[dict]) -> CachedReply:
+        """One completion; raises TransientError for failures worth retrying."""
+        ...
+
+
+@dataclass
+class ChatResult:
+    text: str
+    finish_reason: str | None
+    cached: bool
+    error: str | None = None  # set when every attempt failed; then text is ""
+
+
+@dataclass
+class Usage:
+    requests: int = 0  # sent to the backend (retries included)
+    cached: int = 0  # answered from the cache
+    retries: int = 0
+    failed: int = 0  # gave up after the last retry
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+    def cost(self, price_input_per_1m: float, price_output_per_1m: float) -> float:
+        return (self.prompt_tokens * price_input_per_1m + self.completion_tokens * price_output_per_1m) / 1e6
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def parse_retry_after(headers) -> float | None:
+    """Seconds from `retry-after-ms` or `Retry-After` (seconds or an HTTP date)."""
+    if headers is None:
+        return None
+    ms = headers.get("retry-after-ms")
+    if ms:
+        try:
+            return float(ms) / 1000
+        except ValueError:
+            pass
+    value = headers.get("retry-after")
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        when = email.utils.parsedate_to_datetime(value)
+        return max(0.0, when.timestamp() - time.time()) if when else None
+
+
+class LLMClient:
+    def __init__(self, backend: ChatBackend, cache: ReplyCache | None = None, concurrency: int = 8,
+                 requests_per_minute: float | None = None, tokens_per_minute: float | None = None,
+                 max_retries: int = 6, backoff_base: float = 1.0, backoff_max: float = 60.0, seed: int = 0):
+        self.backend = backend
+        self.cache = cache
+        self.concurrency = concurrency
+        self._rates = (requests_per_minute, tokens_per_minute)
+        self.limits = RateLimits(*self._rates)
+        self.max_retries = max_retries
+        self.backoff_base = backoff_base
+        self.backoff_max = backoff_max
+        self.usage = Usage()
+        self._rng = random.Random(seed)
+        self._slots: asyncio.Semaphore | None = None
+        self._pending: dict[str, asyncio.Future] = {}
+
+    def start(self) -> None:
+        """Fresh concurrency slots and rate buckets for a new event loop."""
+        self._slots = asyncio.Semaphore(self.concurrency)
+        self.limits = RateLimits(*self._rates)
+        self._pending = {}
+
+    def key(self, messages: list[dict]) -> str:
+        return cache_key(self.backend.name, self.backend.model, messages, self.backend.params)
+
+    def delay(self, attempt: int, retry_after: float | None) -> float:
+        """Exponential backoff with jitter; never shorter than the server's Retry-After."""
+        backoff = min(self.backoff_max, self.backoff_base * 2 ** attempt) * (0.5 + 0.5 * self._rng.random())
+        return max(backoff, retry_after) if retry_after is not None else backoff
+
+    async def chat(self, messages: list[dict]) -> ChatResult:
+        """The reply to `messages`: from the cache, from an identical request already in flight,
+        or from the backend."""
+        key = self.key(messages)
+        if self.cache is not None:
+            hit = self.cache.get(key)
+            if hit is not None:
+                self.usage.cached += 1
+                return ChatResult(hit.text, hit.finish_reason, cached=True)
+        pending = self._pending.get(key)
+        if pending is not None:  # the same request is in flight: share its reply
+            self.usage.cached += 1
+            return await asyncio.shield(pending)
+        task = asyncio.ensure_future(self._send(key, messages))
+        self._pending[key] = task
+        try:
+            return await asyncio.shield(task)
+        finally:
+            if task.done():
+                self._pending.pop(key, None)
+
+    async def _send(self, key: str, messages: list[dict]) -> ChatResult:
+        if self._slots is None:
+            self._slots = asyncio.Semaphore(self.concurrency)
+        last = ""
+        for attempt in range(self.max_retries + 1):
+            async with self._slots:
+                await self.limits.acquire(estimate_tokens(messages))
+                self.usage.requests += 1
+                try:
+                    reply = await self.backend.complete(messages)
+                except TransientError as e:
+                    last = str(e)
+                    retry_after = e.retry_after
+                except PermanentError as e:
+                    self.usage.failed += 1
+                    log.warning("request failed: %s", e)
+                    return ChatResult("", None, cached=False, error=str(e))
+                else:
+                    self.usage.prompt_tokens += reply.prompt_tokens
+                    self.usage.completion_tokens += reply.completion_tokens
+                    if self.cache is not None:
+                        self.cache.put(key, self.backend.name, self.backend.model, reply)
+                    return ChatResult(reply.text, reply.finish_reason, cached=False)
+            if attempt < self.max_retries:
+                self.usage.retries += 1
+                wait = self.delay(attempt, retry_after)
+                log.debug("attempt %d failed (%s); retrying in %.2f s", attempt + 1, last, wait)
+                await asyncio.sleep(wait)
+        self.usage.failed += 1
+        log.warning("gave up after %d attempts: %s", self.max_retries + 1, last)
+        return ChatResult("", None, cached=False, error=last)

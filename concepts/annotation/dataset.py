@@ -1,0 +1,96 @@
+"""The released concept dataset: the Transformers ConceptNet layout, JSON lines and Parquet
+(optionally a Hugging Face `datasets` folder).
+
+Parquet schema, one row per concept (also in the README):
+    model str, layer int, k int, concept_id int, size int,
+    label str|null (the first usable annotation), annotator str|null, prompt_id str|null,
+    concept_type str|null, words list<str> (types, most frequent first),
+    members list<struct<word str, sentence int, position int>>,
+    annotations list<struct<annotator, model, prompt_id, label, status, description, concept_type, raw, scores_json>>,
+    type_counts_json str, alignment_json str
+`read_parquet` turns it back into the same concept records.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+
+from concepts.artifacts import atomic_write_text
+from concepts.records import Annotation, Concept, Member
+
+
+def primary_annotation(c: Concept) -> Annotation | None:
+    """The first usable annotation of a concept (LLM labels before the alignment baseline)."""
+    usable = [a for a in c.annotations if a.label]
+    usable.sort(key=lambda a: a.annotator == "alignment")
+    return usable[0] if usable else None
+
+
+def to_frame(concepts: list[Concept]) -> pd.DataFrame:
+    rows = []
+    for c in concepts:
+        a = primary_annotation(c)
+        rows.append({
+            "model": c.model, "layer": c.layer, "k": c.k, "concept_id": c.concept_id, "size": c.size,
+            "label": a.label if a else None, "annotator": a.annotator if a else None,
+            "prompt_id": a.prompt_id if a else None, "concept_type": a.concept_type if a else None,
+            "words": list(c.type_counts),
+            "members": [{"word": m.word, "sentence": m.sentence, "position": m.position} for m in c.members],
+            "annotations": [{**{k: v for k, v in vars(x).items() if k != "scores"},
+                             "scores_json": json.dumps(x.scores) if x.scores is not None else None}
+                            for x in c.annotations],
+            "type_counts_json": json.dumps(c.type_counts, ensure_ascii=False),
+            "alignment_json": json.dumps(c.alignment, ensure_ascii=False),
+        })
+    return pd.DataFrame(rows)
+
+
+def write_parquet(path: Path, concepts: list[Concept]) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    to_frame(concepts).to_parquet(tmp, index=False)
+    tmp.replace(path)
+
+
+def read_parquet(path: Path) -> list[Concept]:
+    df = pd.read_parquet(path)
+    out = []
+    for r in df.itertuples(index=False):
+        anns = []
+        for a in r.annotations:
+            a = dict(a)
+            scores = a.pop("scores_json", None)
+            anns.append(Annotation(**a, scores=json.loads(scores) if scores else None))
+        out.append(Concept(
+            model=r.model, layer=int(r.layer), k=int(r.k), concept_id=int(r.concept_id),
+            members=[Member(str(m["word"]), int(m["sentence"]), int(m["position"])) for m in r.members],
+            type_counts={k: int(v) for k, v in json.loads(r.type_counts_json).items()},
+            annotations=anns, alignment=json.loads(r.alignment_json)))
+    return out
+
+
+def write_jsonl(path: Path, concepts: list[Concept]) -> None:
+    atomic_write_text(Path(path), "".join(json.dumps(c.to_json(), ensure_ascii=False) + "\n" for c in concepts))
+
+
+def export_dataset(root: Path, by_layer: dict[int, list[Concept]], sentences: list[list[str]], k: int,
+                   hf: bool = False) -> Path:
+    """Write the dataset under `root`: tcn/ (sentences.json, layer{N}/clusters-{K}.txt,
+    layer{N}/labels-{K}.json), concepts-K{K}.jsonl, concepts-K{K}.parquet [, hf/]."""
+    from concepts.formats.cluster_lines import write_tcn
+
+    root = Path(root)
+    write_tcn(root / "tcn", sentences, by_layer)
+    every = [c for layer in sorted(by_layer) for c in by_layer[layer]]
+    write_jsonl(root / f"concepts-K{k}.jsonl", every)
+    write_parquet(root / f"concepts-K{k}.parquet", every)
+    if hf:
+        import datasets
+
+        ds = datasets.Dataset.from_pandas(to_frame(every).drop(columns=["annotations"]), preserve_index=False)
+        ds.save_to_disk(str(root / "hf"))
+    return root

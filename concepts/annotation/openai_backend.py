@@ -1,0 +1,72 @@
+"""The `openai` backend: the official client (async) against OpenAI or any compatible server.
+
+The API key is read from the environment variable the config names and is kept only inside
+the client object: it is never logged, cached or written to a config or an output.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+from concepts.annotation.cache import CachedReply
+from concepts.annotation.client import PermanentError, TransientError, parse_retry_after
+from concepts.errors import UserError
+
+
+class OpenAIChat:
+    name = "openai"
+
+    def __init__(self, model: str, base_url: str | None = None, api_key_env: str = "OPENAI_API_KEY",
+                 temperature: float = 0.0, top_p: float = 0.95, max_tokens: int = 64, timeout: float = 60.0):
+        from openai import AsyncOpenAI
+
+        key = os.environ.get(api_key_env)
+        base_url = base_url or os.environ.get("OPENAI_BASE_URL") or None
+        if not key:
+            if not base_url:
+                raise UserError(
+                    f"annotator=openai needs an API key: export {api_key_env}=... (or point annotator.base_url "
+                    "at a local OpenAI-compatible server, or use annotator=alignment offline)")
+            key = "not-needed"  # local servers usually accept any key
+        self.model = model
+        self.base_url = base_url
+        self.params = {"temperature": temperature, "top_p": top_p, "max_tokens": max_tokens}
+        self._client = AsyncOpenAI(api_key=key, base_url=base_url, timeout=timeout, max_retries=0)
+
+    def __repr__(self) -> str:  # never show the key
+        return f"OpenAIChat(model={self.model!r}, base_url={self.base_url!r})"
+
+    async def complete(self, messages: list[dict]) -> CachedReply:
+        import openai
+
+        try:
+            resp = await self._client.chat.completions.create(model=self.model, messages=messages, **self.params)
+        except (openai.RateLimitError, openai.InternalServerError) as e:
+            raise TransientError(f"HTTP {e.status_code}", parse_retry_after(e.response.headers)) from None
+        except openai.APITimeoutError:
+            raise TransientError("timed out") from None
+        except openai.APIConnectionError as e:
+            raise TransientError(f"connection failed: {type(e).__name__}") from None
+        except (openai.APIResponseValidationError, json.JSONDecodeError, ValueError) as e:
+            raise TransientError(f"malformed reply: {type(e).__name__}") from None
+        except openai.AuthenticationError:
+            raise UserError("the server refused the API key (HTTP 401); check the environment variable "
+                            "named by annotator.api_key_env") from None
+        except openai.NotFoundError:
+            raise UserError(f"the server does not know model {self.model!r} or the path (HTTP 404); "
+                            "check annotator.model and annotator.base_url") from None
+        except openai.APIStatusError as e:
+            if e.status_code in (408, 409) or e.status_code >= 500:
+                raise TransientError(f"HTTP {e.status_code}", parse_retry_after(e.response.headers)) from None
+            raise PermanentError(f"HTTP {e.status_code}") from None
+        if not resp.choices:
+            raise TransientError("reply without choices")
+        choice = resp.choices[0]
+        msg = choice.message
+        text = msg.content or ""
+        finish = choice.finish_reason
+        if getattr(msg, "refusal", None):
+            text, finish = msg.refusal, "refusal"
+        usage = resp.usage
+        return CachedReply(text, finish, usage.prompt_tokens if usage else 0, usage.completion_tokens if usage else 0)

@@ -1,0 +1,301 @@
+import json
+import logging
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from helpers import compose_cfg, extract_overrides
+from llm_server import Hang, LLMServer, Malformed, Reply, Status, user_text
+
+import concepts.annotate as annotate_mod
+import concepts.discover as discover_mod
+from concepts.annotation.annotators import AlignmentAnnotator, LLMAnnotator
+from concepts.annotation.cache import ReplyCache
+from concepts.annotation.client import LLMClient
+from concepts.annotation.dataset import read_parquet
+from concepts.annotation.human_eval import fleiss_kappa, summarize
+from concepts.annotation.openai_backend import OpenAIChat
+from concepts.annotation.prompts import PROMPTS, cap_words, get_prompt
+from concepts.errors import UserError
+from concepts.formats.cluster_lines import read_tcn
+from concepts.records import Concept, Member, read_concepts
+
+SECRET = "sk-test-DO-NOT-LEAK-4242"
+
+
+def words_of(request) -> list[str]:
+    text = user_text(request)
+    return text.split("[", 1)[1].split("]", 1)[0].split(", ")
+
+
+def label_responder(request, n):
+    return Reply(f"Label: words like {words_of(request)[0]}.")
+
+
+def _concept(counts: dict[str, int], cid=0) -> Concept:
+    members = [Member(w, i, 0) for w, k in counts.items() for i in range(k)]
+    return Concept.build("m", 1, 2, cid, members)
+
+
+# ---------------------------------------------------------------- prompts and parsing
+
+def test_cap_words_rule():
+    assert cap_words({"a": 2, "b": 1}, 10) == ["a", "a", "b"]
+    # 100 tokens over a cap of 10: floor(count * 10 / 100), at least 1, most frequent first
+    assert cap_words({"x": 60, "y": 30, "z": 5, "w": 5}, 10) == ["x"] * 6 + ["y"] * 3 + ["w"]
+    assert cap_words({"x": 60, "y": 30, "z": 5, "w": 5}, 10, repeats=False) == ["x", "y", "w", "z"]
+    assert cap_words({f"t{i}": 1 for i in range(20)}, 5) == ["t0", "t1", "t10", "t11", "t12"]
+
+
+@pytest.mark.parametrize("prompt_id,reply,finish,expected", [
+    ("default", "Label: Animals.", "stop", ("ok", "Animals")),
+    ("default", '"Past-tense verbs"\n\nThese are all verbs.', "stop", ("ok", "Past-tense verbs")),
+    ("default", "I'm sorry, but I can't help with that.", "stop", ("refused", None)),
+    ("default", "Animals", "content_filter", ("filtered", None)),
+    ("default", "   ", "stop", ("unparseable", None)),
+    ("default", " ".join(["word"] * 30), "stop", ("unparseable", None)),
+    ("lexical", "-ing", "stop", ("ok", "-ing")),
+    ("lexical", "NA", "stop", ("none", None)),
+    ("pos", "NNS", "stop", ("ok", "NNS")),
+    ("pos", "plural nouns", "stop", ("unparseable", None)),
+    ("structured", '{"label": "Animals", "description": "Pets.", "type": "semantic"}', "stop", ("ok", "Animals")),
+    ("structured", '```json\n{"label": "Verbs", "type": "Syntactic"}\n```', "stop", ("ok", "Verbs")),
+    ("structured", '{"label": "Verbs", "type": "grammar"}', "stop", ("unparseable", None)),
+    ("structured", "Animals", "stop", ("unparseable", None)),
+])
+def test_reply_parsing(prompt_id, reply, finish, expected):
+    p = get_prompt(prompt_id).parse(reply, finish)
+    assert (p.status, p.label) == expected
+
+
+def test_prompt_messages():
+    msgs = PROMPTS["default"].messages(["dog", "dog", "cat"])
+    assert msgs[0]["role"] == "system" and "[dog, dog, cat]" in msgs[1]["content"]
+    ctx = PROMPTS["context"].messages(["dog"], [(["the", "dog", "barks"], 1)])
+    assert "the [[dog]] barks" in ctx[1]["content"]
+    with pytest.raises(UserError, match="prompt.id='nope'"):
+        get_prompt("nope")
+
+
+def test_alignment_annotator_on_a_hand_made_concept():
+    c = _concept({"dogs": 30, "cats": 1})
+    c.alignment = {"xpos": {"best": [["NNS", 0.97], ["NN", 0.03]], "aligned": "NNS"},
+                   "upos": {"best": [["NOUN", 1.0]], "aligned": "NOUN"},
+                   "casing": {"best": [["lower", 0.5]], "aligned": None}}
+    a = AlignmentAnnotator(["xpos", "upos", "casing"]).annotate([c], [])[0]
+    assert (a.label, a.status, a.concept_type) == ("XPOS=NNS (97%); UPOS=NOUN (100%)", "ok", "syntactic")
+    c.alignment = {"casing": {"best": [["lower", 0.5]], "aligned": None}}
+    a = AlignmentAnnotator(["xpos", "casing"]).annotate([c], [])[0]
+    assert a.label is None and a.status == "unaligned" and "CASING=lower 50%" in a.description
+
+
+# ---------------------------------------------------------------- the client against a local server
+
+def _annotator(server, prompt="default", concurrency=4, **kw):
+    backend = OpenAIChat("test-model", server.base_url, timeout=kw.pop("timeout", 5.0))
+    client = LLMClient(backend, kw.pop("cache", None), concurrency=concurrency, backoff_base=0.01, **kw)
+    return LLMAnnotator(client, get_prompt(prompt), progress=False)
+
+
+def test_refusal_falls_back_to_unique_types_and_filter_is_never_a_label():
+    def responder(request, n):
+        if "dog, dog" in user_text(request):
+            return Reply("I'm sorry, but I can't help with that.")
+        return Reply("Animals")
+
+    with LLMServer(responder) as server:
+        ann = _annotator(server).annotate([_concept({"dog": 3, "cat": 1})], [])[0]
+        assert (ann.status, ann.label, ann.raw) == ("ok", "Animals", "Animals")
+        assert len(server.requests) == 2 and "[dog, cat]" in user_text(server.requests[1])
+    with LLMServer(lambda r, n: Reply("Animals", "content_filter")) as server:
+        ann = _annotator(server).annotate([_concept({"dog": 3, "cat": 1})], [])[0]
+        assert ann.status == "filtered" and ann.label is None
+
+
+def test_retries_honour_retry_after_and_survive_5xx_malformed_and_hangs():
+    script = [Status(429, {"Retry-After": "0.3"}), Status(500), Malformed(), Hang(3.0), Reply("Animals")]
+    times = []
+
+    def responder(request, n):
+        times.append(time.monotonic())
+        return script[n] if n < len(script) else Reply("Animals")
+
+    with LLMServer(responder) as server:
+        ann = _annotator(server, timeout=0.5).annotate([_concept({"dog": 1})], [])[0]
+    assert ann.label == "Animals" and len(times) == 5
+    assert times[1] - times[0] >= 0.3  # waited for Retry-After, though the backoff base is 0.01 s
+    assert times[4] - times[3] >= 0.5  # the hang ran into the client timeout before the retry
+
+
+def test_gives_up_after_max_retries_and_records_an_error():
+    with LLMServer(lambda r, n: Status(503)) as server:
+        a = _annotator(server, max_retries=2)
+        ann = a.annotate([_concept({"dog": 1})], [])[0]
+        assert ann.status == "error" and ann.label is None and len(server.requests) == 3
+        assert a.client.usage.failed == 1 and a.client.usage.retries == 2
+
+
+def test_concurrency_bound_holds():
+    concepts = [_concept({f"w{i}": 1}, i) for i in range(24)]
+    with LLMServer(label_responder, latency=0.15) as server:
+        anns = _annotator(server, concurrency=4).annotate(concepts, [])
+        assert server.max_in_flight == 4
+    assert [a.label for a in anns] == [f"words like w{i}" for i in range(24)]
+
+
+def test_cache_sends_no_request_twice(tmp_path):
+    concepts = [_concept({f"w{i}": 2}, i) for i in range(6)]
+    with LLMServer(label_responder) as server:
+        cache = ReplyCache(tmp_path / "c.sqlite")
+        first = _annotator(server, cache=cache).annotate(concepts, [])
+        second = _annotator(server, cache=cache).annotate(concepts, [])
+        assert len(server.requests) == 6 and first == second
+        other = _annotator(server, prompt="structured", cache=cache)
+        ann = other.annotate(concepts[:1], [])[0]  # another prompt is another key
+        # not JSON, so unparseable, then asked again with unique types: two new requests
+        assert ann.status == "unparseable" and len(server.requests) == 8
+
+
+# ---------------------------------------------------------------- the app
+
+@pytest.fixture
+def discovered(tiny_models, text_corpus, tmp_path):
+    over = extract_overrides(tiny_models["bert"], text_corpus, tmp_path / "ws", "sampling.min_count=1",
+                             "sampling.max_per_type=3", "discovery.k=6")
+    return discover_mod.run(compose_cfg("discover", over)), over
+
+
+def _overrides(discovered, *extra):
+    res, over = discovered
+    return [*over, f"annotation.concepts={res.path}", *extra]
+
+
+def test_annotate_alignment_offline_and_dataset_round_trip(discovered):
+    res = annotate_mod.run(compose_cfg("annotate", _overrides(discovered)))
+    assert sum(res.statuses.values()) == 18 and res.usage == {}
+    recs = read_concepts(res.concepts / "layer_01" / "concepts-K6.jsonl")
+    assert all(len(c.annotations) == 1 and c.annotations[0].annotator == "alignment" for c in recs)
+    every = [c for layer in range(3) for c in read_concepts(res.concepts / f"layer_{layer:02d}" / "concepts-K6.jsonl")]
+    assert read_parquet(res.dataset / "concepts-K6.parquet") == every
+    lines = (res.dataset / "concepts-K6.jsonl").read_text().splitlines()
+    assert [Concept.from_json(json.loads(x)) for x in lines] == every
+    _, tcn = read_tcn(res.dataset / "tcn")
+    assert [c.members for c in tcn[2]] == [c.members for c in every if c.layer == 2]
+    header = (res.dataset / "human-eval.csv").read_text().splitlines()[0]
+    assert header.endswith("q1_acceptable,q2_precise,q3_better_than_human")
+
+
+def test_annotate_openai_end_to_end_keeps_the_key_secret(discovered, monkeypatch, caplog):
+    monkeypatch.setenv("OPENAI_API_KEY", SECRET)
+    caplog.set_level(logging.DEBUG)
+    with LLMServer(label_responder) as server:
+        over = _overrides(discovered, "annotator=openai", f"annotator.base_url={server.base_url}",
+                          "annotator.backoff_base=0.01", "prompt=default")
+        res = annotate_mod.run(compose_cfg("annotate", over))
+        distinct = len(set(server.prompts()))  # concepts with equal word lists share one request
+        assert res.statuses == {"ok": 18} and res.cost_usd > 0
+        assert res.usage["requests"] == len(server.requests) == distinct and res.usage["cached"] == 18 - distinct
+        assert all(a == f"Bearer {SECRET}" for a in server.auth)
+        again = annotate_mod.run(compose_cfg("annotate", over))
+        assert len(server.requests) == distinct and again.usage["cached"] == 18
+        dry = annotate_mod.run(compose_cfg("annotate", [*over, "annotation.dry_run=true", "prompt=pos"]))
+        assert len(server.requests) == distinct and dry.usage["estimated_prompt_tokens"] > 0
+    recs = read_concepts(res.concepts / "layer_00" / "concepts-K6.jsonl")
+    labels = [a.label for c in recs for a in c.annotations if a.annotator == "openai"]
+    assert len(labels) == 6 and all(x.startswith("words like") for x in labels)
+    assert SECRET not in caplog.text
+    ws = Path(discovered[1][[i for i, o in enumerate(discovered[1]) if o.startswith("paths.workspace=")][0]].split("=", 1)[1])
+    for f in ws.rglob("*"):
+        if f.is_file():
+            assert SECRET.encode() not in f.read_bytes(), f
+
+
+def test_annotate_bad_input(discovered, tmp_path, monkeypatch):
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
+    with pytest.raises(UserError, match="export OPENAI_API_KEY"):
+        annotate_mod.run(compose_cfg("annotate", _overrides(discovered, "annotator=openai")))
+    with pytest.raises(UserError, match="never put the key itself"):
+        annotate_mod.run(compose_cfg("annotate", _overrides(discovered, "annotator=openai", f"annotator.api_key_env={SECRET}")))
+    with pytest.raises(UserError, match="not a concepts folder"):
+        annotate_mod.run(compose_cfg("annotate", [*discovered[1], f"annotation.concepts={tmp_path}"]))
+    with pytest.raises(UserError, match="no layer clustered at K=5"):
+        annotate_mod.run(compose_cfg("annotate", _overrides(discovered, "discovery.k=5")))
+
+
+def _cache_rows(path: Path) -> int:
+    if not path.exists():
+        return 0
+    with sqlite3.connect(path) as db:
+        return db.execute("SELECT COUNT(*) FROM replies").fetchone()[0]
+
+
+def test_killed_run_resumes_without_sending_a_request_twice(discovered, tmp_path):
+    cache = tmp_path / "cache.sqlite"
+    answered: list[str] = []
+    state = {"hang": True}
+
+    def responder(request, n):
+        if state["hang"] and len(answered) >= 5:
+            return Hang(60)
+        answered.append(user_text(request))
+        return label_responder(request, n)
+
+    env = {**os.environ, "OPENAI_API_KEY": SECRET, "PYTHONPATH": str(Path(__file__).parent.parent)}
+    with LLMServer(responder) as server:
+        cmd = [sys.executable, "-m", "concepts.annotate", *_overrides(discovered), "annotator=openai",
+               f"annotator.base_url={server.base_url}", f"annotation.cache={cache}", "annotator.concurrency=3"]
+        proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        deadline = time.monotonic() + 120
+        while _cache_rows(cache) < 5 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert _cache_rows(cache) == 5
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+        first = list(answered)
+        sent_before = len(server.requests)
+        state["hang"] = False
+        done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr[-2000:]
+        second = [user_text(r) for r in server.requests[sent_before:]]
+    assert not set(first) & set(second)  # nothing answered before the kill was asked again
+    assert len(first) == len(set(first)) and len(second) == len(set(second))  # equal prompts sent once
+    res_dir = discovered[0].path
+    recs = [c for layer in range(3) for c in read_concepts(res_dir / f"layer_{layer:02d}" / "concepts-K6.jsonl")]
+    assert all(any(a.annotator == "openai" and a.status == "ok" for a in c.annotations) for c in recs)
+    for f in list(Path(discovered[1][[i for i, o in enumerate(discovered[1]) if o.startswith("paths.workspace=")][0]].split("=", 1)[1]).rglob("*")) + [cache]:
+        if f.is_file():
+            assert SECRET.encode() not in f.read_bytes(), f
+    assert SECRET not in done.stderr
+
+
+# ---------------------------------------------------------------- human evaluation
+
+def test_fleiss_kappa_by_hand():
+    # Fleiss (1971) style worked example: 10 items, 14 raters, 5 categories -> kappa = 0.210
+    counts = np.array([[0, 0, 0, 0, 14], [0, 2, 6, 4, 2], [0, 0, 3, 5, 6], [0, 3, 9, 2, 0], [2, 2, 8, 1, 1],
+                       [7, 7, 0, 0, 0], [3, 2, 6, 3, 0], [2, 5, 3, 2, 2], [6, 5, 2, 1, 0], [0, 2, 2, 3, 7]])
+    assert fleiss_kappa(counts) == pytest.approx(0.2099, abs=1e-4)
+    assert fleiss_kappa(np.array([[3, 0], [0, 3], [3, 0]])) == pytest.approx(1.0)
+
+
+def test_human_eval_summary(tmp_path):
+    head = "layer,concept_id,size,words,label,human_label,q1_acceptable,q2_precise,q3_better_than_human\n"
+    answers = [["yes,yes,no", "yes,no,no"], ["yes,yes,no", "no,no,no"], ["yes,no,no", "yes,no,yes"]]
+    paths = []
+    for r, rows in enumerate(answers):
+        p = tmp_path / f"r{r}.csv"
+        p.write_text(head + "".join(f"1,{i},3,\"a, b\",L,H,{a}\n" for i, a in enumerate(rows)))
+        paths.append(p)
+    rows = {r["question"]: r for r in summarize(paths)}
+    assert rows["q1_acceptable"]["majority_yes"] == 1.0
+    assert rows["q2_precise"]["pairwise_agreement"] == pytest.approx((1 + 0.5 + 0.5) / 3)
+    (tmp_path / "bad.csv").write_text(head + "1,0,3,a,L,H,maybe,yes,no\n")
+    with pytest.raises(UserError, match="bad.csv:2: q1_acceptable='maybe'"):
+        summarize([paths[0], tmp_path / "bad.csv"])
