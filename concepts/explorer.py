@@ -39,6 +39,12 @@ def _links(by_layer: dict[int, list[Concept]]) -> dict[tuple[int, int], list[lis
     return out
 
 
+def _label_text(a) -> str:
+    """A label, with its detection F1 once label scoring has run."""
+    f1 = (a.scores or {}).get("f1")
+    return a.label + (f" [F1 {f1:.2f}]" if f1 is not None else "")
+
+
 def explorer_data(by_layer: dict[int, list[Concept]], sentences: list[list[str]], title: str) -> dict:
     links = _links(by_layer)
     layers = []
@@ -52,7 +58,7 @@ def explorer_data(by_layer: dict[int, list[Concept]], sentences: list[list[str]]
             items.append({
                 "id": c.concept_id, "size": c.size,
                 "words": list(c.type_counts.items())[:MAX_WORDS], "types": len(c.type_counts),
-                "labels": [a.label for a in c.annotations if a.label],
+                "labels": [_label_text(a) for a in c.annotations if a.label],
                 "aligned": {name: a["aligned"] for name, a in c.alignment.items() if a.get("aligned")},
                 "best": {name: a["best"][:1] for name, a in c.alignment.items() if a.get("best")},
                 "examples": examples, "links": links.get((layer, c.concept_id), []),

@@ -299,3 +299,53 @@ def test_human_eval_summary(tmp_path):
     (tmp_path / "bad.csv").write_text(head + "1,0,3,a,L,H,maybe,yes,no\n")
     with pytest.raises(UserError, match="bad.csv:2: q1_acceptable='maybe'"):
         summarize([paths[0], tmp_path / "bad.csv"])
+
+
+# ---------------------------------------------------------------- label scoring
+
+def test_label_scoring_perfect_and_pick_all_scorers(discovered, monkeypatch):
+    import concepts.score as score_mod
+
+    monkeypatch.setenv("OPENAI_API_KEY", SECRET)
+    res_dir = discovered[0].path
+    by_label: dict[str, set] = {}
+
+    def labeller(request, n):
+        words = words_of(request)
+        label = f"group {len(by_label)}"
+        by_label.setdefault(label, set()).update(words)
+        return Reply(label)
+
+    def listed(request):
+        text = user_text(request)
+        label = text.split('"')[1]
+        words = [ln.split(". ", 1)[1] for ln in text.splitlines() if ln[:1].isdigit() and ". " in ln]
+        return label, words
+
+    def perfect(request, n):
+        label, words = listed(request)
+        return Reply(json.dumps([i + 1 for i, w in enumerate(words) if w in by_label[label]]))
+
+    def pick_all(request, n):
+        return Reply(json.dumps(list(range(1, len(listed(request)[1]) + 1))))
+
+    with LLMServer(labeller) as server:
+        over = _overrides(discovered, "annotator=openai", f"annotator.base_url={server.base_url}",
+                          "discovery.layers=[1]", "prompt.fallback_unique=false")
+        annotate_mod.run(compose_cfg("annotate", over))
+    sc = [*over[:-2], "discovery.layers=[1]", "prompt.fallback_unique=false", "scoring.positives=2",
+          "scoring.random_negatives=2", "scoring.near_negatives=2"]
+    with LLMServer(perfect) as server:
+        good = score_mod.run(compose_cfg("score", [*sc, f"annotator.base_url={server.base_url}"]))
+    assert (good.per_concept["status"] == "ok").all() and (good.per_concept["f1"] == 1.0).all()
+    with LLMServer(pick_all) as server:
+        every = score_mod.run(compose_cfg("score", [*sc, f"annotator.base_url={server.base_url}", "scoring.seed=1"]))
+    recs = read_concepts(res_dir / "layer_01" / "concepts-K6.jsonl")
+    scores = [a.scores for c in recs for a in c.annotations if a.annotator == "openai"]
+    assert len(scores) == 6 and all(s["recall"] == 1.0 for s in scores)
+    for s in scores:  # picking every word: precision = positives / words shown
+        assert s["precision"] == pytest.approx(s["positives"] / (s["positives"] + s["negatives"]))
+        assert s["negatives"] >= 1
+    assert every.per_layer["scored"].tolist() == [6]
+    with pytest.raises(UserError, match="label scoring needs an LLM"):
+        score_mod.run(compose_cfg("score", [*sc, "annotator=alignment"]))

@@ -7,6 +7,7 @@ the client object: it is never logged, cached or written to a config or an outpu
 from __future__ import annotations
 
 import json
+import logging
 import os
 
 from concepts.annotation.cache import CachedReply
@@ -21,6 +22,8 @@ class OpenAIChat:
                  temperature: float = 0.0, top_p: float = 0.95, max_tokens: int = 64, timeout: float = 60.0):
         from openai import AsyncOpenAI
 
+        for name in ("httpx", "httpx2", "openai"):  # one INFO line per request is noise at this scale
+            logging.getLogger(name).setLevel(max(logging.getLogger(name).level, logging.WARNING))
         key = os.environ.get(api_key_env)
         base_url = base_url or os.environ.get("OPENAI_BASE_URL") or None
         if not key:

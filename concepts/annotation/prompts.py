@@ -184,3 +184,32 @@ def get_prompt(prompt_id: str) -> Prompt:
 def estimate_tokens(messages: list[dict]) -> int:
     """A rough count of prompt tokens (about 4 characters per token) for limits and dry runs."""
     return sum(len(m["content"]) for m in messages) // 4 + 4 * len(messages)
+
+
+# ---------------------------------------------------------------- label scoring (detection)
+
+def detection_messages(label: str, words: list[str]) -> list[dict]:
+    """Ask which of the numbered words fit a label (the label-scoring prompt)."""
+    listing = "\n".join(f"{i}. {w}" for i, w in enumerate(words, start=1))
+    text = (f'A group of words was given the label "{label}".\n'
+            f"Which of the following words fit this label?\n{listing}\n"
+            "Answer with a JSON list of the numbers of the words that fit, for example [1, 3], or [] if none fits.")
+    return [{"role": "system", "content": _SYSTEM}, {"role": "user", "content": text}]
+
+
+def parse_detection(text: str, finish_reason: str | None, n_words: int) -> tuple[str, list[int] | None]:
+    """(status, chosen 0-based indices); a reply that is not a JSON list of valid numbers is unparseable."""
+    early = _screen(text, finish_reason)
+    if early:
+        return early.status, None
+    body = text.strip()
+    fence = re.fullmatch(r"```(?:json)?\s*(.*?)\s*```", body, re.DOTALL)
+    if fence:
+        body = fence.group(1)
+    try:
+        obj = json.loads(body)
+    except ValueError:
+        return "unparseable", None
+    if not isinstance(obj, list) or not all(isinstance(x, int) and not isinstance(x, bool) and 1 <= x <= n_words for x in obj):
+        return "unparseable", None
+    return "ok", sorted({x - 1 for x in obj})
