@@ -349,3 +349,23 @@ def test_label_scoring_perfect_and_pick_all_scorers(discovered, monkeypatch):
     assert every.per_layer["scored"].tolist() == [6]
     with pytest.raises(UserError, match="label scoring needs an LLM"):
         score_mod.run(compose_cfg("score", [*sc, "annotator=alignment"]))
+
+
+def test_hf_local_backend_runs_a_local_causal_lm(discovered, tiny_models, tmp_path):
+    from transformers import AutoTokenizer, GPT2Config, GPT2LMHeadModel
+
+    tok = AutoTokenizer.from_pretrained(tiny_models["gpt2"])
+    lm_dir = tmp_path / "tiny-lm"
+    GPT2LMHeadModel(GPT2Config(vocab_size=len(tok), n_embd=16, n_layer=1, n_head=2, n_positions=1024)).save_pretrained(lm_dir)
+    tok.save_pretrained(lm_dir)
+    over = _overrides(discovered, "annotator=hf_local", f"annotator.model={lm_dir}", "annotator.max_tokens=4",
+                      "discovery.layers=[2]", "annotation.max_concepts=2", f"annotation.cache={tmp_path / 'hf.sqlite'}")
+    res = annotate_mod.run(compose_cfg("annotate", over))
+    assert sum(res.statuses.values()) == 2 and res.usage["requests"] >= 2
+    recs = read_concepts(res.concepts / "layer_02" / "concepts-K6.jsonl")
+    anns = [a for c in recs for a in c.annotations if a.annotator == "hf_local"]
+    assert len(anns) == 2 and all(a.raw is not None and (a.label is None) == (a.status != "ok") for a in anns)
+    assert _cache_rows(tmp_path / "hf.sqlite") == res.usage["requests"]
+    # the tiny GPT-2 of the fixtures has 64 positions: too short for the prompt, an error per concept
+    short = annotate_mod.run(compose_cfg("annotate", [*over, f"annotator.model={tiny_models['gpt2']}"]))
+    assert short.statuses == {"error": 2}

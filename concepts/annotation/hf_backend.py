@@ -7,6 +7,7 @@ import asyncio
 import threading
 
 from concepts.annotation.cache import CachedReply
+from concepts.annotation.client import PermanentError
 
 
 class HFLocalChat:
@@ -36,6 +37,10 @@ class HFLocalChat:
 
         with self._lock, torch.inference_mode():
             enc = self.tokenizer(self._prompt(messages), return_tensors="pt").to(self.device)
+            limit = getattr(self.lm.config, "max_position_embeddings", None) or getattr(self.lm.config, "n_positions", None)
+            if limit and enc["input_ids"].shape[1] + self.params["max_tokens"] > limit:
+                raise PermanentError(f"prompt of {enc['input_ids'].shape[1]} tokens + {self.params['max_tokens']} new "
+                                     f"exceeds the model's {limit} positions; lower prompt.max_words")
             pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self.tokenizer.eos_token_id
             out = self.lm.generate(**enc, max_new_tokens=self.params["max_tokens"], do_sample=False, pad_token_id=pad)
             new = out[0, enc["input_ids"].shape[1]:]
