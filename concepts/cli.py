@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -39,19 +41,26 @@ def rewrite_model_shortcut(argv: list[str]) -> list[str]:
     return out
 
 
-def hydra_entry(config_name: str, run: Callable[[DictConfig], object]) -> Callable[[], None]:
-    """A console entry point: Hydra config `config_name`, then `run(cfg)`. A `UserError`
-    is logged as one line and exits with status 2, without a traceback."""
+def hydra_entry(config_name: str, run: Callable[[DictConfig], object],
+                on_result: Callable[[DictConfig, object], None] | None = None) -> Callable[[], None]:
+    """A console entry point: Hydra config `config_name`, then `run(cfg)` (and
+    `on_result(cfg, result)`). A `UserError` is logged as one line and exits with status 2,
+    without a traceback."""
 
     @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name=config_name)
     def _task(cfg: DictConfig) -> None:
         try:
-            run(cfg)
+            result = run(cfg)
+            if on_result is not None:
+                on_result(cfg, result)
         except UserError as e:
             log.error("%s", e)
             sys.exit(2)
 
     def main() -> None:
+        # one timestamp per command: multirun jobs started by joblib or submitit in another
+        # second would otherwise resolve ${now:...} into different sweep folders
+        os.environ.setdefault("CONCEPTS_RUN_STAMP", time.strftime("%Y-%m-%d_%H-%M-%S"))
         sys.argv = [sys.argv[0], *rewrite_model_shortcut(sys.argv[1:]), f"hydra.job.name={config_name}"]
         _task()
 

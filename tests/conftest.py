@@ -108,3 +108,28 @@ def conllu_block(words: list[str], upos: list[str], sent_id: str) -> str:
     for i, (w, u) in enumerate(zip(words, upos), start=1):
         lines.append(f"{i}\t{w}\t{w.lower()}\t{u}\t{u}-X\t_\t{0 if i == 1 else 1}\t{'root' if i == 1 else 'dep'}\t_\t_")
     return "\n".join(lines) + "\n\n"
+
+
+LEXICON = {
+    "DET": ["the", "a", "every", "this"],
+    "NOUN": ["dog", "cat", "model", "layer", "word", "fox"],
+    "VERB": ["runs", "sees", "learns", "jumps", "finds"],
+    "ADV": ["quickly", "often", "rarely"],
+    "PUNCT": [".", "!"],
+}
+
+
+@pytest.fixture
+def tagged_corpus(tmp_path) -> Path:
+    """A CoNLL-U file of 60 generated sentences `DET NOUN VERB DET NOUN ADV PUNCT` (UPOS tags)."""
+    import random
+
+    rng = random.Random(0)
+    pattern = ["DET", "NOUN", "VERB", "DET", "NOUN", "ADV", "PUNCT"]
+    blocks = []
+    for i in range(60):
+        words = [rng.choice(LEXICON[t]) for t in pattern]
+        blocks.append(conllu_block(words, pattern, f"s{i}"))
+    p = tmp_path / "tagged.conllu"
+    p.write_text("".join(blocks))
+    return p

@@ -1,0 +1,113 @@
+"""Typed config of `python -m probing.train` (the concept stages' schema plus probing)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from hydra.core.config_store import ConfigStore
+
+from concepts.config import AnnotateConfig
+from concepts.errors import UserError
+
+
+@dataclass
+class LabelsConfig:
+    source: str = "tag"  # tag | concepts | concept_binary
+    tag: str = "upos"  # tag: a token-table column (upos, xpos, deprel, ...)
+    concepts: str | None = None  # concepts folder; null = discover (and annotate) for this config
+    concept_layer: int | None = None  # concepts of this layer; null = the probed layer
+    top: int = 20  # the largest concepts ...
+    require_label: bool = True  # ... that have a usable label
+    max_tokens: int | None = None  # tag: random cap on examples (seeded)
+
+    def __post_init__(self) -> None:
+        if self.source not in ("tag", "concepts", "concept_binary"):
+            raise UserError(f"labels.source={self.source!r}: use tag, concepts or concept_binary")
+        if self.top < 1:
+            raise UserError(f"labels.top={self.top} must be at least 1")
+
+
+@dataclass
+class SplitConfig:
+    by: str = "sentence"  # sentence | type (test words unseen in training)
+    train: float = 0.6
+    dev: float = 0.2
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.by not in ("sentence", "type"):
+            raise UserError(f"split.by={self.by!r}: use sentence or type")
+        if not (0 < self.train < 1 and 0 <= self.dev < 1 and self.train + self.dev < 1):
+            raise UserError(f"split.train={self.train} split.dev={self.dev}: need 0 < train, train + dev < 1")
+
+
+@dataclass
+class ProbeConfig:
+    kind: str = "linear"  # linear | mlp
+    hidden: int = 256  # mlp
+    optimizer: str = "lbfgs"  # lbfgs (full batch, to convergence) | adam (mini-batch)
+    lr: float = 1.0
+    max_iter: int = 500  # lbfgs function evaluations
+    tol: float = 1e-4  # lbfgs: max |gradient| at convergence
+    batch_size: int = 512  # adam
+    max_epochs: int = 100  # adam
+    patience: int = 3  # adam: early stopping on dev loss; 0 = run max_epochs
+    l1: float = 0.0  # elastic net: l1 * sum|W| + l2 * sum W^2
+    l2: float = 1e-5
+    balanced: bool = False  # class weights by inverse frequency
+    device: str = "auto"
+    transform: str = "whiten"  # inputs: whiten (fewest L-BFGS steps) | zscore | none
+
+    def __post_init__(self) -> None:
+        if self.transform not in ("whiten", "zscore", "none"):
+            raise UserError(f"probe.transform={self.transform!r}: use whiten, zscore or none")
+        if self.kind not in ("linear", "mlp"):
+            raise UserError(f"probe.kind={self.kind!r}: use linear or mlp")
+        if self.optimizer not in ("lbfgs", "adam"):
+            raise UserError(f"probe.optimizer={self.optimizer!r}: use lbfgs or adam")
+        if self.l1 < 0 or self.l2 < 0 or self.lr <= 0:
+            raise UserError("probe.l1 and probe.l2 must be >= 0 and probe.lr > 0")
+
+
+@dataclass
+class LoggerConfig:
+    kind: str = "none"  # none | csv | wandb
+    project: str = "latent-concepts"  # wandb
+    group: str | None = None  # wandb; null = the sweep folder (multirun) or the task
+    mode: str | None = None  # wandb: null = $WANDB_MODE, else offline
+    entity: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.kind not in ("none", "csv", "wandb"):
+            raise UserError(f"logger.kind={self.kind!r}: use none, csv or wandb (logger=none|csv|wandb)")
+
+
+@dataclass
+class ProbingConfig:
+    min_examples: int = 10  # per class
+    control: bool = True  # also train the control task and report selectivity
+    plot: bool = True
+    seed: int = 0
+
+
+@dataclass
+class TrainConfig(AnnotateConfig):
+    layer: Any = "all"  # a layer, a list, or all
+    labels: LabelsConfig = field(default_factory=LabelsConfig)
+    split: SplitConfig = field(default_factory=SplitConfig)
+    probe: ProbeConfig = field(default_factory=ProbeConfig)
+    logger: LoggerConfig = field(default_factory=LoggerConfig)
+    probing: ProbingConfig = field(default_factory=ProbingConfig)
+
+    def layer_list(self, n_layers: int) -> list[int]:
+        v = self.layer
+        layers = list(range(n_layers)) if v == "all" else ([int(v)] if isinstance(v, (int, str)) else [int(x) for x in v])
+        bad = [x for x in layers if not 0 <= x < n_layers]
+        if bad:
+            raise UserError(f"layer={bad[0]} does not exist; the store has layers 0..{n_layers - 1}")
+        return layers
+
+
+def register_probing_configs() -> None:
+    ConfigStore.instance().store(name="train_schema", node=TrainConfig)

@@ -1,0 +1,133 @@
+"""Train a probe with Lightning and evaluate it: the one training path every probe uses
+(tag probes, concept probes, control tasks, and the neuron rankers' probes)."""
+
+from __future__ import annotations
+
+import logging
+import time
+import warnings
+from dataclasses import dataclass
+
+import lightning as L
+import numpy as np
+import torch
+from sklearn.metrics import f1_score
+
+from probing.data import ArrayDataModule, InputTransform
+from probing.probe import make_probe
+from probing.system import ProbeSystem
+
+log = logging.getLogger(__name__)
+
+for _name in ("lightning.pytorch.utilities.rank_zero", "lightning.pytorch.accelerators.cuda", "lightning.fabric"):
+    logging.getLogger(_name).setLevel(logging.WARNING)
+warnings.filterwarnings("ignore", message=".*does not have many workers.*")
+warnings.filterwarnings("ignore", message=".*LBFGS.*")
+warnings.filterwarnings("ignore", message=".*smaller than the logging interval.*")
+warnings.filterwarnings("ignore", message=".*LeafSpec.*")
+warnings.filterwarnings("ignore", message=".*val_dataloader.*")
+
+
+@dataclass
+class FitOptions:
+    kind: str = "linear"  # linear | mlp
+    hidden: int = 256
+    optimizer: str = "lbfgs"  # lbfgs | adam
+    lr: float = 1.0
+    max_iter: int = 500  # lbfgs
+    tol: float = 1e-4  # lbfgs: max |gradient| at convergence
+    batch_size: int = 512  # adam
+    max_epochs: int = 100  # adam
+    patience: int = 3  # adam: early stopping on the dev loss; 0 = train all epochs
+    l1: float = 0.0
+    l2: float = 1e-5
+    balanced: bool = False  # weight classes by inverse frequency
+    device: str = "auto"
+    transform: str = "whiten"  # of the inputs: whiten | zscore | none
+    seed: int = 0
+
+
+@dataclass
+class FittedProbe:
+    system: ProbeSystem
+    transform: InputTransform
+    classes: int
+    seconds: float
+    steps: int  # L-BFGS function evaluations or Adam epochs
+    converged: bool | None
+
+    @torch.no_grad()
+    def logits(self, X: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
+        """`[n, classes]` logits of raw inputs `X [n, d]`; `mask [d]` (0/1) sets the masked
+        neurons to their training mean first (mean ablation; zeroing a z-scored neuron)."""
+        self.system.eval()
+        out = []
+        for i in range(0, len(X), 65536):
+            x = self.transform(X[i:i + 65536], mask).to(self.system.device)
+            out.append(self.system.probe(x).cpu())
+        return torch.cat(out).numpy() if out else np.zeros((0, self.classes), np.float32)
+
+    def predict(self, X: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
+        return self.logits(X, mask).argmax(1)
+
+    def input_weights(self) -> np.ndarray:
+        """`[classes, d]` the probe's weights on z-scored input neurons, whatever transform it
+        was trained with (weights through the transform, times each neuron's sd)."""
+        w = self.system.probe.input_weights().detach().cpu().numpy()  # [classes, d']
+        return (w @ self.transform.proj.T) * self.transform.std
+
+
+def _device(name: str) -> str:
+    if name == "auto":
+        return "gpu" if torch.cuda.is_available() else "cpu"
+    return "gpu" if name.startswith("cuda") else name
+
+
+def fit_probe(dm: ArrayDataModule, classes: int, opt: FitOptions, logger=None) -> FittedProbe:
+    """Train a probe on the data module's training split (classes are ints in [0, classes));
+    its dev split drives Adam's early stopping and is logged as `val_loss` / `val_acc`."""
+    t0 = time.perf_counter()
+    torch.manual_seed(opt.seed)
+    if dm.transform is None:
+        dm.transform_kind = opt.transform
+    dm.setup()
+    full = opt.optimizer == "lbfgs"
+    dm.batch_size = None if full else opt.batch_size
+    weights = None
+    if opt.balanced:
+        yt = torch.as_tensor(np.asarray(dm.arrays["train"][1]), dtype=torch.long)
+        counts = torch.bincount(yt, minlength=classes).float()
+        weights = torch.where(counts > 0, len(yt) / (classes * counts.clamp(min=1)), torch.zeros_like(counts))
+    probe = make_probe(opt.kind, dm.dim, classes, opt.hidden)
+    system = ProbeSystem(probe, opt.optimizer, opt.lr, opt.l1, opt.l2, opt.max_iter, opt.tol, weights)
+    has_dev = dm.has("dev")
+    callbacks = []
+    if not full and opt.patience and has_dev:
+        callbacks.append(L.pytorch.callbacks.EarlyStopping("val_loss", patience=opt.patience, mode="min"))
+    trainer = L.Trainer(
+        accelerator=_device(opt.device), devices=1, max_epochs=1 if full else opt.max_epochs, logger=logger or False,
+        enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False, callbacks=callbacks,
+        num_sanity_val_steps=0, log_every_n_steps=1, limit_val_batches=1.0 if has_dev else 0)
+    trainer.fit(system, train_dataloaders=dm.train_dataloader(), val_dataloaders=dm.val_dataloader() if has_dev else None)
+    steps = system.iterations if full else trainer.current_epoch
+    return FittedProbe(system, dm.transform, classes, time.perf_counter() - t0, steps,
+                       system.converged if full else None)
+
+
+@dataclass
+class Metrics:
+    accuracy: float
+    macro_f1: float
+    per_class: dict[str, dict]  # class name -> {f1, support}
+
+    def to_dict(self) -> dict:
+        return {"accuracy": self.accuracy, "macro_f1": self.macro_f1, "per_class": self.per_class}
+
+
+def evaluate(y_true: np.ndarray, y_pred: np.ndarray, class_names: list[str]) -> Metrics:
+    labels = sorted(set(np.asarray(y_true).tolist()))
+    f1s = f1_score(y_true, y_pred, labels=labels, average=None, zero_division=0) if labels else []
+    support = np.bincount(np.asarray(y_true, dtype=int), minlength=len(class_names))
+    per = {class_names[c]: {"f1": float(f), "support": int(support[c])} for c, f in zip(labels, f1s)}
+    return Metrics(float(np.mean(y_true == y_pred)) if len(y_true) else 0.0,
+                   float(np.mean(f1s)) if len(labels) else 0.0, per)

@@ -1,0 +1,162 @@
+"""Sweep summaries: probe results collected into one table (CSV, Parquet) and a plot of
+accuracy, control accuracy and selectivity across layers, one line per model and task
+(concept probes averaged per layer); optionally logged to W&B as a table and an image.
+
+    python -m probing.summary <folder> [<folder> ...] [--out DIR] [--wandb]
+
+A folder is a probing output folder or a Hydra sweep folder; a multirun of probing.train
+writes this summary into its sweep folder by itself (the `SweepSummary` callback).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+import pandas as pd
+from hydra.experimental.callback import Callback
+
+from concepts.artifacts import atomic_write_text
+from probing.results import ProbeResult
+
+log = logging.getLogger(__name__)
+
+COLUMNS = ["model", "layer", "source", "task", "classes", "n_train", "n_dev", "n_test", "accuracy", "macro_f1",
+           "dev_accuracy", "control_accuracy", "selectivity", "seconds", "steps", "converged", "fingerprint"]
+
+
+def summarize_results(results: list[ProbeResult]) -> pd.DataFrame:
+    df = pd.DataFrame([r.row() for r in results], columns=COLUMNS)
+    return df.sort_values(["model", "source", "task", "layer"], kind="stable").reset_index(drop=True)
+
+
+def line_key(row) -> str:
+    """The plotted line of a result: tag probes by tag, concept probes by source."""
+    return f"{row['model']} · {row['task'] if row['source'] == 'tag' else row['source']}"
+
+
+def plot_summary(df: pd.DataFrame, path: Path, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    df = df.assign(line=df.apply(line_key, axis=1))
+    agg = df.groupby(["line", "layer"])[["accuracy", "control_accuracy", "selectivity"]].mean().reset_index()
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=(11, 4))
+    for i, (name, g) in enumerate(agg.groupby("line")):
+        color = f"C{i % 10}"
+        a1.plot(g["layer"], g["accuracy"], "o-", color=color, label=name)
+        if g["control_accuracy"].notna().any():
+            a1.plot(g["layer"], g["control_accuracy"], "x--", color=color, alpha=0.6, label=f"{name} (control)")
+            a2.plot(g["layer"], g["selectivity"], "o-", color=color, label=name)
+    a1.set(xlabel="layer", ylabel="test accuracy", title="accuracy (dashed: control task)")
+    a2.set(xlabel="layer", ylabel="accuracy - control accuracy", title="selectivity")
+    for a in (a1, a2):
+        a.grid(alpha=0.3)
+        a.xaxis.get_major_locator().set_params(integer=True)
+    a1.legend(fontsize=7)
+    fig.suptitle(title)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.stem + ".tmp.png")
+    fig.savefig(tmp, dpi=110)
+    plt.close(fig)
+    tmp.replace(path)
+
+
+def write_summary(folder: Path, results: list[ProbeResult], title: str, plot: bool = True) -> pd.DataFrame:
+    """summary.csv, summary.parquet and summary.png in `folder`."""
+    folder = Path(folder)
+    df = summarize_results(results)
+    atomic_write_text(folder / "summary.csv", df.to_csv(index=False))
+    tmp = folder / "summary.parquet.tmp"
+    df.to_parquet(tmp, index=False)
+    tmp.replace(folder / "summary.parquet")
+    if plot and len(df):
+        plot_summary(df, folder / "summary.png", title)
+    return df
+
+
+def log_summary_wandb(df: pd.DataFrame, png: Path | None, project: str, group: str, save_dir: Path,
+                      mode: str | None = None, entity: str | None = None) -> str:
+    """One W&B run (job_type summary) in the sweep's group with the table and the plot;
+    returns the run folder."""
+    import wandb
+
+    from probing.loggers import wandb_env
+
+    wandb_env(mode)
+    save_dir.mkdir(parents=True, exist_ok=True)
+    run = wandb.init(project=project, entity=entity, group=group, job_type="summary", name=f"{group}-summary",
+                     dir=str(save_dir), reinit="finish_previous")
+    payload = {"probe_summary": wandb.Table(dataframe=df.drop(columns=["fingerprint"]))}
+    if png is not None and png.exists():
+        payload["probe_summary_plot"] = wandb.Image(str(png))
+    agg = df.groupby("layer")[["accuracy", "selectivity"]].mean().reset_index()
+    payload["accuracy_by_layer"] = wandb.plot.line(
+        wandb.Table(dataframe=agg), "layer", "accuracy", title="mean probe accuracy by layer")
+    run.log(payload)
+    run.summary.update({"probes": len(df), "mean_accuracy": float(df["accuracy"].mean())})
+    folder = run.dir
+    run.finish()
+    return folder
+
+
+def collect(folders: list[Path]) -> list[ProbeResult]:
+    results = []
+    for folder in folders:
+        folder = Path(folder)
+        for f in sorted(folder.rglob("probe-results.json")):
+            results += [ProbeResult(**d) for d in json.loads(f.read_text())]
+        for f in sorted(folder.glob("layer_*/*.json")):
+            results.append(ProbeResult.load(f))
+    return results
+
+
+class SweepSummary(Callback):
+    """Hydra callback: at the end of a probing.train multirun, one summary in the sweep folder."""
+
+    def on_multirun_end(self, config, **kwargs) -> None:
+        sweep = Path(config.hydra.sweep.dir)
+        results = collect([sweep])
+        if not results:
+            log.warning("no probe results under %s; nothing to summarise", sweep)
+            return
+        df = write_summary(sweep, results, title=f"sweep {sweep.name}")
+        log.info("sweep summary (%d probes): %s", len(df), sweep / "summary.csv")
+        lg = config.get("logger", {})
+        if lg.get("kind") == "wandb":
+            log_summary_wandb(df, sweep / "summary.png", lg.get("project", "latent-concepts"),
+                              lg.get("group") or f"sweep-{sweep.name}", sweep / "wandb", lg.get("mode"), lg.get("entity"))
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    ap = argparse.ArgumentParser(description="Summarise probe results of one or more folders.")
+    ap.add_argument("folders", nargs="+", type=Path)
+    ap.add_argument("--out", type=Path, help="where to write summary.* (default: the first folder)")
+    ap.add_argument("--wandb", action="store_true", help="also log the summary to W&B (offline unless WANDB_MODE says otherwise)")
+    ap.add_argument("--project", default="latent-concepts")
+    args = ap.parse_args(argv)
+    missing = [f for f in args.folders if not f.is_dir()]
+    if missing:
+        log.error("%s is not a folder", missing[0])
+        return 2
+    results = collect(args.folders)
+    if not results:
+        log.error("no probe results under %s", ", ".join(map(str, args.folders)))
+        return 2
+    out = args.out or args.folders[0]
+    df = write_summary(out, results, title=", ".join(f.name for f in args.folders))
+    log.info("%s", df[["model", "layer", "task", "accuracy", "control_accuracy", "selectivity"]].to_string(index=False))
+    if args.wandb:
+        log_summary_wandb(df, out / "summary.png", args.project, f"summary-{out.name}", out / "wandb")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,208 @@
+"""`python -m probing.train`: probing classifiers per layer, with control tasks.
+
+    python -m probing.train                                  # UPOS, every layer, control task
+    python -m probing.train labels.tag=xpos layer=3
+    python -m probing.train labels=concepts                  # multi-class over the 20 largest labelled concepts
+    python -m probing.train labels=concept_binary            # a binary probe per concept
+    python -m probing.train -m layer=range(0,7) hydra/launcher=joblib logger=wandb
+
+Each (layer, task) is a resumable unit saved as JSON under
+`<workspace>/<model>/<corpus>-<fp>/probing/<source>-<fp>/layer_NN/<task>.json`, with a
+summary table (CSV, Parquet) and plot of the run next to them; a multirun also gets one
+summary in its sweep folder (probing.summary).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from omegaconf import DictConfig
+from tqdm.auto import tqdm
+
+from concepts.artifacts import fingerprint, read_manifest
+from concepts.cli import hydra_entry, model_slug
+from concepts.config import register_configs, validate
+from concepts.errors import UserError
+from concepts.records import read_concepts
+from probing.config import TrainConfig, register_probing_configs
+from probing.data import LabelSet, StoreDataModule, control_labels, split_examples
+from probing.fit import FitOptions, evaluate, fit_probe
+from probing.labels import concept_binary_labels, concept_labels, tag_labels
+from probing.loggers import finish, make_logger
+from probing.results import ProbeResult
+from probing.summary import summarize_results, write_summary
+
+log = logging.getLogger(__name__)
+register_configs()
+register_probing_configs()
+
+
+@dataclass
+class TrainResult:
+    path: Path  # the probing folder of this label source and settings
+    results: list[ProbeResult]
+    summary: pd.DataFrame
+    seconds: float
+
+
+def fit_options(cfg: TrainConfig) -> FitOptions:
+    p = cfg.probe
+    return FitOptions(p.kind, p.hidden, p.optimizer, p.lr, p.max_iter, p.tol, p.batch_size, p.max_epochs, p.patience,
+                      p.l1, p.l2, p.balanced, p.device, p.transform, cfg.probing.seed)
+
+
+class ConceptSource:
+    """Where concept labels come from: a concepts folder made from the probed store."""
+
+    def __init__(self, cfg: TrainConfig, store):
+        if cfg.labels.concepts:
+            path = Path(cfg.labels.concepts)
+            manifest = read_manifest(path)
+            if manifest is None or manifest.get("stage") != "discover":
+                raise UserError(f"labels.concepts={path}: not a concepts folder of concepts.discover (no manifest.json)")
+        else:
+            from concepts.annotate import open_concepts
+
+            path = open_concepts(cfg).path
+            manifest = read_manifest(path)
+        if manifest["inputs"]["store_fingerprint"] != store.fingerprint:
+            raise UserError(
+                f"the concepts in {path} were made from the store {manifest['inputs']['store']}, not from the store "
+                f"probed here ({store.path}): another model or corpus; pass matching model/corpus options or "
+                "re-run concepts.discover on this store")
+        self.path, self.k = path, cfg.discovery.k
+        self.fingerprint = manifest["fingerprint"]
+
+    def layer(self, layer: int):
+        f = self.path / f"layer_{layer:02d}" / f"concepts-K{self.k}.jsonl"
+        if not f.exists():
+            raise UserError(f"{f} is missing: layer {layer} is not clustered at K={self.k}; run concepts.discover for it")
+        return read_concepts(f)
+
+
+def tasks_for(cfg: TrainConfig, tokens: pd.DataFrame, layer: int, concepts: ConceptSource | None) -> list[LabelSet]:
+    lab, minimum = cfg.labels, cfg.probing.min_examples
+    if lab.source == "tag":
+        return [tag_labels(tokens, lab.tag, minimum, lab.max_tokens, cfg.probing.seed)]
+    cs = concepts.layer(layer if lab.concept_layer is None else lab.concept_layer)
+    if lab.require_label and not any(a.label for c in cs for a in c.annotations):
+        raise UserError(f"the concepts in {concepts.path} have no labels yet; run concepts.annotate first "
+                        "(or set labels.require_label=false)")
+    where = str(concepts.path)
+    if lab.source == "concepts":
+        return [concept_labels(tokens, cs, lab.top, lab.require_label, minimum, where)]
+    return concept_binary_labels(tokens, cs, lab.top, lab.require_label, minimum, cfg.probing.seed, where)
+
+
+def probe_one(cfg: TrainConfig, store, layer: int, ls: LabelSet, fp: str, model: str, group: str, out: Path) -> ProbeResult:
+    split = split_examples(ls, cfg.split.by, cfg.split.train, cfg.split.dev, cfg.split.seed)
+    dm = StoreDataModule(store, layer, ls, split)
+    opts = fit_options(cfg)
+    tags = [model, f"layer{layer}", cfg.labels.source, ls.name]
+    logger = make_logger(cfg.logger, out, f"{model}-L{layer}-{ls.name}", group, tags,
+                         {"model": model, "layer": layer, "task": ls.name, "source": cfg.labels.source,
+                          "probe": asdict(cfg.probe), "split": asdict(cfg.split)})
+    fitted = fit_probe(dm, len(ls.classes), opts, logger)
+    X_test, y_test = dm.arrays["test"]
+    m = evaluate(y_test, fitted.predict(X_test), ls.classes)
+    dev_acc = None
+    if dm.has("dev"):
+        X_dev, y_dev = dm.arrays["dev"]
+        dev_acc = float(np.mean(fitted.predict(X_dev) == y_dev))
+    control_acc = selectivity = None
+    if cfg.probing.control:
+        yc = control_labels(ls.words, ls.y, split.train, len(ls.classes), cfg.probing.seed)
+        cdm = dm.with_labels(yc[split.train], yc[split.dev], yc[split.test])
+        cfit = fit_probe(cdm, len(ls.classes), opts)
+        control_acc = float(np.mean(cfit.predict(dm.arrays["test"][0]) == yc[split.test]))
+        selectivity = m.accuracy - control_acc
+    result = ProbeResult(model, layer, cfg.labels.source, ls.name, len(ls.classes), len(split.train), len(split.dev),
+                         len(split.test), m.accuracy, m.macro_f1, dev_acc, control_acc, selectivity, fitted.seconds,
+                         fitted.steps, fitted.converged, fp, m.per_class)
+    finish(logger, {k: v for k, v in result.row().items() if isinstance(v, float)})
+    return result
+
+
+def probing_path(cfg: TrainConfig, store, concepts: ConceptSource | None) -> tuple[Path, str]:
+    ident = {"store": store.fingerprint, "labels": asdict(cfg.labels), "split": asdict(cfg.split),
+             "probe": {k: v for k, v in asdict(cfg.probe).items() if k != "device"},
+             "probing": {k: v for k, v in asdict(cfg.probing).items() if k != "plot"},
+             "concepts": concepts.fingerprint if concepts else None}
+    fp = fingerprint(ident)
+    family = f"tag-{cfg.labels.tag}" if cfg.labels.source == "tag" else f"{cfg.labels.source}-top{cfg.labels.top}"
+    return store.path.parent / "probing" / f"{family}-{fp[:8]}", fp
+
+
+def sweep_group(cfg: TrainConfig, family: str) -> str:
+    if cfg.logger.group:
+        return cfg.logger.group
+    try:
+        from hydra.core.hydra_config import HydraConfig
+        from hydra.types import RunMode
+
+        hc = HydraConfig.get()
+        if hc.mode == RunMode.MULTIRUN:
+            return f"sweep-{Path(hc.sweep.dir).name}"
+    except ValueError:
+        pass
+    return family
+
+
+def run(cfg: DictConfig | TrainConfig) -> TrainResult:
+    t0 = time.perf_counter()
+    cfg = validate(cfg, TrainConfig)
+    from concepts.discover import open_store
+
+    store = open_store(cfg)
+    layers = cfg.layer_list(store.n_layers)
+    concepts = ConceptSource(cfg, store) if cfg.labels.source != "tag" else None
+    out, fp = probing_path(cfg, store, concepts)
+    model = cfg.model.name or model_slug(cfg.model.name_or_path)
+    group = sweep_group(cfg, out.name.rsplit("-", 1)[0])
+    tokens = store.tokens()
+    results = []
+    bar = tqdm(layers, desc=f"probe {out.name.rsplit('-', 1)[0]}", unit="layer", disable=not cfg.extraction.progress)
+    for layer in bar:
+        for ls in tasks_for(cfg, tokens, layer, concepts):
+            f = out / f"layer_{layer:02d}" / f"{ls.name}.json"
+            if f.exists():
+                r = ProbeResult.load(f)
+                if r.fingerprint == fp:
+                    results.append(r)
+                    continue
+            r = probe_one(cfg, store, layer, ls, fp, model, group, out)
+            r.save(f)
+            results.append(r)
+            log.info("layer %d %s: accuracy %.3f%s (%d classes, %d train, %.1f s)", layer, ls.name, r.accuracy,
+                     f", control {r.control_accuracy:.3f}, selectivity {r.selectivity:.3f}" if r.control_accuracy is not None else "",
+                     r.classes, r.n_train, r.seconds)
+    every = [ProbeResult.load(f) for f in sorted(out.glob("layer_*/*.json"))]
+    every = [r for r in every if r.fingerprint == fp]
+    summary = summarize_results(every)
+    write_summary(out, every, title=f"{model}: {out.name.rsplit('-', 1)[0]}", plot=cfg.probing.plot)
+    log.info("probing results: %s", out)
+    return TrainResult(out, results, summary, time.perf_counter() - t0)
+
+
+def _save_for_sweep(cfg, result: TrainResult) -> None:
+    """In a Hydra job, leave the results in the job folder for the sweep summary."""
+    from hydra.core.hydra_config import HydraConfig
+
+    from concepts.artifacts import atomic_write_json
+
+    try:
+        job_dir = Path(HydraConfig.get().runtime.output_dir)
+    except ValueError:
+        return
+    atomic_write_json(job_dir / "probe-results.json", [asdict(r) for r in result.results])
+
+
+main = hydra_entry("train", run, on_result=_save_for_sweep)
+
+if __name__ == "__main__":
+    main()
