@@ -1,0 +1,64 @@
+"""Typed config of `python -m neurons.rank`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from hydra.core.config_store import ConfigStore
+
+from concepts.errors import UserError
+from probing.config import TrainConfig
+
+
+@dataclass
+class RankingConfig:
+    method: str = "probeless"  # probeless | probe_weights | iou | gaussian | random
+    l1: float = 1e-4  # probe_weights: elastic net
+    l2: float = 1e-5
+    epochs: int = 30  # probe_weights: Adam epochs
+    quantile: float | None = None  # iou: top-activation quantile; null = as many as the class has tokens
+    both_tails: bool = True  # iou: the bottom tail counts too
+    select: int = 20  # gaussian: neurons chosen greedily
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        from neurons.rankers import RANKERS
+
+        if self.method not in RANKERS:
+            raise UserError(f"ranking.method={self.method!r}: use one of {', '.join(RANKERS)}")
+
+    def params(self) -> dict:
+        return {"probeless": {}, "random": {"seed": self.seed},
+                "probe_weights": {"l1": self.l1, "l2": self.l2, "epochs": self.epochs, "seed": self.seed},
+                "iou": {"quantile": self.quantile, "both_tails": self.both_tails},
+                "gaussian": {"select": self.select, "seed": self.seed}}[self.method]
+
+
+@dataclass
+class NeuronsConfig:
+    concat: bool = False  # rank the listed layers' neurons together (names L<layer>:<index>)
+    max_tokens: int | None = 50000  # random cap on examples (seeded)
+    ks: list[Any] = field(default_factory=lambda: [5, 10, 20, 50, 100, "50%"])  # counts or "N%"
+    retrain: bool = True  # probes retrained on top-k / random-k / bottom-k neurons
+    ablation: bool = True  # top-k / random-k neurons of a trained probe set to their mean
+    super_sub: bool = True  # the paper's super/sub-concept overlap (needs concept records)
+    super_tag_set: str = "upos"  # super concepts = concepts aligned with one tag of this set
+    top: int = 10  # neurons compared in the super/sub analysis
+    top_words: int = 15  # top activating words listed per neuron
+    plot: bool = True
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.top < 1 or self.top_words < 0:
+            raise UserError("neurons.top must be >= 1 and neurons.top_words >= 0")
+
+
+@dataclass
+class RankConfig(TrainConfig):
+    ranking: RankingConfig = field(default_factory=RankingConfig)
+    neurons: NeuronsConfig = field(default_factory=NeuronsConfig)
+
+
+def register_neuron_configs() -> None:
+    ConfigStore.instance().store(name="rank_schema", node=RankConfig)

@@ -1,0 +1,271 @@
+"""`python -m neurons.rank`: rank neurons by salience for a label source and evaluate the ranking.
+
+    python -m neurons.rank                                      # Probeless on UPOS, each layer
+    python -m neurons.rank ranking=iou layer=6
+    python -m neurons.rank ranking=probe_weights neurons.concat=true   # all layers together
+    python -m neurons.rank labels=concepts                      # the largest labelled concepts
+    python -m neurons.rank -m ranking=probeless,iou,random hydra/launcher=joblib
+
+Per unit (a layer, or the concatenated layers) it writes, under
+`<workspace>/<model>/<corpus>-<fp>/neurons/<task>-<method>-<fp>/<unit>/`: the ranking
+(ranking.json, scores.npy, overall.npy), eval.json (probes retrained on top/random/bottom-k
+neurons, ablation of the top/random-k neurons in a trained probe), super_sub.csv (the paper's
+Table 11: overlap of the top neurons of a super concept and its sub concepts), top_words.json
+(top activating words of the top neurons) and PNG plots.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from omegaconf import DictConfig
+
+from concepts.artifacts import atomic_write_json, atomic_write_text, fingerprint
+from concepts.cli import hydra_entry, model_slug
+from concepts.config import register_configs, validate
+from concepts.errors import UserError
+from neurons import plots
+from neurons.config import RankConfig, register_neuron_configs
+from neurons.evaluate import Data, ablation, resolve_ks, retrain_curve, super_sub_overlap
+from neurons.rankers import make_ranker
+from neurons.ranking import Ranking, neuron_names
+from probing.config import register_probing_configs
+from probing.data import split_examples
+from probing.fit import FitOptions, fit_probe
+from probing.train import ConceptSource, fit_options, tasks_for
+
+log = logging.getLogger(__name__)
+register_configs()
+register_probing_configs()
+register_neuron_configs()
+
+
+@dataclass
+class RankResult:
+    path: Path
+    rankings: dict[str, Ranking]  # unit -> ranking
+    curves: pd.DataFrame  # method, unit, kind (retrain | ablation), k, neurons/ablated, accuracy, drop
+    super_sub: pd.DataFrame
+    seconds: float
+
+
+def _concepts_if_any(cfg: RankConfig, store) -> ConceptSource | None:
+    """The concept records for this config when they exist (never clusters just for this)."""
+    if cfg.labels.source != "tag" or cfg.labels.concepts:
+        return ConceptSource(cfg, store)
+    from concepts.discover import concepts_path
+
+    path, _ = concepts_path(store, cfg)
+    if not any(path.glob(f"layer_*/concepts-K{cfg.discovery.k}.jsonl")):
+        return None
+    cfg.labels.concepts = str(path)
+    try:
+        return ConceptSource(cfg, store)
+    finally:
+        cfg.labels.concepts = None
+
+
+def _groups(concepts, rows_of: dict, tag_set: str, max_super: int = 6, max_sub: int = 8):
+    """Super concepts from aligned tags: tag -> {sub concept name: its rows}."""
+    by_tag: dict[str, list] = {}
+    for c in concepts:
+        tag = (c.alignment.get(tag_set) or {}).get("aligned")
+        if tag:
+            by_tag.setdefault(tag, []).append(c)
+    groups = {}
+    for tag, cs in sorted(by_tag.items(), key=lambda kv: -sum(c.size for c in kv[1])):
+        if len(cs) < 2:
+            continue
+        cs = sorted(cs, key=lambda c: -c.size)[:max_sub]
+        groups[f"{tag_set.upper()}={tag}"] = {f"C{c.concept_id}": [rows_of[(m.sentence, m.position)] for m in c.members]
+                                              for c in cs}
+        if len(groups) >= max_super:
+            break
+    return groups
+
+
+def super_sub_table(cfg: RankConfig, store, layer: int, concepts: ConceptSource, tokens: pd.DataFrame) -> pd.DataFrame:
+    cs = concepts.layer(layer)
+    rows_of = {(s, p): i for i, (s, p) in enumerate(zip(tokens["sentence"].tolist(), tokens["position"].tolist()))}
+    groups = _groups(cs, rows_of, cfg.neurons.super_tag_set)
+    if not groups:
+        return pd.DataFrame()
+    # the layer's sampled tokens (every concept's members): sub concepts vs the rest of them
+    pool = np.unique([rows_of[(m.sentence, m.position)] for c in cs for m in c.members])
+    X = np.asarray(store.layer(layer)[pool], dtype=np.float32)
+    index = {r: i for i, r in enumerate(pool.tolist())}
+    masks = {}
+    for sup, subs in groups.items():
+        masks[sup] = {}
+        for sub, rs in subs.items():
+            m = np.zeros(len(X), dtype=bool)
+            m[[index[r] for r in rs]] = True
+            masks[sup][sub] = m
+    ranker = make_ranker(cfg.ranking.method, **cfg.ranking.params())
+    rows = super_sub_overlap(ranker, X, masks, cfg.neurons.top)
+    return pd.DataFrame(rows).assign(layer=layer, method=cfg.ranking.method)
+
+
+def top_words(X: np.ndarray, words: np.ndarray, ranking: Ranking, n_neurons: int = 20, n_words: int = 15) -> dict:
+    out = {}
+    for j in ranking.order()[:n_neurons]:
+        seen, listed = set(), []
+        for i in np.argsort(-X[:, j], kind="stable"):
+            w = str(words[i])
+            if w not in seen:
+                seen.add(w)
+                listed.append([w, float(X[i, j])])
+            if len(listed) >= n_words:
+                break
+        out[ranking.neurons[j]] = listed
+    return out
+
+
+def _unit_name(layers: list[int], concat: bool) -> str:
+    return "layers_" + "-".join(map(str, layers)) if concat else f"layer_{layers[0]:02d}"
+
+
+def run(cfg: DictConfig | RankConfig) -> RankResult:
+    t0 = time.perf_counter()
+    cfg = validate(cfg, RankConfig)
+    from concepts.discover import open_store
+
+    store = open_store(cfg)
+    layers = cfg.layer_list(store.n_layers)
+    if cfg.labels.source == "concept_binary":
+        raise UserError("neurons.rank ranks for one multi-class task: use labels=upos, xpos or concepts")
+    concepts = _concepts_if_any(cfg, store) if (cfg.labels.source != "tag" or cfg.neurons.super_sub) else None
+    tokens = store.tokens()
+    model = cfg.model.name or model_slug(cfg.model.name_or_path)
+    ident = {"store": store.fingerprint, "labels": asdict(cfg.labels), "ranking": asdict(cfg.ranking),
+             "neurons": {k: v for k, v in asdict(cfg.neurons).items() if k != "plot"}, "split": asdict(cfg.split),
+             "probe": asdict(cfg.probe), "concepts": concepts.fingerprint if concepts else None}
+    fp = fingerprint(ident)
+    family = cfg.labels.tag if cfg.labels.source == "tag" else f"concepts-top{cfg.labels.top}"
+    out = store.path.parent / "neurons" / f"{family}-{cfg.ranking.method}-{fp[:8]}"
+    units = [layers] if cfg.neurons.concat else [[layer] for layer in layers]
+    rankings, curves, tables = {}, [], []
+    opt: FitOptions = fit_options(cfg)
+    for unit_layers in units:
+        unit = _unit_name(unit_layers, cfg.neurons.concat)
+        udir = out / unit
+        task_layer = unit_layers[-1]
+        (ls,) = tasks_for(cfg, tokens, task_layer, concepts)
+        if cfg.neurons.max_tokens and len(ls) > cfg.neurons.max_tokens:
+            keep = np.sort(np.random.default_rng(cfg.neurons.seed).choice(len(ls), cfg.neurons.max_tokens, replace=False))
+            ls = type(ls)(ls.name, ls.rows[keep], ls.y[keep], ls.classes, ls.words[keep], ls.sentences[keep])
+        split = split_examples(ls, cfg.split.by, cfg.split.train, cfg.split.dev, cfg.split.seed)
+        X = np.hstack([np.asarray(store.layer(layer)[ls.rows], dtype=np.float32) for layer in unit_layers])
+        names = neuron_names(unit_layers, store.hidden_size)
+        meta = {"model": model, "model_path": cfg.model.name_or_path, "store": store.fingerprint, "unit": unit,
+                "layers": unit_layers, "task": ls.name, "fingerprint": fp,
+                "class_counts": np.bincount(ls.y[split.train], minlength=len(ls.classes)).tolist()}
+        done = udir / "eval.json"
+        if done.exists() and json.loads(done.read_text()).get("fingerprint") == fp:
+            ranking = Ranking.load(udir, expect={"store": store.fingerprint})
+            ev = json.loads(done.read_text())
+            rankings[unit] = ranking
+            curves += ev["rows"]
+            if (udir / "super_sub.csv").exists() and (udir / "super_sub.csv").stat().st_size > 1:
+                tables.append(pd.read_csv(udir / "super_sub.csv"))
+            continue
+        ranker = make_ranker(cfg.ranking.method, **cfg.ranking.params())
+        tr = time.perf_counter()
+        ranking = ranker.rank(X[split.train], ls.y[split.train], ls.classes, names, meta)
+        rank_seconds = time.perf_counter() - tr
+        ranking.save(udir)
+        ks = resolve_ks(list(cfg.neurons.ks), ranking.dim)
+        data = Data(X[split.train], ls.y[split.train], X[split.test], ls.y[split.test], len(ls.classes))
+        rows = []
+        if cfg.neurons.retrain:
+            rows += [{**r, "kind": "retrain"} for r in retrain_curve(ranking, data, ks, opt, cfg.neurons.seed)]
+        if cfg.neurons.ablation:
+            full = fit_probe(_array_dm(data), data.classes, opt)
+            rows += [{**r, "kind": "ablation"} for r in ablation(ranking, full, data, ks, cfg.neurons.seed)]
+        rows = [{"model": model, "unit": unit, "task": ls.name, **r} for r in rows]
+        curves += rows
+        if cfg.neurons.top_words:
+            atomic_write_json(udir / "top_words.json", top_words(X, ls.words, ranking, 20, cfg.neurons.top_words))
+        table = pd.DataFrame()
+        if cfg.neurons.super_sub and concepts is not None and not cfg.neurons.concat:
+            table = super_sub_table(cfg, store, task_layer, concepts, tokens)
+            if len(table):
+                tables.append(table)
+        atomic_write_text(udir / "super_sub.csv", table.to_csv(index=False) if len(table) else "\n")
+        if cfg.neurons.plot:
+            plots.salience_heatmap(ranking, udir / "salience.png")
+            if len(unit_layers) > 1:
+                plots.layer_distribution(ranking, udir / "layers.png")
+            if rows:
+                plots.accuracy_vs_k(pd.DataFrame(rows), udir / "accuracy_vs_k.png", f"{model} {unit}: {ls.name}, {ranking.method}")
+        atomic_write_json(done, {"fingerprint": fp, "rank_seconds": rank_seconds, "rows": rows})
+        rankings[unit] = ranking
+        top = [ranking.neurons[i] for i in ranking.order()[:5]]
+        log.info("%s %s: ranked %d neurons in %.1f s; top %s", unit, ranking.method, ranking.dim, rank_seconds, ", ".join(top))
+    curves_df = pd.DataFrame(curves)
+    sub_df = pd.concat(tables, ignore_index=True) if tables else pd.DataFrame()
+    if len(curves_df):
+        atomic_write_text(out / "curves.csv", curves_df.to_csv(index=False))
+    if len(sub_df):
+        atomic_write_text(out / "super_sub.csv", sub_df.to_csv(index=False))
+    _log_wandb(cfg, out, rankings, curves_df, sub_df, model)
+    log.info("neuron rankings: %s", out)
+    return RankResult(out, rankings, curves_df, sub_df, time.perf_counter() - t0)
+
+
+def _array_dm(data: Data):
+    from probing.data import ArrayDataModule
+
+    return ArrayDataModule(data.X_train, data.y_train)
+
+
+def _log_wandb(cfg: RankConfig, out: Path, rankings, curves: pd.DataFrame, sub: pd.DataFrame, model: str) -> None:
+    if cfg.logger.kind != "wandb":
+        return
+    import wandb
+
+    from probing.loggers import wandb_env
+
+    wandb_env(cfg.logger.mode)
+    (out / "wandb").mkdir(parents=True, exist_ok=True)
+    run = wandb.init(project=cfg.logger.project, entity=cfg.logger.entity, group=cfg.logger.group or "neurons",
+                     job_type="rank", name=f"{model}-{out.name}", dir=str(out / "wandb"), reinit="finish_previous",
+                     tags=[model, cfg.ranking.method, cfg.labels.tag if cfg.labels.source == "tag" else cfg.labels.source],
+                     config={"ranking": asdict(cfg.ranking), "neurons": asdict(cfg.neurons)})
+    payload = {}
+    if len(curves):
+        payload["curves"] = wandb.Table(dataframe=curves)
+    if len(sub):
+        payload["super_sub"] = wandb.Table(dataframe=sub)
+    for unit in rankings:
+        for png in sorted((out / unit).glob("*.png")):
+            payload[f"{unit}/{png.stem}"] = wandb.Image(str(png))
+    run.log(payload)
+    top = curves[(curves.get("kind") == "retrain") & (curves.get("neurons") == "top")] if len(curves) else curves
+    if len(top):
+        run.summary.update({f"top{int(k)}_accuracy": float(v) for k, v in top.groupby("k")["accuracy"].mean().items()})
+    run.finish()
+
+
+def _save_for_sweep(cfg, result: RankResult) -> None:
+    from hydra.core.hydra_config import HydraConfig
+
+    try:
+        job_dir = Path(HydraConfig.get().runtime.output_dir)
+    except ValueError:
+        return
+    atomic_write_json(job_dir / "rank-results.json", {
+        "rows": json.loads(result.curves.to_json(orient="records")) if len(result.curves) else [],
+        "rankings": [str(result.path / unit) for unit in result.rankings]})
+
+
+main = hydra_entry("rank", run, on_result=_save_for_sweep)
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,140 @@
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from helpers import compose_cfg
+
+import concepts.annotate as annotate_mod
+import neurons.rank as rank_mod
+from concepts.errors import UserError
+from neurons.evaluate import Data, ablation, jaccard, resolve_ks, retrain_curve
+from neurons.ranking import Ranking
+from neurons.rankers import RANKERS, Probeless, make_ranker
+from probing.data import ArrayDataModule
+from probing.fit import FitOptions, fit_probe
+
+REPO = Path(__file__).resolve().parent.parent
+PLANTED = [3, 17, 29]
+
+
+def planted(n=3000, d=40, seed=0):
+    """Three classes carried only by neurons 3 (class 1 high), 17 (class 2 high), 29 (class 0 low)."""
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, 3, n)
+    X = rng.normal(size=(n, d)).astype(np.float32)
+    X[:, 3] += 4 * (y == 1)
+    X[:, 17] += 4 * (y == 2)
+    X[:, 29] -= 4 * (y == 0)
+    return X, y
+
+
+@pytest.mark.parametrize("method", ["probeless", "probe_weights", "iou", "gaussian"])
+def test_each_method_ranks_the_planted_neurons_first(method):
+    X, y = planted()
+    r = make_ranker(method).rank(X, y, ["a", "b", "c"])
+    assert set(r.top(3).tolist()) == set(PLANTED)
+    assert r.scores.shape == (3, 40) and r.overall.shape == (40,)
+    if method == "probe_weights":  # softmax weights are shared out between classes; overall is what counts
+        return
+    # one-vs-rest methods: per class the carrying neuron comes first
+    assert r.top(1, "b")[0] == 3 and r.top(1, "c")[0] == 17 and r.top(1, "a")[0] == 29
+
+
+def test_random_does_not_and_every_method_shares_the_interface():
+    X, y = planted()
+    r = make_ranker("random", seed=0).rank(X, y, ["a", "b", "c"])
+    assert set(r.top(3).tolist()) != set(PLANTED)
+    for name in RANKERS:
+        rr = make_ranker(name).rank(X[:500], y[:500], ["a", "b", "c"])
+        assert isinstance(rr, Ranking) and sorted(rr.order().tolist()) == list(range(40))
+
+
+def test_ablating_the_planted_neurons_drops_accuracy_to_chance():
+    X, y = planted()
+    data = Data(X[:2000], y[:2000], X[2000:], y[2000:], 3)
+    fit = fit_probe(ArrayDataModule(data.X_train, data.y_train), 3, FitOptions())
+    ranking = Probeless().rank(data.X_train, data.y_train, ["a", "b", "c"])
+    rows = {(r["ablated"], r["k"]): r for r in ablation(ranking, fit, data, [3], seed=0)}
+    assert rows[("top", 3)]["full"] > 0.95
+    assert abs(rows[("top", 3)]["accuracy"] - 1 / 3) < 0.1
+    assert rows[("random", 3)]["accuracy"] > 0.85
+    curve = {(r["neurons"], r["k"]): r["accuracy"] for r in retrain_curve(ranking, data, [3], FitOptions(), seed=0)}
+    assert curve[("top", 3)] > 0.95 and curve[("bottom", 3)] < 0.5
+
+
+def test_probeless_by_hand():
+    X = np.array([[1.0, 0.0], [3.0, 2.0], [5.0, 2.0], [7.0, 4.0]], dtype=np.float32)
+    y = np.array([0, 0, 1, 1])
+    signed = Probeless().signed(X, y, 2)
+    # class 0: mean (2, 1), rest (6, 3) -> (-4, -2); class 1: (6, 3) - (2, 1) -> (4, 2)
+    np.testing.assert_allclose(signed, [[-4, -2], [4, 2]])
+    r = Probeless().rank(X, y, ["a", "b"])
+    np.testing.assert_allclose(r.overall, [8, 4])
+    assert r.order().tolist() == [0, 1]
+
+
+def test_bad_input_and_ranking_files(tmp_path):
+    X, y = planted(n=200)
+    r = Probeless().rank(X, y, ["a", "b", "c"], meta={"store": "abc", "model": "m"})
+    with pytest.raises(UserError, match="k=41 must be between 1 and the 40"):
+        r.top(41)
+    with pytest.raises(UserError, match="outside 1..40"):
+        resolve_ks([5, 100], 40)
+    assert resolve_ks([5, "50%", 5], 40) == [5, 20]
+    with pytest.raises(UserError, match="labels have length 199"):
+        Probeless().rank(X, y[:199], ["a", "b", "c"])
+    with pytest.raises(UserError, match="at least two classes"):
+        Probeless().rank(X, np.zeros(200, int), ["a", "b", "c"])
+    r.save(tmp_path / "r")
+    back = Ranking.load(tmp_path / "r", expect={"store": "abc"})
+    assert back.order().tolist() == r.order().tolist() and back.classes == r.classes
+    with pytest.raises(UserError, match="made for store='abc'"):
+        Ranking.load(tmp_path / "r", expect={"store": "other-model-store"})
+    assert jaccard([1, 2, 3], [2, 3, 4]) == pytest.approx(0.5)
+
+
+def _over(tiny_models, corpus, ws, *extra):
+    return ["model=hf", f"model.name_or_path={tiny_models['bert']}", "model.name=tiny", "corpus=ewt",
+            f"corpus.path={corpus}", "corpus.name=tagged", f"paths.workspace={ws}", "extraction.progress=false",
+            "extraction.device=cpu", "sampling.min_count=1", "sampling.max_per_type=20", "discovery.k=6", *extra]
+
+
+def test_rank_app_per_layer_concatenated_and_super_sub(tiny_models, tagged_corpus, tmp_path):
+    over = _over(tiny_models, tagged_corpus, tmp_path, "discovery.k=30")  # small concepts: several per tag
+    annotate_mod.run(compose_cfg("annotate", over))  # concept records with UPOS alignment
+    rk = [*over, "probing.min_examples=5", "neurons.ks=[2,8]"]
+    res = rank_mod.run(compose_cfg("rank", [*rk, "layer=2"]))
+    (unit,) = res.rankings
+    udir = res.path / unit
+    assert unit == "layer_02" and (udir / "ranking.json").exists() and (udir / "salience.png").exists()
+    assert set(res.curves["kind"]) == {"retrain", "ablation"} and set(res.curves["k"]) == {2, 8}
+    words = json.loads((udir / "top_words.json").read_text())
+    assert len(words) == 20 and all(len(v) >= 1 for v in words.values())
+    assert len(res.super_sub) >= 1 and res.super_sub["share"].between(0, 1).all()
+    assert set(res.super_sub["super"]) <= {"UPOS=DET", "UPOS=NOUN", "UPOS=VERB", "UPOS=ADV", "UPOS=PUNCT"}
+    cat = rank_mod.run(compose_cfg("rank", [*rk, "neurons.concat=true", "ranking=probe_weights", "ranking.epochs=5"]))
+    (unit,) = cat.rankings
+    r = cat.rankings[unit]
+    assert unit == "layers_0-1-2" and r.dim == 96 and r.neurons[40] == "L1:8"
+    assert (cat.path / unit / "layers.png").exists()
+    with pytest.raises(UserError, match="labels=upos, xpos or concepts"):
+        rank_mod.run(compose_cfg("rank", [*rk, "labels=concept_binary"]))
+
+
+def test_rank_sweep_over_methods_is_summarised(tiny_models, tagged_corpus, tmp_path):
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    out = subprocess.run([sys.executable, "-m", "neurons.rank", "-m", "ranking=probeless,random", "layer=1",
+                          *_over(tiny_models, tagged_corpus, tmp_path), "probing.min_examples=5", "neurons.ks=[2,8]",
+                          "neurons.super_sub=false"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    (sweep,) = list((tmp_path / "logs" / "rank-multirun").iterdir())
+    curves = pd.read_csv(sweep / "curves.csv")
+    assert set(curves["method"]) == {"probeless", "random"} and (sweep / "curves.png").exists()
+    overlap = pd.read_csv(sweep / "overlap.csv")
+    assert set(overlap["k"]) == {10, 50} or set(overlap["k"]) == {10}
+    assert overlap["jaccard"].between(0, 1).all()
