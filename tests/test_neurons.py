@@ -13,8 +13,8 @@ import concepts.annotate as annotate_mod
 import neurons.rank as rank_mod
 from concepts.errors import UserError
 from neurons.evaluate import Data, ablation, jaccard, resolve_ks, retrain_curve
-from neurons.ranking import Ranking
 from neurons.rankers import RANKERS, Probeless, make_ranker
+from neurons.ranking import Ranking
 from probing.data import ArrayDataModule
 from probing.fit import FitOptions, fit_probe
 
