@@ -17,7 +17,7 @@ import json
 import logging
 import time
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from omegaconf import DictConfig
@@ -28,7 +28,13 @@ from concepts.annotation.dataset import export_dataset, primary_annotation
 from concepts.annotation.factory import make_annotator
 from concepts.annotation.human_eval import write_sheet
 from concepts.annotation.prompts import estimate_tokens
-from concepts.artifacts import atomic_write_json, atomic_write_text, library_versions, read_manifest
+from concepts.artifacts import (
+    atomic_write_json,
+    atomic_write_text,
+    fingerprint,
+    library_versions,
+    read_manifest,
+)
 from concepts.cli import hydra_entry, model_slug
 from concepts.config import AnnotateConfig, register_configs, validate
 from concepts.errors import UserError
@@ -136,6 +142,19 @@ def run(cfg: DictConfig | AnnotateConfig) -> AnnotateResult:
     crun = open_concepts(cfg)
     k = crun.k
     out = crun.path / "annotations"
+    a = cfg.annotator
+    name = f"{a.backend}-{model_slug(a.model if a.backend != 'alignment' else 'alignment')}-{cfg.prompt.id if a.backend != 'alignment' else 'alignment'}-K{k}.json"
+    ident = fingerprint({"annotator": {key: v for key, v in asdict(a).items() if key not in ("concurrency", "timeout")},
+                         "prompt": asdict(cfg.prompt), "max_concepts": cfg.annotation.max_concepts,
+                         "layers": crun.layers, "concepts": read_manifest(crun.path)["fingerprint"]})
+    previous = out / name
+    if not cfg.annotation.dry_run and previous.exists():
+        rep = json.loads(previous.read_text())
+        if rep.get("fingerprint") == ident and "error" not in rep.get("statuses", {}) and rep.get("exported", False) == cfg.annotation.export:
+            log.info("annotations complete, nothing to do: %s", previous)
+            dataset = crun.path / f"dataset-K{k}" if cfg.annotation.export else None
+            return AnnotateResult(crun.path, crun.layers, k, rep["statuses"], rep["usage"], rep["cost_usd"], dataset,
+                                  time.perf_counter() - t0)
     cache = None if cfg.annotator.backend == "alignment" else ReplyCache(cfg.annotation.cache)
     try:
         annotator = make_annotator(cfg, cache)
@@ -156,18 +175,16 @@ def run(cfg: DictConfig | AnnotateConfig) -> AnnotateResult:
             crun.write(layer, by_layer[layer])
         statuses = dict(Counter(a.status for a in anns))
         usage = annotator.client.usage.to_dict() if isinstance(annotator, LLMAnnotator) else {}
-        a = cfg.annotator
         cost = annotator.client.usage.cost(a.price_input_per_1m, a.price_output_per_1m) if usage else 0.0
     finally:
         if cache is not None:
             cache.close()
     report = {
+        "fingerprint": ident, "exported": cfg.annotation.export,
         "annotator": annotator.name, "model": annotator.model, "prompt_id": annotator.prompt_id, "k": k,
         "layers": crun.layers, "concepts": len(anns), "statuses": statuses, "usage": usage, "cost_usd": cost,
         "versions": library_versions(),
     }
-    name = f"{annotator.name}-{model_slug(annotator.model)}-{annotator.prompt_id}-K{k}.json"
-    atomic_write_json(out / name, report)
     log.info("labels: %s", ", ".join(f"{s} {n}" for s, n in sorted(statuses.items())))
     if usage:
         log.info("requests sent %d (retries %d, failed %d), answered from cache %d; tokens %d in / %d out; "
@@ -186,6 +203,7 @@ def run(cfg: DictConfig | AnnotateConfig) -> AnnotateResult:
         page = crun.path / f"explorer-K{k}.html"
         write_explorer(page, by_layer, sentences, f"{cfg.model.name or cfg.model.name_or_path} · {cfg.corpus.name} · K={k}")
         log.info("open the concept explorer: %s", page.resolve().as_uri())
+    atomic_write_json(out / name, report)  # last: its presence means this annotation run is complete
     return AnnotateResult(crun.path, crun.layers, k, statuses, usage, cost, dataset, time.perf_counter() - t0)
 
 

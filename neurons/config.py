@@ -62,3 +62,25 @@ class RankConfig(TrainConfig):
 
 def register_neuron_configs() -> None:
     ConfigStore.instance().store(name="rank_schema", node=RankConfig)
+
+
+@dataclass
+class PipelineSection:
+    report: str | None = None  # the report folder; null = <workspace>/report/<model>-<corpus>
+    tag: str = "upos"  # the gold tag set probed (with its control task) and used to rank neurons
+    concept_probes: bool = True  # a multi-class probe per layer over its largest labelled concepts
+    concept_top: int = 20
+    score_labels: bool = False  # label scoring (needs an LLM annotator)
+    neurons: bool = True
+    wandb: bool = True  # probes and the report logged to W&B (offline unless said otherwise)
+    check_network: bool = True  # fail up front when a stage needs the Hub or an API key that is missing
+
+
+@dataclass
+class PipelineConfig(RankConfig):
+    pipeline: PipelineSection = field(default_factory=PipelineSection)
+    preset: str | None = None  # the experiment preset's name, for the report
+
+
+def register_pipeline_configs() -> None:
+    ConfigStore.instance().store(name="pipeline_schema", node=PipelineConfig)

@@ -38,7 +38,7 @@ from neurons.ranking import Ranking, neuron_names
 from probing.config import register_probing_configs
 from probing.data import split_examples
 from probing.fit import FitOptions, fit_probe
-from probing.train import ConceptSource, fit_options, tasks_for
+from probing.train import ConceptSource, tasks_for
 
 log = logging.getLogger(__name__)
 register_configs()
@@ -145,13 +145,15 @@ def run(cfg: DictConfig | RankConfig) -> RankResult:
     model = cfg.model.name or model_slug(cfg.model.name_or_path)
     ident = {"store": store.fingerprint, "labels": asdict(cfg.labels), "ranking": asdict(cfg.ranking),
              "neurons": {k: v for k, v in asdict(cfg.neurons).items() if k != "plot"}, "split": asdict(cfg.split),
-             "probe": asdict(cfg.probe), "concepts": concepts.fingerprint if concepts else None}
+             "concepts": concepts.fingerprint if concepts else None}
     fp = fingerprint(ident)
     family = cfg.labels.tag if cfg.labels.source == "tag" else f"concepts-top{cfg.labels.top}"
     out = store.path.parent / "neurons" / f"{family}-{cfg.ranking.method}-{fp[:8]}"
     units = [layers] if cfg.neurons.concat else [[layer] for layer in layers]
     rankings, curves, tables = {}, [], []
-    opt: FitOptions = fit_options(cfg)
+    # the evaluation probes are the default converged linear probe, whatever `probe=` says, so
+    # that a change of the probing setup re-runs probing only
+    opt = FitOptions(seed=cfg.neurons.seed, device=cfg.probe.device)
     for unit_layers in units:
         unit = _unit_name(unit_layers, cfg.neurons.concat)
         udir = out / unit

@@ -1,0 +1,222 @@
+"""`python -m neurons.pipeline`: the whole pipeline, model to report, in one command.
+
+    python -m neurons.pipeline                          # the demo preset's defaults: MiniLM on EWT
+    python -m neurons.pipeline experiment=tcn_paper -m  # the paper's run (needs the Hub and an API key)
+    python -m neurons.pipeline annotator=openai annotator.base_url=http://localhost:8000/v1
+
+Stages: extract -> discover (all layers, K) -> annotate -> [score labels] -> probe the gold tag
+set and the largest labelled concepts of each layer, each with its control task -> rank
+neurons -> report. Every stage reuses its complete outputs, so a re-run with nothing changed
+takes seconds and changing only the probe re-runs only probing. It lives in `neurons`, the one
+package that may import every stage.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+from omegaconf import DictConfig
+
+from concepts.cli import hydra_entry, model_slug
+from concepts.config import register_configs, validate
+from concepts.errors import UserError
+from neurons import report as rep
+from neurons.config import PipelineConfig, register_neuron_configs, register_pipeline_configs
+from probing.config import register_probing_configs
+from probing.summary import summarize_results
+
+log = logging.getLogger(__name__)
+register_configs()
+register_probing_configs()
+register_neuron_configs()
+register_pipeline_configs()
+
+
+@dataclass
+class PipelineResult:
+    report: Path  # the report folder
+    index: Path  # its index.html
+    stages: dict[str, float]  # stage -> seconds
+    probing: pd.DataFrame  # one row per probe
+    alignment: pd.DataFrame
+    ranked: object | None  # neurons.rank.RankResult
+    seconds: float
+
+
+def preflight(cfg: PipelineConfig) -> None:
+    """Say up front what a run needs that is missing (the Hub, an API key), before any work."""
+    problems = []
+    name = cfg.model.name_or_path
+    if not name.startswith("embedded:") and not Path(name).expanduser().exists():
+        if os.environ.get("HF_HUB_OFFLINE") == "1" or os.environ.get("TRANSFORMERS_OFFLINE") == "1":
+            problems.append(f"model {name!r} must come from the Hugging Face Hub, but HF_HUB_OFFLINE=1 "
+                            "(download it first, or pass a local folder with model=<path>)")
+    a = cfg.annotator
+    if a.backend == "openai" and not os.environ.get(a.api_key_env) and not (a.base_url or os.environ.get("OPENAI_BASE_URL")):
+        problems.append(f"annotator=openai needs an API key in ${a.api_key_env} (or annotator.base_url for a local "
+                        "OpenAI-compatible server; annotator=alignment works offline)")
+    if cfg.pipeline.score_labels and a.backend == "alignment":
+        problems.append("pipeline.score_labels=true needs an LLM annotator (annotator=openai or hf_local)")
+    if problems and cfg.pipeline.check_network:
+        raise UserError("this run cannot start: " + "; ".join(problems))
+
+
+def _with(cfg: PipelineConfig, **changes) -> PipelineConfig:
+    """A copy of the config with some sections changed (`labels={...}`)."""
+    out = copy.deepcopy(cfg)
+    for section, values in changes.items():
+        target = getattr(out, section)
+        for k, v in values.items():
+            setattr(target, k, v)
+    return out
+
+
+def run(cfg: DictConfig | PipelineConfig) -> PipelineResult:
+    t0 = time.perf_counter()
+    cfg = validate(cfg, PipelineConfig)
+    preflight(cfg)
+    import concepts.annotate as annotate_stage
+    import concepts.discover as discover_stage
+    import concepts.extract as extract_stage
+    import neurons.rank as rank_stage
+    import probing.train as train_stage
+
+    p = cfg.pipeline
+    stages: dict[str, float] = {}
+
+    def timed(name, fn, *args):
+        t = time.perf_counter()
+        log.info("== %s", name)
+        out = fn(*args)
+        stages[name] = time.perf_counter() - t
+        return out
+
+    logger = {"kind": "wandb" if p.wandb else cfg.logger.kind}
+    ex = timed("extract", extract_stage.run, cfg)
+    disc = timed("discover", discover_stage.run, cfg)
+    ann = timed("annotate", annotate_stage.run, cfg)
+    if p.score_labels:
+        import concepts.score as score_stage
+
+        timed("score labels", score_stage.run, cfg)
+    tag_cfg = _with(cfg, labels={"source": "tag", "tag": p.tag}, logger=logger)
+    tag_probe = timed(f"probe {p.tag}", train_stage.run, tag_cfg)
+    probe_frames = [summarize_results(tag_probe.results)]
+    probe_plots = [tag_probe.path / "summary.png"]
+    if p.concept_probes:
+        c_cfg = _with(cfg, labels={"source": "concepts", "top": p.concept_top, "require_label": True,
+                                   "concepts": str(disc.path)}, logger=logger)
+        c_probe = timed("probe concepts", train_stage.run, c_cfg)
+        probe_frames.append(summarize_results(c_probe.results))
+        probe_plots.append(c_probe.path / "summary.png")
+    ranked = None
+    if p.neurons:
+        r_cfg = _with(cfg, labels={"source": "tag", "tag": p.tag}, logger={"kind": "none"})
+        ranked = timed("rank neurons", rank_stage.run, r_cfg)
+    t = time.perf_counter()
+    model = cfg.model.name or model_slug(cfg.model.name_or_path)
+    root = Path(p.report) if p.report else Path(cfg.paths.workspace) / "report" / f"{model}-{cfg.corpus.name}"
+    probing = pd.concat(probe_frames, ignore_index=True)
+    index = write_report(cfg, root, model, ex, disc, ann, probing, probe_plots, ranked, stages)
+    stages["report"] = time.perf_counter() - t
+    total = time.perf_counter() - t0
+    log.info("stages: %s", ", ".join(f"{k} {v:.0f} s" for k, v in stages.items()))
+    log.info("report (%.0f s in all): %s", total, index.resolve().as_uri())
+    return PipelineResult(root, index, stages, probing, disc.alignment, ranked, total)
+
+
+def write_report(cfg, root: Path, model: str, ex, disc, ann, probing: pd.DataFrame, probe_plots, ranked, stages) -> Path:
+    k = disc.k
+    root.mkdir(parents=True, exist_ok=True)
+    rep.copy_into(disc.path / f"explorer-K{k}.html", root / "explorer.html")
+    rep.copy_into(disc.path / f"alignment-K{k}.png", root / "alignment.png")
+    rep.copy_into(disc.path / f"alignment-K{k}.csv", root / "alignment.csv")
+    if ann.dataset is not None:
+        rep.copy_into(ann.dataset, root / "dataset")
+    for i, png in enumerate(probe_plots):
+        rep.copy_into(png, root / f"probing-{i}.png")
+    probing.to_csv(root / "probing.csv", index=False)
+    neuron_html = "<p><em>neuron ranking was not run</em></p>"
+    if ranked is not None:
+        ranked.curves.to_csv(root / "neurons-curves.csv", index=False)
+        if len(ranked.super_sub):
+            ranked.super_sub.to_csv(root / "neurons-super-sub.csv", index=False)
+        parts = []
+        for unit in sorted(ranked.rankings):
+            for png in ("accuracy_vs_k.png", "salience.png", "layers.png"):
+                if rep.copy_into(ranked.path / unit / png, root / "neurons" / f"{unit}-{png}"):
+                    parts.append(rep.img(f"neurons/{unit}-{png}", f"{unit} {png}"))
+            rep.copy_into(ranked.path / unit / "top_words.json", root / "neurons" / f"{unit}-top_words.json")
+        top = ranked.curves[(ranked.curves["kind"] == "retrain")] if len(ranked.curves) else ranked.curves
+        pivot = (top.pivot_table(index=["unit", "k"], columns="neurons", values="accuracy").reset_index()
+                 if len(top) else pd.DataFrame())
+        neuron_html = (f"<p>Method: {ranked.rankings[next(iter(ranked.rankings))].method if ranked.rankings else '-'}. "
+                       "Probes retrained on the top / random / bottom k neurons (test accuracy):</p>"
+                       + rep.table(pivot, 60) + "<h3>Super and sub concepts (top-10 neuron overlap)</h3>"
+                       + rep.table(ranked.super_sub, 40) + "".join(parts[:9]))
+    wandb_dir = None
+    if cfg.pipeline.wandb and len(probing):
+        from probing.summary import log_summary_wandb
+
+        wandb_dir = log_summary_wandb(probing, root / "probing-0.png", cfg.logger.project, f"pipeline-{model}",
+                                      root / "wandb", cfg.logger.mode, cfg.logger.entity)
+    align = disc.alignment
+    align_view = (align.pivot_table(index="layer", columns="tag_set", values="concept_share").reset_index()
+                  if len(align) else align)
+    probe_view = (probing.groupby(["task" if "task" in probing else "source", "layer"], as_index=False)
+                  [["accuracy", "control_accuracy", "selectivity"]].mean() if len(probing) else probing)
+    probe_view = probing.assign(kind=probing["source"]).groupby(["kind", "layer"], as_index=False)[
+        ["accuracy", "control_accuracy", "selectivity"]].mean() if len(probing) else probe_view
+    sections = [
+        ("Contents", "<p class='links'>" + " ".join([
+            rep.link("explorer.html", "concept explorer"), rep.link("alignment.csv", "alignment table"),
+            rep.link("probing.csv", "probing table"), rep.link("neurons-curves.csv", "neuron curves"),
+            rep.link("dataset/", "concept dataset")]) + "</p>"),
+        ("Concepts and their alignment with human-defined tags",
+         f"<p>{len(disc.layers)} layers x K={k} concepts. Share of concepts aligned (θ={cfg.discovery.theta}) per tag set:</p>"
+         + rep.table(align_view) + rep.img("alignment.png", "alignment across layers")),
+        ("Annotation", "<p>Labels: " + ", ".join(f"{s} {n}" for s, n in sorted(ann.statuses.items()))
+         + f" ({cfg.annotator.backend}; {cfg.annotator.model if cfg.annotator.backend != 'alignment' else 'aligned tags'}).</p>"),
+        ("Probing (accuracy, control task, selectivity)", rep.table(probe_view, 60)
+         + "".join(rep.img(f"probing-{i}.png", "probing") for i in range(len(probe_plots)))),
+        ("Neurons", neuron_html),
+    ]
+    if wandb_dir:
+        sections.append(("Weights & Biases", f"<p>Offline run: <code>{Path(wandb_dir).parent}</code> "
+                                              "(<code>wandb sync</code> uploads it).</p>"))
+    meta = {"model": cfg.model.name_or_path, "corpus": f"{cfg.corpus.name} ({', '.join(cfg.corpus.splits)})",
+            "words": ex.words_written if hasattr(ex, "words_written") else "-", "K": k,
+            "preset": cfg.preset or "-",
+            "time": ", ".join(f"{s} {v:.0f}s" for s, v in stages.items())}
+    return rep.write_index(root, f"Latent concepts of {model}", meta, sections)
+
+
+def _save_for_sweep(cfg, result: PipelineResult) -> None:
+    """In a Hydra job, leave the probe results where the sweep summaries look for them."""
+    from hydra.core.hydra_config import HydraConfig
+
+    from concepts.artifacts import atomic_write_json
+
+    try:
+        job_dir = Path(HydraConfig.get().runtime.output_dir)
+    except ValueError:
+        return
+    if len(result.probing):
+        rows = result.probing.to_dict(orient="records")
+        atomic_write_json(job_dir / "probe-results.json", [{**r, "per_class": {}} for r in rows])
+    if result.ranked is not None:
+        atomic_write_json(job_dir / "rank-results.json", {
+            "rows": result.ranked.curves.to_dict(orient="records"),
+            "rankings": [str(result.ranked.path / u) for u in result.ranked.rankings]})
+
+
+main = hydra_entry("pipeline", run, on_result=_save_for_sweep)
+
+if __name__ == "__main__":
+    main()

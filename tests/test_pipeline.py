@@ -1,0 +1,101 @@
+"""The end-to-end pipeline and a smoke test of every experiment preset (tiny sizes)."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from browser import chromium, rendered_dom, screenshot
+from helpers import compose_cfg
+from llm_server import LLMServer, Reply, user_text
+
+import neurons.pipeline as pipeline_mod
+from concepts.cli import CONF_DIR
+from concepts.errors import UserError
+
+PRESETS = sorted(p.stem for p in (Path(CONF_DIR) / "experiment").glob("*.yaml"))
+REPO = Path(__file__).resolve().parent.parent
+
+
+def tiny(tiny_models, corpus, ws, *extra) -> list[str]:
+    return ["model=hf", f"model.name_or_path={tiny_models['bert']}", "model.name=tiny", "corpus=ewt",
+            f"corpus.path={corpus}", "corpus.name=tagged", "corpus.splits=[train]", f"paths.workspace={ws}",
+            "extraction.progress=false", "sampling.min_count=1", "sampling.max_per_type=20", "discovery.k=12",
+            "probing.min_examples=3", "neurons.ks=[2,8]", "neurons.max_tokens=1000", "pipeline.concept_top=4",
+            "ranking.epochs=3", *extra]
+
+
+def test_every_preset_is_covered():
+    assert set(PRESETS) == {"demo", "tcn_paper", "layer_sweep", "model_sweep", "neuron_study"}
+
+
+@pytest.mark.parametrize("preset", PRESETS)
+def test_preset_smoke(preset, tiny_models, tagged_corpus, tmp_path, monkeypatch):
+    over = tiny(tiny_models, tagged_corpus, tmp_path, f"experiment={preset}")
+    cfg = compose_cfg("pipeline", over)
+    assert cfg.preset == preset
+    if preset == "tcn_paper":
+        # network-only: the paper's models come from the Hub and its labels from an API; here the
+        # tiny local model stands in and a local OpenAI-compatible server answers
+        assert cfg.discovery.k == 12 and cfg.annotator.model == "gpt-3.5-turbo"
+        monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+        monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
+        with pytest.raises(UserError, match="needs an API key"):
+            pipeline_mod.run(cfg)
+        with LLMServer(lambda r, n: Reply(f"words like {user_text(r).split('[')[1].split(',')[0]}")) as server:
+            res = pipeline_mod.run(compose_cfg("pipeline", [*over, f"annotator.base_url={server.base_url}"]))
+            assert len(server.requests) > 0
+    else:
+        res = pipeline_mod.run(cfg)
+    assert res.index.exists() and (res.report / "explorer.html").exists()
+    assert set(res.probing["source"]) >= {"tag"} and res.probing["control_accuracy"].notna().all()
+    assert (res.report / "dataset" / "concepts-K12.parquet").exists()
+
+
+def test_hub_models_are_refused_up_front_when_offline(tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(UserError, match="HF_HUB_OFFLINE=1"):
+        pipeline_mod.run(compose_cfg("pipeline", ["model=bert-base-cased", f"paths.workspace={tmp_path}"]))
+
+
+def test_rerun_reuses_everything_and_a_new_probe_reruns_only_probing(tiny_models, tagged_corpus, tmp_path, monkeypatch):
+    import concepts.clustering as clustering
+    import concepts.extractor as extractor
+    import neurons.rank as rank_mod
+
+    over = tiny(tiny_models, tagged_corpus, tmp_path, "pipeline.wandb=false")
+    first = pipeline_mod.run(compose_cfg("pipeline", over))
+    monkeypatch.setattr(extractor.Extractor, "run", lambda *a, **k: pytest.fail("re-extracted"), raising=False)
+    monkeypatch.setattr(clustering, "cluster", lambda *a, **k: pytest.fail("re-clustered"))
+    monkeypatch.setattr(rank_mod, "make_ranker", lambda *a, **k: pytest.fail("re-ranked"))
+    again = pipeline_mod.run(compose_cfg("pipeline", over))
+    assert again.probing["accuracy"].tolist() == first.probing["accuracy"].tolist()
+    assert sum(v for k, v in again.stages.items() if k != "report") < first.seconds / 2
+    changed = pipeline_mod.run(compose_cfg("pipeline", [*over, "probe.l2=0.001"]))  # still no re-ranking
+    assert set(changed.probing["fingerprint"]).isdisjoint(first.probing["fingerprint"])  # probes trained anew
+
+
+def test_report_renders_in_chromium(tiny_models, tagged_corpus, tmp_path):
+    chromium()  # skips with a message where it is missing
+    res = pipeline_mod.run(compose_cfg("pipeline", tiny(tiny_models, tagged_corpus, tmp_path, "pipeline.wandb=false")))
+    dom = rendered_dom(res.index.resolve().as_uri(), tmp_path)
+    assert "Latent concepts of tiny" in dom and "concept explorer" in dom and "<img" in dom
+    assert dom.count("<img") >= 3
+    explorer = rendered_dom((res.report / "explorer.html").resolve().as_uri(), tmp_path)
+    assert explorer.count('class="concept"') >= 1
+    png = screenshot(res.index.resolve().as_uri(), tmp_path / "report.png", tmp_path, "1280,2400")
+    assert png.stat().st_size > 30_000
+
+
+def test_layer_sweep_preset_runs_as_a_multirun(tiny_models, tagged_corpus, tmp_path):
+    env = {**os.environ, "PYTHONPATH": str(REPO), "WANDB_MODE": "offline"}
+    args = tiny(tiny_models, tagged_corpus, tmp_path, "experiment=layer_sweep", "layer=0,2",
+                "pipeline.concept_probes=false", "pipeline.wandb=false")
+    out = subprocess.run([sys.executable, "-m", "neurons.pipeline", *args], cwd=tmp_path, env=env,
+                         capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    (sweep,) = list((tmp_path / "logs" / "pipeline-multirun").iterdir())
+    summary = (sweep / "summary.csv").read_text().splitlines()
+    assert len(summary) == 3  # header + layers 0 and 2
+    assert (sweep / "curves.csv").exists()
