@@ -5,7 +5,7 @@ VENV ?= .venv
 TORCH_SPEC ?= torch==2.13.0
 BIN := $(VENV)/bin
 
-.PHONY: setup demo test lint bench-extract
+.PHONY: setup demo test lint bench-extract bench-cluster bench-annotate bench-probe bench-neurons
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -17,7 +17,7 @@ $(VENV)/.installed: pyproject.toml
 setup: $(VENV)/.installed
 
 demo: setup
-	$(BIN)/python -m concepts.discover $(ARGS)
+	$(BIN)/python -m neurons.pipeline experiment=demo $(ARGS)
 
 test: setup
 	$(BIN)/python -m pytest -q $(ARGS)
@@ -27,3 +27,15 @@ lint: setup
 
 bench-extract: setup
 	$(BIN)/python bench/bench_extract.py $(ARGS)
+
+bench-cluster: setup
+	$(BIN)/python bench/bench_cluster.py $(ARGS)
+
+bench-annotate: setup
+	$(BIN)/python bench/bench_annotate.py $(ARGS)
+
+bench-probe: setup
+	$(BIN)/python bench/bench_probe.py $(ARGS)
+
+bench-neurons: setup
+	$(BIN)/python bench/bench_neurons.py $(ARGS)

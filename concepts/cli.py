@@ -61,7 +61,7 @@ def hydra_entry(config_name: str, run: Callable[[DictConfig], object],
         # one timestamp per command: multirun jobs started by joblib or submitit in another
         # second would otherwise resolve ${now:...} into different sweep folders
         os.environ.setdefault("CONCEPTS_RUN_STAMP", time.strftime("%Y-%m-%d_%H-%M-%S"))
-        sys.argv = [sys.argv[0], *rewrite_model_shortcut(sys.argv[1:]), f"hydra.job.name={config_name}"]
+        sys.argv = [sys.argv[0], *rewrite_model_shortcut(sys.argv[1:])]
         _task()
 
     return main

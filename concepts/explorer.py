@@ -108,9 +108,24 @@ function card(layer, c) {
   return `<section class="concept" id="L${layer}-C${c.id}"><h2>${labels}layer ${layer} · concept ${c.id} · ${c.size} tokens, ${c.types} types</h2>` +
     `<div class="words">${words}</div><div class="tags">${tags}${best}</div>${ex}<div class="links">${links}</div></section>`;
 }
+function neuronCard(name, words) {
+  const max = words.length ? Math.abs(words[0][1]) || 1 : 1;
+  return `<section class="concept" id="N-${esc(name)}"><h2>neuron ${esc(name)}</h2><div class="words">` +
+    words.map(([w, a]) => `<span style="font-size:${11 + 12 * Math.min(1, Math.abs(a) / max)}px" title="${a.toFixed(3)}">${esc(w)}</span>`).join('') + '</div></section>';
+}
 function render() {
   const q = document.getElementById('q').value.trim().toLowerCase();
   const out = [];
+  if (current === 'neurons') {
+    for (const [name, words] of Object.entries(DATA.neurons || {})) {
+      if (q && !words.some(([w]) => w.toLowerCase() === q)) continue;
+      out.push(neuronCard(name, words));
+    }
+    document.getElementById('list').innerHTML = out.join('');
+    document.getElementById('count').textContent = `${out.length} neurons (top activating words)`;
+    document.querySelectorAll('#layers button').forEach(b => b.classList.toggle('on', b.dataset.layer === 'neurons'));
+    return;
+  }
   for (const L of DATA.layers) {
     if (!q && L.layer !== current) continue;
     for (const c of L.concepts) {
@@ -122,8 +137,9 @@ function render() {
   document.getElementById('count').textContent = `${out.length} concepts` + (q ? ' (all layers)' : ` in layer ${current}`);
   document.querySelectorAll('#layers button').forEach(b => b.classList.toggle('on', +b.dataset.layer === current && !q));
 }
-document.getElementById('layers').innerHTML = DATA.layers.map(L => `<button data-layer="${L.layer}">layer ${L.layer}</button>`).join('');
-document.getElementById('layers').addEventListener('click', e => { if (e.target.dataset.layer) { current = +e.target.dataset.layer; document.getElementById('q').value = ''; render(); } });
+document.getElementById('layers').innerHTML = DATA.layers.map(L => `<button data-layer="${L.layer}">layer ${L.layer}</button>`).join('') +
+  (DATA.neurons && Object.keys(DATA.neurons).length ? '<button data-layer="neurons">top neurons</button>' : '');
+document.getElementById('layers').addEventListener('click', e => { const l = e.target.dataset.layer; if (l) { current = l === 'neurons' ? l : +l; document.getElementById('q').value = ''; render(); } });
 document.getElementById('q').addEventListener('input', render);
 document.getElementById('list').addEventListener('click', e => {
   const l = e.target.dataset && e.target.dataset.layer;
@@ -137,7 +153,13 @@ if (h) { const el = document.getElementById(location.hash.slice(1)); if (el) el.
 """
 
 
-def write_explorer(path: Path, by_layer: dict[int, list[Concept]], sentences: list[list[str]], title: str) -> None:
-    data = json.dumps(explorer_data(by_layer, sentences, title), ensure_ascii=False).replace("</", "<\\/")
+def write_explorer(path: Path, by_layer: dict[int, list[Concept]], sentences: list[list[str]], title: str,
+                   neurons: dict[str, list] | None = None) -> None:
+    """`neurons`: optional neuron name -> its top activating words `[[word, activation], ...]`,
+    shown in a "top neurons" view."""
+    payload = explorer_data(by_layer, sentences, title)
+    if neurons:
+        payload["neurons"] = neurons
+    data = json.dumps(payload, ensure_ascii=False).replace("</", "<\\/")
     page = _PAGE.replace("__TITLE__", html.escape(title)).replace("__DATA__", data)
     atomic_write_text(Path(path), page)

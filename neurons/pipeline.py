@@ -134,7 +134,24 @@ def run(cfg: DictConfig | PipelineConfig) -> PipelineResult:
 def write_report(cfg, root: Path, model: str, ex, disc, ann, probing: pd.DataFrame, probe_plots, ranked, stages) -> Path:
     k = disc.k
     root.mkdir(parents=True, exist_ok=True)
-    rep.copy_into(disc.path / f"explorer-K{k}.html", root / "explorer.html")
+    neurons_words = {}
+    if ranked is not None:
+        import json
+
+        for unit in sorted(ranked.rankings):
+            f = ranked.path / unit / "top_words.json"
+            if f.exists():
+                neurons_words.update(json.loads(f.read_text()))
+    if neurons_words:  # the explorer, with a view of the top neurons' top activating words
+        from concepts.explorer import write_explorer
+        from concepts.records import read_concepts
+        from concepts.store import ActivationStore
+
+        by_layer = {layer: read_concepts(disc.path / f"layer_{layer:02d}" / f"concepts-K{k}.jsonl") for layer in disc.layers}
+        sentences = [x.words for x in ActivationStore(disc.store).sentences()]
+        write_explorer(root / "explorer.html", by_layer, sentences, f"{model} · {cfg.corpus.name} · K={k}", neurons_words)
+    else:
+        rep.copy_into(disc.path / f"explorer-K{k}.html", root / "explorer.html")
     rep.copy_into(disc.path / f"alignment-K{k}.png", root / "alignment.png")
     rep.copy_into(disc.path / f"alignment-K{k}.csv", root / "alignment.csv")
     if ann.dataset is not None:

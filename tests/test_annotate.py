@@ -369,3 +369,13 @@ def test_hf_local_backend_runs_a_local_causal_lm(discovered, tiny_models, tmp_pa
     # the tiny GPT-2 of the fixtures has 64 positions: too short for the prompt, an error per concept
     short = annotate_mod.run(compose_cfg("annotate", [*over, f"annotator.model={tiny_models['gpt2']}"]))
     assert short.statuses == {"error": 2}
+
+
+def test_client_side_request_rate_limit():
+    concepts = [_concept({f"r{i}": 1}, i) for i in range(7)]
+    with LLMServer(label_responder) as server:
+        t0 = time.monotonic()
+        _annotator(server, concurrency=8, requests_per_minute=240).annotate(concepts, [])  # 4 per second, burst 4
+        elapsed = time.monotonic() - t0
+        assert len(server.requests) == 7
+    assert elapsed >= 0.7  # 4 at once, then 3 more at 0.25 s intervals

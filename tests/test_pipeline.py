@@ -83,7 +83,7 @@ def test_report_renders_in_chromium(tiny_models, tagged_corpus, tmp_path):
     assert "Latent concepts of tiny" in dom and "concept explorer" in dom and "<img" in dom
     assert dom.count("<img") >= 3
     explorer = rendered_dom((res.report / "explorer.html").resolve().as_uri(), tmp_path)
-    assert explorer.count('class="concept"') >= 1
+    assert explorer.count('class="concept"') >= 1 and "top neurons" in explorer
     png = screenshot(res.index.resolve().as_uri(), tmp_path / "report.png", tmp_path, "1280,2400")
     assert png.stat().st_size > 30_000
 

@@ -7,27 +7,30 @@ import time
 
 
 class TokenBucket:
-    """`rate` units per minute, bursting up to one minute's worth; `None` = unlimited."""
+    """`per_minute` units per minute, bursting up to `burst_seconds` worth; `None` = unlimited."""
 
-    def __init__(self, per_minute: float | None):
-        self.capacity = per_minute
-        self.level = per_minute or 0.0
+    def __init__(self, per_minute: float | None, burst_seconds: float = 1.0):
+        self.rate = per_minute
+        self.capacity = per_minute * burst_seconds / 60.0 if per_minute else None
+        if self.capacity is not None:
+            self.capacity = max(self.capacity, 1.0)
+        self.level = self.capacity or 0.0
         self.stamp = time.monotonic()
         self.lock = asyncio.Lock()
 
     async def take(self, amount: float = 1.0) -> None:
         if not self.capacity:
             return
-        amount = min(amount, self.capacity)
+        need = min(amount, self.capacity)  # a large request waits for a full bucket, then leaves a debt
         async with self.lock:
             while True:
                 now = time.monotonic()
-                self.level = min(self.capacity, self.level + (now - self.stamp) * self.capacity / 60.0)
+                self.level = min(self.capacity, self.level + (now - self.stamp) * self.rate / 60.0)
                 self.stamp = now
-                if self.level >= amount:
+                if self.level >= need:
                     self.level -= amount
                     return
-                await asyncio.sleep((amount - self.level) * 60.0 / self.capacity)
+                await asyncio.sleep((need - self.level) * 60.0 / self.rate)
 
 
 class RateLimits:
