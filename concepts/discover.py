@@ -115,6 +115,12 @@ def run(cfg: DictConfig | DiscoverConfig) -> DiscoverResult:
     store = open_store(cfg)
     layers = cfg.discovery.layer_list(store.n_layers)
     out, ident = concepts_path(store, cfg)
+    done_before = _done_layers(out, k)
+    page = out / f"explorer-K{k}.html"
+    if (all(layer in done_before for layer in layers) and (out / f"alignment-K{k}.csv").exists()
+            and (page.exists() or not cfg.discovery.explorer)):
+        log.info("concepts complete, nothing to do: %s (layers %s, K=%d)", out, ",".join(map(str, layers)), k)
+        return DiscoverResult(out, store.path, layers, k, collect_alignment(out, k), time.perf_counter() - t_start)
     tokens = store.tokens()
     sample_file = out / "sample.npy"
     if sample_file.exists():
@@ -142,12 +148,6 @@ def run(cfg: DictConfig | DiscoverConfig) -> DiscoverResult:
         "inputs": {"store": str(store.path), "store_fingerprint": store.fingerprint},
         "versions": library_versions(), "counts": {"sampled_tokens": len(rows), **stats},
     }
-    done_before = _done_layers(out, k)
-    page = out / f"explorer-K{k}.html"
-    if (all(layer in done_before for layer in layers) and (out / f"alignment-K{k}.csv").exists()
-            and (page.exists() or not cfg.discovery.explorer)):
-        log.info("concepts complete, nothing to do: %s (layers %s, K=%d)", out, ",".join(map(str, layers)), k)
-        return DiscoverResult(out, store.path, layers, k, collect_alignment(out, k), time.perf_counter() - t_start)
     for layer in tqdm(layers, desc="discover", unit="layer", disable=not cfg.extraction.progress):
         ldir = out / f"layer_{layer:02d}"
         if (ldir / f"alignment-K{k}.json").exists():

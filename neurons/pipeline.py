@@ -14,6 +14,7 @@ package that may import every stage.
 from __future__ import annotations
 
 import copy
+import json
 import logging
 import os
 import time
@@ -99,6 +100,7 @@ def run(cfg: DictConfig | PipelineConfig) -> PipelineResult:
 
     logger = {"kind": "wandb" if p.wandb else cfg.logger.kind}
     ex = timed("extract", extract_stage.run, cfg)
+    cfg = _with(cfg, discovery={"store": str(ex.store)})  # later stages open this store directly
     disc = timed("discover", discover_stage.run, cfg)
     ann = timed("annotate", annotate_stage.run, cfg)
     if p.score_labels:
@@ -123,7 +125,16 @@ def run(cfg: DictConfig | PipelineConfig) -> PipelineResult:
     model = cfg.model.name or model_slug(cfg.model.name_or_path)
     root = Path(p.report) if p.report else Path(cfg.paths.workspace) / "report" / f"{model}-{cfg.corpus.name}"
     probing = pd.concat(probe_frames, ignore_index=True)
-    index = write_report(cfg, root, model, ex, disc, ann, probing, probe_plots, ranked, stages)
+    from concepts.artifacts import atomic_write_json, fingerprint
+
+    inputs = fingerprint({"concepts": str(disc.path), "annotation": ann.statuses, "probes": sorted(probing["fingerprint"]),
+                          "ranked": str(ranked.path) if ranked is not None else None, "wandb": p.wandb})
+    marker = root / "report.json"
+    if (root / "index.html").exists() and marker.exists() and json.loads(marker.read_text()).get("inputs") == inputs:
+        index = root / "index.html"  # nothing upstream changed
+    else:
+        index = write_report(cfg, root, model, ex, disc, ann, probing, probe_plots, ranked, stages)
+        atomic_write_json(marker, {"inputs": inputs, "stages": stages})
     stages["report"] = time.perf_counter() - t
     total = time.perf_counter() - t0
     log.info("stages: %s", ", ".join(f"{k} {v:.0f} s" for k, v in stages.items()))
@@ -136,8 +147,6 @@ def write_report(cfg, root: Path, model: str, ex, disc, ann, probing: pd.DataFra
     root.mkdir(parents=True, exist_ok=True)
     neurons_words = {}
     if ranked is not None:
-        import json
-
         for unit in sorted(ranked.rankings):
             f = ranked.path / unit / "top_words.json"
             if f.exists():

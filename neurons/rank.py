@@ -163,7 +163,6 @@ def run(cfg: DictConfig | RankConfig) -> RankResult:
             keep = np.sort(np.random.default_rng(cfg.neurons.seed).choice(len(ls), cfg.neurons.max_tokens, replace=False))
             ls = type(ls)(ls.name, ls.rows[keep], ls.y[keep], ls.classes, ls.words[keep], ls.sentences[keep])
         split = split_examples(ls, cfg.split.by, cfg.split.train, cfg.split.dev, cfg.split.seed)
-        X = np.hstack([np.asarray(store.layer(layer)[ls.rows], dtype=np.float32) for layer in unit_layers])
         names = neuron_names(unit_layers, store.hidden_size)
         meta = {"model": model, "model_path": cfg.model.name_or_path, "store": store.fingerprint, "unit": unit,
                 "layers": unit_layers, "task": ls.name, "fingerprint": fp,
@@ -177,6 +176,7 @@ def run(cfg: DictConfig | RankConfig) -> RankResult:
             if (udir / "super_sub.csv").exists() and (udir / "super_sub.csv").stat().st_size > 1:
                 tables.append(pd.read_csv(udir / "super_sub.csv"))
             continue
+        X = np.hstack([np.asarray(store.layer(layer)[ls.rows], dtype=np.float32) for layer in unit_layers])
         ranker = make_ranker(cfg.ranking.method, **cfg.ranking.params())
         tr = time.perf_counter()
         ranking = ranker.rank(X[split.train], ls.y[split.train], ls.classes, names, meta)

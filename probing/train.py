@@ -165,10 +165,11 @@ def run(cfg: DictConfig | TrainConfig) -> TrainResult:
     model = cfg.model.name or model_slug(cfg.model.name_or_path)
     group = sweep_group(cfg, out.name.rsplit("-", 1)[0])
     tokens = store.tokens()
-    results = []
+    results, trained = [], 0
     bar = tqdm(layers, desc=f"probe {out.name.rsplit('-', 1)[0]}", unit="layer", disable=not cfg.extraction.progress)
+    tag_tasks = tasks_for(cfg, tokens, layers[0], None) if cfg.labels.source == "tag" else None  # same for every layer
     for layer in bar:
-        for ls in tasks_for(cfg, tokens, layer, concepts):
+        for ls in tag_tasks or tasks_for(cfg, tokens, layer, concepts):
             f = out / f"layer_{layer:02d}" / f"{ls.name}.json"
             if f.exists():
                 r = ProbeResult.load(f)
@@ -177,14 +178,18 @@ def run(cfg: DictConfig | TrainConfig) -> TrainResult:
                     continue
             r = probe_one(cfg, store, layer, ls, fp, model, group, out)
             r.save(f)
+            trained += 1
             results.append(r)
             log.info("layer %d %s: accuracy %.3f%s (%d classes, %d train, %.1f s)", layer, ls.name, r.accuracy,
                      f", control {r.control_accuracy:.3f}, selectivity {r.selectivity:.3f}" if r.control_accuracy is not None else "",
                      r.classes, r.n_train, r.seconds)
-    every = [ProbeResult.load(f) for f in sorted(out.glob("layer_*/*.json"))]
-    every = [r for r in every if r.fingerprint == fp]
-    summary = summarize_results(every)
-    write_summary(out, every, title=f"{model}: {out.name.rsplit('-', 1)[0]}", plot=cfg.probing.plot)
+    if not trained and (out / "summary.parquet").exists():  # nothing new: the summary on disk is current
+        summary = pd.read_parquet(out / "summary.parquet")
+    else:
+        every = [ProbeResult.load(f) for f in sorted(out.glob("layer_*/*.json"))]
+        every = [r for r in every if r.fingerprint == fp]
+        summary = summarize_results(every)
+        write_summary(out, every, title=f"{model}: {out.name.rsplit('-', 1)[0]}", plot=cfg.probing.plot)
     log.info("probing results: %s", out)
     return TrainResult(out, results, summary, time.perf_counter() - t0)
 
