@@ -195,6 +195,7 @@ def write_report(cfg, root: Path, model: str, ex, disc, ann, probing: pd.DataFra
     align = disc.alignment
     align_view = (align.pivot_table(index="layer", columns="tag_set", values="concept_share").reset_index()
                   if len(align) else align)
+    align_view.columns.name = None
     probe_view = (probing.groupby(["task" if "task" in probing else "source", "layer"], as_index=False)
                   [["accuracy", "control_accuracy", "selectivity"]].mean() if len(probing) else probing)
     probe_view = probing.assign(kind=probing["source"]).groupby(["kind", "layer"], as_index=False)[
@@ -216,10 +217,12 @@ def write_report(cfg, root: Path, model: str, ex, disc, ann, probing: pd.DataFra
     if wandb_dir:
         sections.append(("Weights & Biases", f"<p>Offline run: <code>{Path(wandb_dir).parent}</code> "
                                               "(<code>wandb sync</code> uploads it).</p>"))
+    from concepts.artifacts import read_manifest
+
+    counts = (read_manifest(Path(ex.store)) or {}).get("counts", {})
     meta = {"model": cfg.model.name_or_path, "corpus": f"{cfg.corpus.name} ({', '.join(cfg.corpus.splits)})",
-            "words": ex.words_written if hasattr(ex, "words_written") else "-", "K": k,
-            "preset": cfg.preset or "-",
-            "time": ", ".join(f"{s} {v:.0f}s" for s, v in stages.items())}
+            "sentences": counts.get("sentences", "-"), "words": counts.get("words", "-"), "K": k,
+            "preset": cfg.preset or "-", "written": time.strftime("%Y-%m-%d %H:%M")}
     return rep.write_index(root, f"Latent concepts of {model}", meta, sections)
 
 
