@@ -39,11 +39,14 @@ def main() -> None:
     from concepts.discover import open_store
     from neurons.evaluate import Data, retrain_curve
     from neurons.rankers import make_ranker
-    from probing.config import TrainConfig
+    from concepts.config import register_configs
+    from probing.config import TrainConfig, register_probing_configs
     from probing.data import split_examples
     from probing.fit import FitOptions
     from probing.labels import tag_labels
 
+    register_configs()
+    register_probing_configs()
     cfg = validate(compose_cfg("train", ["extraction.progress=false"]), TrainConfig)
     store = open_store(cfg)
     ls = tag_labels(store.tokens(), "upos", 10, args.tokens, seed=0)
