@@ -35,11 +35,10 @@ def main() -> None:
     args = ap.parse_args()
     from helpers import compose_cfg
 
-    from concepts.config import validate
+    from concepts.config import register_configs, validate
     from concepts.discover import open_store
     from neurons.evaluate import Data, retrain_curve
     from neurons.rankers import make_ranker
-    from concepts.config import register_configs
     from probing.config import TrainConfig, register_probing_configs
     from probing.data import split_examples
     from probing.fit import FitOptions

@@ -78,14 +78,12 @@ class ConceptRun:
 def open_concepts(cfg: AnnotateConfig) -> ConceptRun:
     """The concepts named by `annotation.concepts`, else those of `concepts.discover` for this config."""
     k = cfg.discovery.k
+    import concepts.discover as discover_stage
+
     if cfg.annotation.concepts:
         path = Path(cfg.annotation.concepts)
-        manifest = read_manifest(path)
-        if manifest is None or manifest.get("stage") != "discover":
-            raise UserError(f"annotation.concepts={path}: not a concepts folder of concepts.discover (no manifest.json)")
+        manifest = discover_stage.read_concepts_folder(path, "annotation.concepts")
     else:
-        import concepts.discover as discover_stage
-
         path = discover_stage.run(cfg).path
         manifest = read_manifest(path)
     done = sorted(int(x) for x in manifest.get("layers_done", {}).get(str(k), []))

@@ -184,6 +184,17 @@ def run(cfg: DictConfig | DiscoverConfig) -> DiscoverResult:
     return DiscoverResult(out, store.path, layers, k, table, time.perf_counter() - t_start)
 
 
+def read_concepts_folder(path: str | Path, option: str) -> dict:
+    """The manifest of a concepts folder made by this stage; `option` names the setting that
+    pointed at it, for the error message."""
+    from concepts.artifacts import read_manifest
+
+    manifest = read_manifest(Path(path))
+    if manifest is None or manifest.get("stage") != "discover":
+        raise UserError(f"{option}={path}: not a concepts folder of concepts.discover (no manifest.json)")
+    return manifest
+
+
 def _done_layers(out: Path, k: int) -> dict[int, Path]:
     """Layers finished at this K (their alignment file, written last, exists)."""
     return {int(f.parent.name.split("_")[1]): f for f in out.glob(f"layer_*/alignment-K{k}.json")}

@@ -61,10 +61,10 @@ class ConceptSource:
 
     def __init__(self, cfg: TrainConfig, store):
         if cfg.labels.concepts:
+            from concepts.discover import read_concepts_folder
+
             path = Path(cfg.labels.concepts)
-            manifest = read_manifest(path)
-            if manifest is None or manifest.get("stage") != "discover":
-                raise UserError(f"labels.concepts={path}: not a concepts folder of concepts.discover (no manifest.json)")
+            manifest = read_concepts_folder(path, "labels.concepts")
         else:
             from concepts.annotate import open_concepts
 

@@ -105,17 +105,24 @@ def _parse_na(text: str, finish_reason: str | None, check: Callable[[str], bool]
     return parsed if check(parsed.label) else Parsed("unparseable")
 
 
-def _parse_structured(text: str, finish_reason: str | None) -> Parsed:
-    early = _screen(text, finish_reason)
-    if early:
-        return early
+def _json_reply(text: str):
+    """The JSON value of a reply (optionally inside a ``` fence), or None."""
     body = text.strip()
     fence = re.fullmatch(r"```(?:json)?\s*(.*?)\s*```", body, re.DOTALL)
     if fence:
         body = fence.group(1)
     try:
-        obj = json.loads(body)
+        return json.loads(body)
     except ValueError:
+        return None
+
+
+def _parse_structured(text: str, finish_reason: str | None) -> Parsed:
+    early = _screen(text, finish_reason)
+    if early:
+        return early
+    obj = _json_reply(text)
+    if obj is None:
         return Parsed("unparseable")
     if not isinstance(obj, dict) or not isinstance(obj.get("label"), str) or not obj["label"].strip():
         return Parsed("unparseable")
@@ -202,13 +209,8 @@ def parse_detection(text: str, finish_reason: str | None, n_words: int) -> tuple
     early = _screen(text, finish_reason)
     if early:
         return early.status, None
-    body = text.strip()
-    fence = re.fullmatch(r"```(?:json)?\s*(.*?)\s*```", body, re.DOTALL)
-    if fence:
-        body = fence.group(1)
-    try:
-        obj = json.loads(body)
-    except ValueError:
+    obj = _json_reply(text)
+    if obj is None:
         return "unparseable", None
     if not isinstance(obj, list) or not all(isinstance(x, int) and not isinstance(x, bool) and 1 <= x <= n_words for x in obj):
         return "unparseable", None
