@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from omegaconf import DictConfig
+from tqdm.auto import tqdm
 
 from concepts.artifacts import atomic_write_json, atomic_write_text, fingerprint
 from concepts.cli import hydra_entry, model_slug
@@ -154,7 +155,9 @@ def run(cfg: DictConfig | RankConfig) -> RankResult:
     # the evaluation probes are the default converged linear probe, whatever `probe=` says, so
     # that a change of the probing setup re-runs probing only
     opt = FitOptions(seed=cfg.neurons.seed, device=cfg.probe.device)
-    for unit_layers in units:
+    bar = tqdm(units, desc=f"rank neurons ({cfg.ranking.method})", unit="layer" if not cfg.neurons.concat else "set",
+               disable=not cfg.extraction.progress)
+    for unit_layers in bar:
         unit = _unit_name(unit_layers, cfg.neurons.concat)
         udir = out / unit
         task_layer = unit_layers[-1]
