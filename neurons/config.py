@@ -41,7 +41,8 @@ class NeuronsConfig:
     max_tokens: int | None = 50000  # random cap on examples (seeded)
     ks: list[Any] = field(default_factory=lambda: [5, 10, 20, 50, 100, "50%"])  # counts or "N%"
     retrain: bool = True  # probes retrained on top-k / random-k / bottom-k neurons
-    ablation: bool = True  # top-k / random-k neurons of a trained probe set to their mean
+    ablation: bool = True  # top-k / random-k neurons of a trained probe ablated ...
+    ablate: str = "mean"  # ... set to their training mean (mean) or to zero (zero)
     super_sub: bool = True  # the paper's super/sub-concept overlap (needs concept records)
     super_tag_set: str = "upos"  # super concepts = concepts aligned with one tag of this set
     top: int = 10  # neurons compared in the super/sub analysis

@@ -55,9 +55,13 @@ def retrain_curve(ranking: Ranking, data: Data, ks: list[int], opt: FitOptions, 
     return rows
 
 
-def ablation(ranking: Ranking, fit: FittedProbe, data: Data, ks: list[int], seed: int = 0) -> list[dict]:
+def ablation(ranking: Ranking, fit: FittedProbe, data: Data, ks: list[int], seed: int = 0,
+             value: str = "mean") -> list[dict]:
     """Accuracy of a probe trained on all neurons when the top-k or random-k neurons are set to
-    their training mean (zero after z-scoring), and the drop from the full accuracy."""
+    their training mean (`value="mean"`, zero after z-scoring) or to zero (`"zero"`), and the
+    drop from the full accuracy."""
+    if value not in ("mean", "zero"):
+        raise UserError(f"neurons.ablate={value!r}: use mean or zero")
     rng = np.random.default_rng(seed)
     full = _acc(fit, data.X_test, data.y_test)
     rows = []
@@ -65,8 +69,12 @@ def ablation(ranking: Ranking, fit: FittedProbe, data: Data, ks: list[int], seed
         for which, idx in (("top", ranking.top(k)), ("random", rng.choice(ranking.dim, k, replace=False))):
             mask = np.ones(ranking.dim, np.float32)
             mask[idx] = 0
-            acc = _acc(fit, data.X_test, data.y_test, mask)
-            rows.append({"method": ranking.method, "k": k, "ablated": which, "accuracy": acc, "full": full, "drop": full - acc})
+            if value == "mean":
+                acc = _acc(fit, data.X_test, data.y_test, mask)
+            else:
+                acc = _acc(fit, data.X_test * mask, data.y_test)
+            rows.append({"method": ranking.method, "k": k, "ablated": which, "value": value, "accuracy": acc,
+                         "full": full, "drop": full - acc})
     return rows
 
 

@@ -192,7 +192,7 @@ def run(cfg: DictConfig | RankConfig) -> RankResult:
             rows += [{**r, "kind": "retrain"} for r in retrain_curve(ranking, data, ks, opt, cfg.neurons.seed)]
         if cfg.neurons.ablation:
             full = fit_probe(_array_dm(data), data.classes, opt)
-            rows += [{**r, "kind": "ablation"} for r in ablation(ranking, full, data, ks, cfg.neurons.seed)]
+            rows += [{**r, "kind": "ablation"} for r in ablation(ranking, full, data, ks, cfg.neurons.seed, cfg.neurons.ablate)]
         rows = [{"model": model, "unit": unit, "task": ls.name, **r} for r in rows]
         curves += rows
         if cfg.neurons.top_words:

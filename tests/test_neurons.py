@@ -63,6 +63,8 @@ def test_ablating_the_planted_neurons_drops_accuracy_to_chance():
     assert rows[("top", 3)]["full"] > 0.95
     assert abs(rows[("top", 3)]["accuracy"] - 1 / 3) < 0.1
     assert rows[("random", 3)]["accuracy"] > 0.85
+    zeroed = {(r["ablated"], r["k"]): r for r in ablation(ranking, fit, data, [3], seed=0, value="zero")}
+    assert abs(zeroed[("top", 3)]["accuracy"] - 1 / 3) < 0.15 and zeroed[("random", 3)]["accuracy"] > 0.85
     curve = {(r["neurons"], r["k"]): r["accuracy"] for r in retrain_curve(ranking, data, [3], FitOptions(), seed=0)}
     assert curve[("top", 3)] > 0.95 and curve[("bottom", 3)] < 0.5
 
