@@ -379,3 +379,19 @@ def test_client_side_request_rate_limit():
         elapsed = time.monotonic() - t0
         assert len(server.requests) == 7
     assert elapsed >= 0.7  # 4 at once, then 3 more at 0.25 s intervals
+
+
+def test_client_side_token_rate_limit():
+    from concepts.annotation.limits import TokenBucket
+
+    async def take_all():
+        bucket = TokenBucket(per_minute=6000)  # 100 tokens per second, burst of 100
+        t0 = time.monotonic()
+        for _ in range(3):
+            await bucket.take(150)  # larger than the burst: waits for a full bucket, then owes the rest
+        return time.monotonic() - t0
+
+    import asyncio
+
+    elapsed = asyncio.run(take_all())
+    assert 2.4 <= elapsed < 4.0  # 450 tokens at 100/s, the first 150 at once: about 3 s
