@@ -42,9 +42,9 @@ def rewrite_model_shortcut(argv: list[str]) -> list[str]:
 
 
 def hydra_entry(config_name: str, run: Callable[[DictConfig], object],
-                on_result: Callable[[DictConfig, object], None] | None = None) -> Callable[[], None]:
+                on_result: Callable[[Path, object], None] | None = None) -> Callable[[], None]:
     """A console entry point: Hydra config `config_name`, then `run(cfg)` (and
-    `on_result(cfg, result)`). A `UserError` is logged as one line and exits with status 2,
+    `on_result(job_dir, result)` with the Hydra job's output folder, where sweep summaries look). A `UserError` is logged as one line and exits with status 2,
     without a traceback."""
 
     @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name=config_name)
@@ -52,7 +52,9 @@ def hydra_entry(config_name: str, run: Callable[[DictConfig], object],
         try:
             result = run(cfg)
             if on_result is not None:
-                on_result(cfg, result)
+                from hydra.core.hydra_config import HydraConfig
+
+                on_result(Path(HydraConfig.get().runtime.output_dir), result)
         except UserError as e:
             log.error("%s", e)
             sys.exit(2)

@@ -32,6 +32,7 @@ from concepts.artifacts import (
     atomic_write_text,
     fingerprint,
     library_versions,
+    read_manifest,
     write_manifest,
 )
 from concepts.cli import hydra_entry
@@ -187,8 +188,6 @@ def run(cfg: DictConfig | DiscoverConfig) -> DiscoverResult:
 def read_concepts_folder(path: str | Path, option: str) -> dict:
     """The manifest of a concepts folder made by this stage; `option` names the setting that
     pointed at it, for the error message."""
-    from concepts.artifacts import read_manifest
-
     manifest = read_manifest(Path(path))
     if manifest is None or manifest.get("stage") != "discover":
         raise UserError(f"{option}={path}: not a concepts folder of concepts.discover (no manifest.json)")

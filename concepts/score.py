@@ -25,6 +25,7 @@ from concepts.artifacts import atomic_write_text
 from concepts.cli import hydra_entry
 from concepts.config import ScoreConfig, register_configs, validate
 from concepts.errors import UserError
+from concepts.store import row_index
 
 log = logging.getLogger(__name__)
 register_configs()
@@ -47,7 +48,7 @@ def run(cfg: DictConfig | ScoreConfig) -> ScoreResult:
     crun = open_concepts(cfg)
     sc = cfg.scoring
     tokens = crun.store.tokens()
-    row_of = {(s, p): i for i, (s, p) in enumerate(zip(tokens["sentence"].to_numpy(), tokens["position"].to_numpy()))}
+    row_of = row_index(tokens)
     by_layer, trials = {}, []
     for layer in crun.layers:
         concepts = crun.read(layer)

@@ -37,6 +37,12 @@ def layer_file(layer: int) -> str:
     return f"layer_{layer:02d}.npy"
 
 
+def row_index(tokens: pd.DataFrame) -> dict[tuple[int, int], int]:
+    """(sentence, position) -> row of a token table (the row of every layer array)."""
+    return {(s, p): i for i, (s, p) in enumerate(zip(tokens["sentence"].to_numpy().tolist(),
+                                                     tokens["position"].to_numpy().tolist()))}
+
+
 class LayerArray:
     """A read-only `[n_tokens, hidden]` array over memory-mapped shard files.
 

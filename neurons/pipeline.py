@@ -24,9 +24,18 @@ from pathlib import Path
 import pandas as pd
 from omegaconf import DictConfig
 
+import concepts.annotate as annotate_stage
+import concepts.discover as discover_stage
+import concepts.extract as extract_stage
+import neurons.rank as rank_stage
+import probing.train as train_stage
+from concepts.artifacts import atomic_write_json, fingerprint, read_manifest
 from concepts.cli import hydra_entry, model_slug
 from concepts.config import register_configs, validate
 from concepts.errors import UserError
+from concepts.explorer import write_explorer
+from concepts.records import read_concepts
+from concepts.store import ActivationStore
 from neurons import report as rep
 from neurons.config import PipelineConfig, register_neuron_configs, register_pipeline_configs
 from probing.config import register_probing_configs
@@ -46,6 +55,7 @@ class PipelineResult:
     stages: dict[str, float]  # stage -> seconds
     probing: pd.DataFrame  # one row per probe
     alignment: pd.DataFrame
+    probe_results: list  # probing.results.ProbeResult of this run
     ranked: object | None  # neurons.rank.RankResult
     seconds: float
 
@@ -82,12 +92,6 @@ def run(cfg: DictConfig | PipelineConfig) -> PipelineResult:
     t0 = time.perf_counter()
     cfg = validate(cfg, PipelineConfig)
     preflight(cfg)
-    import concepts.annotate as annotate_stage
-    import concepts.discover as discover_stage
-    import concepts.extract as extract_stage
-    import neurons.rank as rank_stage
-    import probing.train as train_stage
-
     p = cfg.pipeline
     stages: dict[str, float] = {}
 
@@ -109,13 +113,13 @@ def run(cfg: DictConfig | PipelineConfig) -> PipelineResult:
         timed("score labels", score_stage.run, cfg)
     tag_cfg = _with(cfg, labels={"source": "tag", "tag": p.tag}, logger=logger)
     tag_probe = timed(f"probe {p.tag}", train_stage.run, tag_cfg)
-    probe_frames = [summarize_results(tag_probe.results)]
+    probe_results = list(tag_probe.results)
     probe_plots = [tag_probe.path / "summary.png"]
     if p.concept_probes:
         c_cfg = _with(cfg, labels={"source": "concepts", "top": p.concept_top, "require_label": True,
                                    "concepts": str(disc.path)}, logger=logger)
         c_probe = timed("probe concepts", train_stage.run, c_cfg)
-        probe_frames.append(summarize_results(c_probe.results))
+        probe_results += c_probe.results
         probe_plots.append(c_probe.path / "summary.png")
     ranked = None
     if p.neurons:
@@ -124,25 +128,23 @@ def run(cfg: DictConfig | PipelineConfig) -> PipelineResult:
     t = time.perf_counter()
     model = cfg.model.name or model_slug(cfg.model.name_or_path)
     root = Path(p.report) if p.report else Path(cfg.paths.workspace) / "report" / f"{model}-{cfg.corpus.name}"
-    probing = pd.concat(probe_frames, ignore_index=True)
-    from concepts.artifacts import atomic_write_json, fingerprint
-
+    probing = summarize_results(probe_results)
     inputs = fingerprint({"concepts": str(disc.path), "annotation": ann.statuses, "probes": sorted(probing["fingerprint"]),
                           "ranked": str(ranked.path) if ranked is not None else None, "wandb": p.wandb})
     marker = root / "report.json"
     if (root / "index.html").exists() and marker.exists() and json.loads(marker.read_text()).get("inputs") == inputs:
         index = root / "index.html"  # nothing upstream changed
     else:
-        index = write_report(cfg, root, model, ex, disc, ann, probing, probe_plots, ranked, stages)
+        index = write_report(cfg, root, model, ex, disc, ann, probing, probe_plots, ranked)
         atomic_write_json(marker, {"inputs": inputs, "stages": stages})
     stages["report"] = time.perf_counter() - t
     total = time.perf_counter() - t0
     log.info("stages: %s", ", ".join(f"{k} {v:.0f} s" for k, v in stages.items()))
     log.info("report (%.0f s in all): %s", total, index.resolve().as_uri())
-    return PipelineResult(root, index, stages, probing, disc.alignment, ranked, total)
+    return PipelineResult(root, index, stages, probing, disc.alignment, probe_results, ranked, total)
 
 
-def write_report(cfg, root: Path, model: str, ex, disc, ann, probing: pd.DataFrame, probe_plots, ranked, stages) -> Path:
+def write_report(cfg, root: Path, model: str, ex, disc, ann, probing: pd.DataFrame, probe_plots, ranked) -> Path:
     k = disc.k
     root.mkdir(parents=True, exist_ok=True)
     neurons_words = {}
@@ -152,10 +154,6 @@ def write_report(cfg, root: Path, model: str, ex, disc, ann, probing: pd.DataFra
             if f.exists():
                 neurons_words.update(json.loads(f.read_text()))
     if neurons_words:  # the explorer, with a view of the top neurons' top activating words
-        from concepts.explorer import write_explorer
-        from concepts.records import read_concepts
-        from concepts.store import ActivationStore
-
         by_layer = {layer: read_concepts(disc.path / f"layer_{layer:02d}" / f"concepts-K{k}.jsonl") for layer in disc.layers}
         sentences = [x.words for x in ActivationStore(disc.store).sentences()]
         write_explorer(root / "explorer.html", by_layer, sentences, f"{model} · {cfg.corpus.name} · K={k}", neurons_words)
@@ -196,10 +194,8 @@ def write_report(cfg, root: Path, model: str, ex, disc, ann, probing: pd.DataFra
     align_view = (align.pivot_table(index="layer", columns="tag_set", values="concept_share").reset_index()
                   if len(align) else align)
     align_view.columns.name = None
-    probe_view = (probing.groupby(["task" if "task" in probing else "source", "layer"], as_index=False)
-                  [["accuracy", "control_accuracy", "selectivity"]].mean() if len(probing) else probing)
     probe_view = probing.assign(kind=probing["source"]).groupby(["kind", "layer"], as_index=False)[
-        ["accuracy", "control_accuracy", "selectivity"]].mean() if len(probing) else probe_view
+        ["accuracy", "control_accuracy", "selectivity"]].mean() if len(probing) else probing
     sections = [
         ("Contents", "<p class='links'>" + " ".join([
             rep.link("explorer.html", "concept explorer"), rep.link("alignment.csv", "alignment table"),
@@ -217,8 +213,6 @@ def write_report(cfg, root: Path, model: str, ex, disc, ann, probing: pd.DataFra
     if wandb_dir:
         sections.append(("Weights & Biases", f"<p>Offline run: <code>{Path(wandb_dir).parent}</code> "
                                               "(<code>wandb sync</code> uploads it).</p>"))
-    from concepts.artifacts import read_manifest
-
     counts = (read_manifest(Path(ex.store)) or {}).get("counts", {})
     meta = {"model": cfg.model.name_or_path, "corpus": f"{cfg.corpus.name} ({', '.join(cfg.corpus.splits)})",
             "sentences": counts.get("sentences", "-"), "words": counts.get("words", "-"), "K": k,
@@ -226,23 +220,11 @@ def write_report(cfg, root: Path, model: str, ex, disc, ann, probing: pd.DataFra
     return rep.write_index(root, f"Latent concepts of {model}", meta, sections)
 
 
-def _save_for_sweep(cfg, result: PipelineResult) -> None:
-    """In a Hydra job, leave the probe results where the sweep summaries look for them."""
-    from hydra.core.hydra_config import HydraConfig
-
-    from concepts.artifacts import atomic_write_json
-
-    try:
-        job_dir = Path(HydraConfig.get().runtime.output_dir)
-    except ValueError:
-        return
-    if len(result.probing):
-        rows = result.probing.to_dict(orient="records")
-        atomic_write_json(job_dir / "probe-results.json", [{**r, "per_class": {}} for r in rows])
+def _save_for_sweep(job_dir: Path, result: PipelineResult) -> None:
+    """Leave the probe and ranking results where the sweep summaries look for them."""
+    train_stage.save_results(job_dir, result.probe_results)
     if result.ranked is not None:
-        atomic_write_json(job_dir / "rank-results.json", {
-            "rows": result.ranked.curves.to_dict(orient="records"),
-            "rankings": [str(result.ranked.path / u) for u in result.ranked.rankings]})
+        rank_stage.save_results(job_dir, result.ranked)
 
 
 main = hydra_entry("pipeline", run, on_result=_save_for_sweep)

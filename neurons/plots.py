@@ -62,6 +62,16 @@ def layer_distribution(r: Ranking, path: Path, ks: tuple[int, ...] = (10, 50, 10
     _save(fig, path)
 
 
+def _curves(ax, frame: pd.DataFrame, which_col: str, value: str) -> None:
+    """One line per (method, which neurons) of `value` against k, a colour per method."""
+    styles = {"top": "o-", "random": "s--", "bottom": "v:"}
+    for i, (method, g) in enumerate(frame.groupby("method")):
+        for which, gg in g.groupby(which_col):
+            gg = gg.groupby("k")[value].mean()
+            ax.plot(gg.index, gg.values, styles.get(which, "o-"), color=f"C{i}", label=f"{method} {which}")
+    ax.legend(fontsize=7)
+
+
 def accuracy_vs_k(curves: pd.DataFrame, path: Path, title: str) -> None:
     """Retrained-probe accuracy vs k (top / random / bottom neurons), one colour per method;
     ablation drops in a second panel when present."""
@@ -69,19 +79,10 @@ def accuracy_vs_k(curves: pd.DataFrame, path: Path, title: str) -> None:
     retrain = curves[curves["kind"] == "retrain"]
     abl = curves[curves["kind"] == "ablation"]
     fig, axes = plt.subplots(1, 2 if len(abl) else 1, figsize=(11 if len(abl) else 6, 4), squeeze=False)
-    styles = {"top": "o-", "random": "s--", "bottom": "v:"}
-    for i, (method, g) in enumerate(retrain.groupby("method")):
-        for which, gg in g.groupby("neurons"):
-            gg = gg.groupby("k")["accuracy"].mean()
-            axes[0, 0].plot(gg.index, gg.values, styles.get(which, "o-"), color=f"C{i}", label=f"{method} {which}")
+    _curves(axes[0, 0], retrain, "neurons", "accuracy")
     axes[0, 0].set(xscale="log", xlabel="k neurons", ylabel="test accuracy", title="probe retrained on k neurons")
-    axes[0, 0].legend(fontsize=7)
     if len(abl):
-        for i, (method, g) in enumerate(abl.groupby("method")):
-            for which, gg in g.groupby("ablated"):
-                gg = gg.groupby("k")["drop"].mean()
-                axes[0, 1].plot(gg.index, gg.values, styles.get(which, "o-"), color=f"C{i}", label=f"{method} {which}")
+        _curves(axes[0, 1], abl, "ablated", "drop")
         axes[0, 1].set(xscale="log", xlabel="k neurons ablated", ylabel="accuracy drop", title="ablation in the trained probe")
-        axes[0, 1].legend(fontsize=7)
     fig.suptitle(title)
     _save(fig, path)

@@ -31,13 +31,14 @@ from concepts.artifacts import atomic_write_json, atomic_write_text, fingerprint
 from concepts.cli import hydra_entry, model_slug
 from concepts.config import register_configs, validate
 from concepts.errors import UserError
+from concepts.store import row_index
 from neurons import plots
 from neurons.config import RankConfig, register_neuron_configs
 from neurons.evaluate import Data, ablation, resolve_ks, retrain_curve, super_sub_overlap
 from neurons.rankers import make_ranker
 from neurons.ranking import Ranking, neuron_names
 from probing.config import register_probing_configs
-from probing.data import split_examples
+from probing.data import ArrayDataModule, split_examples
 from probing.fit import FitOptions, fit_probe
 from probing.train import ConceptSource, tasks_for
 
@@ -65,11 +66,7 @@ def _concepts_if_any(cfg: RankConfig, store) -> ConceptSource | None:
     path, _ = concepts_path(store, cfg)
     if not any(path.glob(f"layer_*/concepts-K{cfg.discovery.k}.jsonl")):
         return None
-    cfg.labels.concepts = str(path)
-    try:
-        return ConceptSource(cfg, store)
-    finally:
-        cfg.labels.concepts = None
+    return ConceptSource(cfg, store, path)
 
 
 def _groups(concepts, rows_of: dict, tag_set: str, max_super: int = 6, max_sub: int = 8):
@@ -91,9 +88,9 @@ def _groups(concepts, rows_of: dict, tag_set: str, max_super: int = 6, max_sub: 
     return groups
 
 
-def super_sub_table(cfg: RankConfig, store, layer: int, concepts: ConceptSource, tokens: pd.DataFrame) -> pd.DataFrame:
+def super_sub_table(cfg: RankConfig, store, layer: int, concepts: ConceptSource, rows_of: dict) -> pd.DataFrame:
+    """`rows_of`: (sentence, position) -> store row (`concepts.store.row_index`)."""
     cs = concepts.layer(layer)
-    rows_of = {(s, p): i for i, (s, p) in enumerate(zip(tokens["sentence"].tolist(), tokens["position"].tolist()))}
     groups = _groups(cs, rows_of, cfg.neurons.super_tag_set)
     if not groups:
         return pd.DataFrame()
@@ -157,11 +154,13 @@ def run(cfg: DictConfig | RankConfig) -> RankResult:
     opt = FitOptions(seed=cfg.neurons.seed, device=cfg.probe.device)
     bar = tqdm(units, desc=f"rank neurons ({cfg.ranking.method})", unit="layer" if not cfg.neurons.concat else "set",
                disable=not cfg.extraction.progress)
+    tag_task = tasks_for(cfg, tokens, layers[0], None)[0] if cfg.labels.source == "tag" else None  # same every layer
+    rows_of = None  # built on first use
     for unit_layers in bar:
         unit = _unit_name(unit_layers, cfg.neurons.concat)
         udir = out / unit
         task_layer = unit_layers[-1]
-        (ls,) = tasks_for(cfg, tokens, task_layer, concepts)
+        (ls,) = [tag_task] if tag_task is not None else tasks_for(cfg, tokens, task_layer, concepts)
         if cfg.neurons.max_tokens and len(ls) > cfg.neurons.max_tokens:
             keep = np.sort(np.random.default_rng(cfg.neurons.seed).choice(len(ls), cfg.neurons.max_tokens, replace=False))
             ls = type(ls)(ls.name, ls.rows[keep], ls.y[keep], ls.classes, ls.words[keep], ls.sentences[keep])
@@ -191,7 +190,7 @@ def run(cfg: DictConfig | RankConfig) -> RankResult:
         if cfg.neurons.retrain:
             rows += [{**r, "kind": "retrain"} for r in retrain_curve(ranking, data, ks, opt, cfg.neurons.seed)]
         if cfg.neurons.ablation:
-            full = fit_probe(_array_dm(data), data.classes, opt)
+            full = fit_probe(ArrayDataModule(data.X_train, data.y_train), data.classes, opt)
             rows += [{**r, "kind": "ablation"} for r in ablation(ranking, full, data, ks, cfg.neurons.seed, cfg.neurons.ablate)]
         rows = [{"model": model, "unit": unit, "task": ls.name, **r} for r in rows]
         curves += rows
@@ -199,7 +198,8 @@ def run(cfg: DictConfig | RankConfig) -> RankResult:
             atomic_write_json(udir / "top_words.json", top_words(X, ls.words, ranking, 20, cfg.neurons.top_words))
         table = pd.DataFrame()
         if cfg.neurons.super_sub and concepts is not None and not cfg.neurons.concat:
-            table = super_sub_table(cfg, store, task_layer, concepts, tokens)
+            rows_of = rows_of if rows_of is not None else row_index(tokens)
+            table = super_sub_table(cfg, store, task_layer, concepts, rows_of)
             if len(table):
                 tables.append(table)
         atomic_write_text(udir / "super_sub.csv", table.to_csv(index=False) if len(table) else "\n")
@@ -222,12 +222,6 @@ def run(cfg: DictConfig | RankConfig) -> RankResult:
     _log_wandb(cfg, out, rankings, curves_df, sub_df, model)
     log.info("neuron rankings: %s", out)
     return RankResult(out, rankings, curves_df, sub_df, time.perf_counter() - t0)
-
-
-def _array_dm(data: Data):
-    from probing.data import ArrayDataModule
-
-    return ArrayDataModule(data.X_train, data.y_train)
 
 
 def _log_wandb(cfg: RankConfig, out: Path, rankings, curves: pd.DataFrame, sub: pd.DataFrame, model: str) -> None:
@@ -258,19 +252,14 @@ def _log_wandb(cfg: RankConfig, out: Path, rankings, curves: pd.DataFrame, sub: 
     run.finish()
 
 
-def _save_for_sweep(cfg, result: RankResult) -> None:
-    from hydra.core.hydra_config import HydraConfig
-
-    try:
-        job_dir = Path(HydraConfig.get().runtime.output_dir)
-    except ValueError:
-        return
-    atomic_write_json(job_dir / "rank-results.json", {
+def save_results(job_dir: Path, result: RankResult) -> None:
+    """Leave the evaluation rows and ranking folders in a Hydra job folder for the sweep summary."""
+    atomic_write_json(Path(job_dir) / "rank-results.json", {
         "rows": json.loads(result.curves.to_json(orient="records")) if len(result.curves) else [],
         "rankings": [str(result.path / unit) for unit in result.rankings]})
 
 
-main = hydra_entry("rank", run, on_result=_save_for_sweep)
+main = hydra_entry("rank", run, on_result=save_results)
 
 if __name__ == "__main__":
     main()

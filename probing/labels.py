@@ -19,6 +19,7 @@ import pandas as pd
 from concepts.annotation.dataset import primary_annotation
 from concepts.errors import UserError
 from concepts.records import Concept
+from concepts.store import row_index
 from probing.data import LabelSet
 
 log = logging.getLogger(__name__)
@@ -55,11 +56,6 @@ def tag_labels(tokens: pd.DataFrame, column: str, min_examples: int = 10, max_to
     return _finish(column, rows, values[rows], tokens, min_examples)
 
 
-def _row_index(tokens: pd.DataFrame) -> dict[tuple[int, int], int]:
-    return {(s, p): i for i, (s, p) in enumerate(zip(tokens["sentence"].to_numpy().tolist(),
-                                                     tokens["position"].to_numpy().tolist()))}
-
-
 def select_concepts(concepts: list[Concept], top: int, require_label: bool) -> list[Concept]:
     """The `top` largest concepts (labelled ones only when `require_label`), ties by id."""
     pool = [c for c in concepts if not require_label or primary_annotation(c) is not None]
@@ -81,7 +77,7 @@ def _members_rows(c: Concept, index: dict, where: str) -> list[int]:
 
 def concept_labels(tokens: pd.DataFrame, concepts: list[Concept], top: int, require_label: bool,
                    min_examples: int, where: str = "concepts") -> LabelSet:
-    index = _row_index(tokens)
+    index = row_index(tokens)
     chosen = select_concepts(concepts, top, require_label)
     rows, names = [], []
     for c in chosen:
@@ -94,7 +90,7 @@ def concept_labels(tokens: pd.DataFrame, concepts: list[Concept], top: int, requ
 
 def concept_binary_labels(tokens: pd.DataFrame, concepts: list[Concept], top: int, require_label: bool,
                           min_examples: int, seed: int = 0, where: str = "concepts") -> list[LabelSet]:
-    index = _row_index(tokens)
+    index = row_index(tokens)
     rng = np.random.default_rng(seed)
     all_rows = {c.concept_id: _members_rows(c, index, where) for c in concepts}
     out = []

@@ -24,7 +24,7 @@ import pandas as pd
 from omegaconf import DictConfig
 from tqdm.auto import tqdm
 
-from concepts.artifacts import fingerprint, read_manifest
+from concepts.artifacts import atomic_write_json, fingerprint, read_manifest
 from concepts.cli import hydra_entry, model_slug
 from concepts.config import register_configs, validate
 from concepts.errors import UserError
@@ -51,19 +51,18 @@ class TrainResult:
 
 
 def fit_options(cfg: TrainConfig) -> FitOptions:
-    p = cfg.probe
-    return FitOptions(p.kind, p.hidden, p.optimizer, p.lr, p.max_iter, p.tol, p.batch_size, p.max_epochs, p.patience,
-                      p.l1, p.l2, p.balanced, p.device, p.transform, cfg.probing.seed)
+    return FitOptions(**asdict(cfg.probe), seed=cfg.probing.seed)  # ProbeConfig's fields are FitOptions' own
 
 
 class ConceptSource:
     """Where concept labels come from: a concepts folder made from the probed store."""
 
-    def __init__(self, cfg: TrainConfig, store):
-        if cfg.labels.concepts:
+    def __init__(self, cfg: TrainConfig, store, path: Path | None = None):
+        """`path`: a concepts folder; None = `labels.concepts`, else concepts.discover for this config."""
+        if path is not None or cfg.labels.concepts:
             from concepts.discover import read_concepts_folder
 
-            path = Path(cfg.labels.concepts)
+            path = Path(path or cfg.labels.concepts)
             manifest = read_concepts_folder(path, "labels.concepts")
         else:
             from concepts.annotate import open_concepts
@@ -194,20 +193,12 @@ def run(cfg: DictConfig | TrainConfig) -> TrainResult:
     return TrainResult(out, results, summary, time.perf_counter() - t0)
 
 
-def _save_for_sweep(cfg, result: TrainResult) -> None:
-    """In a Hydra job, leave the results in the job folder for the sweep summary."""
-    from hydra.core.hydra_config import HydraConfig
-
-    from concepts.artifacts import atomic_write_json
-
-    try:
-        job_dir = Path(HydraConfig.get().runtime.output_dir)
-    except ValueError:
-        return
-    atomic_write_json(job_dir / "probe-results.json", [asdict(r) for r in result.results])
+def save_results(job_dir: Path, results: list[ProbeResult]) -> None:
+    """Leave probe results in a Hydra job folder, where the sweep summary collects them."""
+    atomic_write_json(Path(job_dir) / "probe-results.json", [asdict(r) for r in results])
 
 
-main = hydra_entry("train", run, on_result=_save_for_sweep)
+main = hydra_entry("train", run, on_result=lambda job_dir, result: save_results(job_dir, result.results))
 
 if __name__ == "__main__":
     main()
