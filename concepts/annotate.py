@@ -64,6 +64,7 @@ class ConceptRun:
     store: ActivationStore
     k: int
     layers: list[int]
+    fingerprint: str  # of the discovery run
 
     def read(self, layer: int) -> list[Concept]:
         return read_concepts(self.path / f"layer_{layer:02d}" / f"concepts-K{self.k}.jsonl")
@@ -97,7 +98,7 @@ def open_concepts(cfg: AnnotateConfig) -> ConceptRun:
     missing = [x for x in wanted if x not in done]
     if missing and cfg.discovery.layers != "all":
         raise UserError(f"layers {missing} of {path} are not clustered at K={k}; run concepts.discover for them")
-    return ConceptRun(path, store, k, layers)
+    return ConceptRun(path, store, k, layers, manifest["fingerprint"])
 
 
 def _select(concepts: list[Concept], max_concepts: int | None) -> list[Concept]:
@@ -141,10 +142,11 @@ def run(cfg: DictConfig | AnnotateConfig) -> AnnotateResult:
     k = crun.k
     out = crun.path / "annotations"
     a = cfg.annotator
-    name = f"{a.backend}-{model_slug(a.model if a.backend != 'alignment' else 'alignment')}-{cfg.prompt.id if a.backend != 'alignment' else 'alignment'}-K{k}.json"
+    offline = a.backend == "alignment"  # no model and no prompt
+    name = f"{a.backend}-{'alignment' if offline else model_slug(a.model)}-{'alignment' if offline else cfg.prompt.id}-K{k}.json"
     ident = fingerprint({"annotator": {key: v for key, v in asdict(a).items() if key not in ("concurrency", "timeout")},
                          "prompt": asdict(cfg.prompt), "max_concepts": cfg.annotation.max_concepts,
-                         "layers": crun.layers, "concepts": read_manifest(crun.path)["fingerprint"]})
+                         "layers": crun.layers, "concepts": crun.fingerprint})
     previous = out / name
     if not cfg.annotation.dry_run and previous.exists():
         rep = json.loads(previous.read_text())

@@ -121,13 +121,14 @@ class _FullBatch(torch.utils.data.Dataset):
 
 class ArrayDataModule(L.LightningDataModule):
     """Train/dev/test arrays `[n, d]` and labels `[n]`; full-batch when `batch_size` is None.
-    `transform`: zscore | whiten | none, fitted on the training split."""
+    The input transform is fitted on the training split once, of the kind `fit_transform` is
+    given (`fit_probe` passes its `FitOptions.transform`)."""
 
     def __init__(self, X_train, y_train, X_dev=None, y_dev=None, X_test=None, y_test=None,
-                 batch_size: int | None = None, transform: str = "zscore", seed: int = 0):
+                 batch_size: int | None = None, seed: int = 0):
         super().__init__()
         self.arrays = {"train": (X_train, y_train), "dev": (X_dev, y_dev), "test": (X_test, y_test)}
-        self.batch_size, self.transform_kind, self.seed = batch_size, transform, seed
+        self.batch_size, self.seed = batch_size, seed
         self.transform: InputTransform | None = None
         self._cache: dict = {}
 
@@ -135,16 +136,23 @@ class ArrayDataModule(L.LightningDataModule):
         """The same inputs (and fitted transform) with other labels, e.g. a control task."""
         self.setup()
         other = ArrayDataModule(self.arrays["train"][0], y_train, self.arrays["dev"][0], y_dev,
-                                self.arrays["test"][0], y_test, self.batch_size, self.transform_kind, self.seed)
+                                self.arrays["test"][0], y_test, self.batch_size, self.seed)
         other.transform = self.transform
         for part, y in (("train", y_train), ("dev", y_dev), ("test", y_test)):
             if part in self._cache and y is not None:
                 other._cache[part] = (self._cache[part][0], torch.as_tensor(np.asarray(y), dtype=torch.long))
         return other
 
-    def setup(self, stage: str | None = None) -> None:
+    def fit_transform(self, kind: str) -> InputTransform:
+        """Fit the input transform on the training split, unless it already is (or was shared)."""
         if self.transform is None:
-            self.transform = InputTransform.fit(self.arrays["train"][0], self.transform_kind)
+            self.transform = InputTransform.fit(self.arrays["train"][0], kind)
+        return self.transform
+
+    def setup(self, stage: str | None = None) -> None:
+        """Lightning's hook: the transform must be fitted by now (`fit_transform`)."""
+        if self.transform is None:
+            raise RuntimeError("ArrayDataModule: call fit_transform(kind) before using the data")
 
     @property
     def dim(self) -> int:

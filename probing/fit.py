@@ -88,9 +88,7 @@ def fit_probe(dm: ArrayDataModule, classes: int, opt: FitOptions, logger=None) -
     its dev split drives Adam's early stopping and is logged as `val_loss` / `val_acc`."""
     t0 = time.perf_counter()
     torch.manual_seed(opt.seed)
-    if dm.transform is None:
-        dm.transform_kind = opt.transform
-    dm.setup()
+    dm.fit_transform(opt.transform)
     full = opt.optimizer == "lbfgs"
     dm.batch_size = None if full else opt.batch_size
     weights = None

@@ -6,7 +6,6 @@ the client object: it is never logged, cached or written to a config or an outpu
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 
@@ -51,7 +50,7 @@ class OpenAIChat:
             raise TransientError("timed out") from None
         except openai.APIConnectionError as e:
             raise TransientError(f"connection failed: {type(e).__name__}") from None
-        except (openai.APIResponseValidationError, json.JSONDecodeError, ValueError) as e:
+        except (openai.APIResponseValidationError, ValueError) as e:  # ValueError: a body that is not JSON
             raise TransientError(f"malformed reply: {type(e).__name__}") from None
         except openai.AuthenticationError:
             raise UserError("the server refused the API key (HTTP 401); check the environment variable "
