@@ -144,7 +144,8 @@ class SamplingConfig:
 class ClusteringConfig:
     method: str = "ward"  # ward | kmeans_ward | kmeans | scipy_ward
     micro_clusters: int = 0  # kmeans_ward: k-means centroids before Ward; 0 = min(max(10 K, 5000), n / 4)
-    block: int = 512  # ward: query rows per matrix product
+    block: int = 2048  # ward: query rows per matrix product
+    chunk: int = 2048  # ward: columns per matrix product (and first-pass tile size)
     device: str = "auto"  # ward: torch device for the products
     seed: int = 0
 

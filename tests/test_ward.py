@@ -9,10 +9,12 @@ from concepts.clustering.ward import cut_tree, ward_linkage
 from concepts.config import ClusteringConfig
 
 
-@pytest.mark.parametrize("n, d, seed", [(40, 3, 0), (700, 16, 1), (2500, 48, 2)])
-def test_equals_scipy_ward(n, d, seed):
+@pytest.mark.parametrize("n, d, seed, chunk", [(40, 3, 0, 2048), (700, 16, 1, 64), (2500, 48, 2, 256),
+                                               (2500, 48, 3, 2048)])
+def test_equals_scipy_ward(n, d, seed, chunk):
+    # chunk < n / 2 takes the symmetric first pass and chunked searches; 2048 a single tile
     X = np.random.default_rng(seed).normal(size=(n, d)).astype(np.float32)
-    Z = ward_linkage(X, block=97)
+    Z = ward_linkage(X, block=97, chunk=chunk)
     ref = linkage(X.astype(np.float64), method="ward")
     np.testing.assert_allclose(Z[:, 2], ref[:, 2], rtol=1e-7, atol=1e-9)
     np.testing.assert_array_equal(Z[:, 3], ref[:, 3])
@@ -41,7 +43,7 @@ def test_ties_are_deterministic_and_valid():
     rng = np.random.default_rng(4)
     base = rng.integers(0, 3, size=(60, 4)).astype(np.float32)  # many identical rows
     X = np.concatenate([base, base, base[:20]])
-    Z1, Z2 = ward_linkage(X, block=16), ward_linkage(X, block=1000)
+    Z1, Z2 = ward_linkage(X, block=16, chunk=32), ward_linkage(X, block=1000)
     np.testing.assert_array_equal(Z1, Z2)
     ref = linkage(X.astype(np.float64), method="ward")
     np.testing.assert_allclose(np.sort(Z1[:, 2]), np.sort(ref[:, 2]), atol=1e-9)
@@ -52,11 +54,12 @@ def test_weighted_points_equal_repeated_points():
     rng = np.random.default_rng(6)
     X = rng.normal(size=(80, 5))
     w = rng.integers(1, 5, size=80)
-    Zw = ward_linkage(X, sizes=w)
     Zr = linkage(np.repeat(X, w, axis=0), method="ward")
-    # the repeated copies merge first at height 0; the rest is the weighted tree
-    np.testing.assert_allclose(Zw[:, 2], Zr[-(len(X) - 1):, 2], rtol=1e-7)
-    np.testing.assert_array_equal(Zw[:, 3], Zr[-(len(X) - 1):, 3])
+    for chunk in (2048, 8):  # one tile; tiles of 8 columns with mixed sizes per query block
+        Zw = ward_linkage(X, sizes=w, block=16, chunk=chunk)
+        # the repeated copies merge first at height 0; the rest is the weighted tree
+        np.testing.assert_allclose(Zw[:, 2], Zr[-(len(X) - 1):, 2], rtol=1e-7)
+        np.testing.assert_array_equal(Zw[:, 3], Zr[-(len(X) - 1):, 3])
 
 
 def test_cut_errors_and_bad_input():

@@ -46,7 +46,7 @@ def cluster(X: np.ndarray, k: int, cfg) -> Clustering:
     if k > n:
         raise ValueError(f"cannot make K={k} clusters from {n} points")
     if cfg.method == "ward":
-        Z = ward_linkage(X, block=cfg.block, device=_device(cfg.device))
+        Z = ward_linkage(X, block=cfg.block, device=_device(cfg.device), chunk=cfg.chunk)
         return Clustering(cut_tree(Z, k), Z)
     if cfg.method == "scipy_ward":
         from scipy.cluster.hierarchy import linkage
@@ -75,7 +75,7 @@ def cluster(X: np.ndarray, k: int, cfg) -> Clustering:
         centroids /= counts[:, None]  # exact means of the points each micro-cluster holds
         if len(used) < k:
             raise ValueError(f"k-means left {len(used)} non-empty micro-clusters, fewer than K={k}")
-        Z = ward_linkage(centroids, sizes=counts, block=cfg.block, device=_device(cfg.device))
+        Z = ward_linkage(centroids, sizes=counts, block=cfg.block, device=_device(cfg.device), chunk=cfg.chunk)
         res = Clustering(np.empty(0), Z, assign)
         res.labels = first_seen_labels(res.cut(k))
         return res

@@ -10,7 +10,7 @@ and for those whose neighbour merged. The search is a float32 matrix product in 
 float32 ranking is certified against an error bound (rows that fail are searched again in
 float64), so the result is the exact Ward tree. Ties are broken by the smaller cluster id.
 
-Memory is linear in n: the data, float64 centroids and one `[block, n]` score block.
+Memory is linear in n: the data, float64 centroids and `[block, chunk]` (first pass `[chunk, chunk]`) score tiles.
 
 The output is a SciPy linkage matrix `Z` `[n - 1, 4]`: merged ids, height, size; heights are
 SciPy's Ward distances `sqrt(2 * n_a * n_b / (n_a + n_b)) * ||c_a - c_b||`, rows sorted by
@@ -31,6 +31,30 @@ log = logging.getLogger(__name__)
 _EPS32 = float(np.finfo(np.float32).eps)
 _TOPK = 16  # candidates kept per cluster after a full search
 _BIG = np.iinfo(np.int64).max
+_FRESH_SHARE = 0.25  # a stale cache is tried while the clusters made since are at most this share
+
+
+def _offer(vals: torch.Tensor, idx: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor,
+           v: torch.Tensor) -> None:
+    """Merge candidates into per-row top-k lists, in place.
+
+    Args:
+        vals: `[r, k]` float32, each row ascending; idx: `[r, k]` their columns.
+        rows, cols, v: `[c]` new candidates (row, column, score); no (row, column) pair may
+            already be in the lists.
+    Keeps the k smallest per row (ties in input order: the lists first)."""
+    k = vals.shape[1]
+    touched = torch.unique(rows)
+    R = torch.cat([touched.repeat_interleave(k), rows])
+    C = torch.cat([idx[touched].reshape(-1), cols])
+    V = torch.cat([vals[touched].reshape(-1), v])
+    order = torch.sort(V, stable=True).indices
+    order = order[torch.sort(R[order], stable=True).indices]
+    R, C, V = R[order], C[order], V[order]
+    rank = torch.arange(len(R), device=R.device) - torch.searchsorted(R, R)
+    keep = rank < k
+    vals[R[keep], rank[keep]] = V[keep]
+    idx[R[keep], rank[keep]] = C[keep]
 
 
 class _State:
@@ -69,8 +93,12 @@ class _State:
         col = ids.argmin(dim=1, keepdim=True)
         return torch.gather(slots, 1, col).squeeze(1), best.squeeze(1)
 
-    def full_search(self, queries: torch.Tensor, rnd: int, block: int) -> None:
-        """Nearest neighbours of `queries` over all active clusters; refreshes their caches."""
+    def full_search(self, queries: torch.Tensor, rnd: int, block: int, chunk: int) -> None:
+        """Nearest neighbours of `queries` over all active clusters; refreshes their caches.
+
+        Queries go in blocks of `block` rows, sorted by size so that a block's Ward weights are
+        a few row groups; the active clusters go in chunks of `chunk` columns, so every score
+        tile `[block, chunk]` stays in cache while it is scaled and screened."""
         act = torch.nonzero(self.active).squeeze(1)
         m = len(act)
         if m < 2 or len(queries) == 0:
@@ -82,42 +110,138 @@ class _State:
         pos = torch.full((self.n,), -1, dtype=torch.int64)
         pos[act] = torch.arange(m)
         k = min(_TOPK, m - 1)
-        max_size = float(self.size[act].max())
-        max_norm = float(self.sq64[act].max().sqrt())
+        queries = queries[torch.argsort(self.size[queries], stable=True)]
         for s in range(0, len(queries), block):
             q = queries[s : s + block]
-            b = len(q)
-            scores = torch.addmm(A_sq[None, :], self.c32[q], A.T, alpha=-2.0)  # |c|^2 - 2 q.c
-            scores.add_(self.sq32[q][:, None])
-            q_inv = (1.0 / self.size[q]).to(device=self.device, dtype=torch.float32)
-            scores.div_(q_inv[:, None] + A_inv[None, :])  # times w = 1 / (1/n_q + 1/n_c)
-            scores[torch.arange(b, device=self.device), pos[q].to(self.device)] = math.inf
-            approx, cpos = torch.topk(scores, k, dim=1, largest=False, sorted=True)
-            approx, cpos = approx.cpu().double(), cpos.cpu()
-            cand = act[cpos]
-            exact = self._exact_rows(q, cand)
-            nn, best = self._pick(exact, cand)
-            # every cluster outside the top-k scored >= the k-th in float32; its true cost is
-            # at least that minus a worst-case float32 error bound: |q|^2 + |c|^2 - 2 q.c with
-            # d-term sums and rounded inputs errs by at most ~(d + 8) eps (|q| + |c|)^2, times w
-            nq = self.size[q]
-            w_max = nq * max_size / (nq + max_size)
-            err = (self.d + 8) * _EPS32 * (self.sq64[q].sqrt() + max_norm) ** 2 * w_max * 1.01
-            bound = approx[:, -1] - err if k < m - 1 else torch.full((b,), math.inf, dtype=torch.float64)
-            ok = best < bound
-            ok |= k == m - 1
-            self.nn[q], self.cost[q] = nn, best
-            self.cand[q, :k], self.ccost[q, :k] = cand, exact
-            self.ccost[q, k:] = math.inf
-            self.bound[q] = bound
-            self.since[q] = rnd
-            for r in torch.nonzero(~ok).squeeze(1).tolist():
-                self._exhaustive(int(q[r]), act)
+            vals, cpos = self._topk_block(q, pos[q], A, A_sq, A_inv, k, chunk)
+            self._certify(q, act[cpos.cpu()], vals[:, -1].cpu().double(), k, m, rnd, act)
+
+    def _query_side(self, q: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, list[tuple[int, int, float]]]:
+        """For queries `q` `[b]` sorted by size: `-2 c_q` `[b, d]`, `|c_q|^2` `[b, 1]` and the
+        row groups of equal size `(first, end, 1 / size)`."""
+        sizes, counts = torch.unique_consecutive(self.size[q], return_counts=True)
+        groups, r0 = [], 0
+        for size, count in zip(sizes.tolist(), counts.tolist()):
+            groups.append((r0, r0 + count, 1.0 / size))
+            r0 += count
+        return self.c32[q] * -2.0, self.sq32[q][:, None], groups
+
+    @staticmethod
+    def _cost_tile(query: tuple, C: torch.Tensor, C_sq: torch.Tensor, C_inv: torch.Tensor) -> torch.Tensor:
+        """float32 Ward costs `[b, c]` of the queries (from `_query_side`) to centroids `C`
+        `[c, d]` with squared norms `C_sq` and inverse sizes `C_inv` `[c]`."""
+        Qn, q_sq, groups = query
+        S = torch.mm(Qn, C.T)  # -2 q.c
+        S.add_(C_sq[None, :]).add_(q_sq)  # |q - c|^2
+        for g0, g1, q_inv in groups:
+            S[g0:g1].div_(C_inv[None, :] + q_inv)  # times w = 1 / (1/n_q + 1/n_c)
+        return S
+
+    def _topk_block(self, q: torch.Tensor, qpos: torch.Tensor, A: torch.Tensor, A_sq: torch.Tensor,
+                    A_inv: torch.Tensor, k: int, chunk: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """float32 Ward costs of `q` `[b]` (sorted by size) against the active centroids `A`
+        `[m, d]`, column chunk by chunk: the k smallest per row `[b, k]` (ascending) and their
+        column positions."""
+        query = self._query_side(q)
+        qpos = qpos.to(self.device)
+        rows = torch.arange(len(q), device=self.device)
+        vals = idx = None
+        chunk = max(chunk, k + 1)  # the first chunk seeds k candidates besides the query itself
+        for c0 in range(0, len(A), chunk):
+            c1 = min(c0 + chunk, len(A))
+            S = self._cost_tile(query, A[c0:c1], A_sq[c0:c1], A_inv[c0:c1])
+            own = (qpos >= c0) & (qpos < c1)
+            S[rows[own], qpos[own] - c0] = math.inf
+            if vals is None:
+                vals, idx = torch.topk(S, k, dim=1, largest=False, sorted=True)
+                continue
+            r, c = torch.nonzero(S < vals[:, -1:], as_tuple=True)
+            if len(r):
+                _offer(vals, idx, r, c + c0, S[r, c])
+        return vals, idx
+
+    def first_pass(self, tile: int, block: int) -> bool:
+        """Round 0 when every cluster has the same size (plain points): each tile of the
+        symmetric score matrix is computed once and screened for its rows and its columns,
+        which halves the products of the first, largest search. Returns False (nothing done)
+        where sizes differ or the data is a single tile."""
+        n = self.n
+        k = min(_TOPK, n - 1)
+        if n < 2 * tile or tile <= k or bool((self.size != self.size[0]).any()):
+            return False
+        dev = self.device
+        edges = list(range(0, n, tile)) + [n]
+        if edges[-1] - edges[-2] <= k:  # a last sliver joins the tile before it
+            del edges[-2]
+        half = self.sq32 * 0.5
+        vals = torch.full((n, k), math.inf, device=dev)
+        idx = torch.zeros((n, k), dtype=torch.int64, device=dev)
+        for t0, t1 in zip(edges[:-1], edges[1:]):  # each tile's own block primes its rows
+            S = self._half_sq(t0, t1, t0, t1, half)
+            S.fill_diagonal_(math.inf)
+            v, i = torch.topk(S, k, dim=1, largest=False, sorted=True)
+            vals[t0:t1], idx[t0:t1] = v, i + t0
+        for a, (i0, i1) in enumerate(zip(edges[:-1], edges[1:])):
+            for j0, j1 in zip(edges[a + 1 : -1], edges[a + 2 :]):
+                S = self._half_sq(i0, i1, j0, j1, half)
+                tau_i, tau_j = vals[i0:i1, -1:], vals[j0:j1, -1][None, :]
+                r, c = torch.nonzero((S < tau_i) | (S < tau_j), as_tuple=True)
+                if len(r) == 0:
+                    continue
+                v = S[r, c]
+                by_row, by_col = v < tau_i[r, 0], v < tau_j[0, c]
+                _offer(vals, idx, torch.cat([r[by_row] + i0, c[by_col] + j0]),
+                       torch.cat([c[by_row] + j0, r[by_col] + i0]), torch.cat([v[by_row], v[by_col]]))
+        self.full_searches += n
+        scale = float(self.size[0])  # Ward cost of two size-s clusters = s * |a - b|^2 / 2
+        act = torch.arange(n)
+        for s in range(0, n, block):
+            q = act[s : s + block]
+            self._certify(q, idx[s : s + block].cpu(), vals[s : s + block, -1].cpu().double() * scale, k, n, 0, act)
+        return True
+
+    def _half_sq(self, i0: int, i1: int, j0: int, j1: int, half: torch.Tensor) -> torch.Tensor:
+        """float32 `|a_i - a_j|^2 / 2` for slots i0..i1 against j0..j1: `[i1 - i0, j1 - j0]`."""
+        S = torch.mm(self.c32[i0:i1] * -1.0, self.c32[j0:j1].T)
+        return S.add_(half[i0:i1, None]).add_(half[None, j0:j1])
+
+    def _certify(self, q: torch.Tensor, cand: torch.Tensor, kth: torch.Tensor, k: int, m: int,
+                 rnd: int, act: torch.Tensor) -> None:
+        """Re-score the float32 candidates `cand` `[b, k]` of `q` in float64 and keep the best.
+
+        Every cluster outside the candidates scored at least `kth` `[b]` (the k-th float32 cost)
+        in float32, so its true cost is at least that minus a worst-case float32 error bound:
+        |q|^2 + |c|^2 - 2 q.c with d-term sums and rounded inputs errs by at most
+        ~(d + 8) eps (|q| + |c|)^2, times the weight w. Rows whose best does not beat that bound
+        are searched again in float64."""
+        exact = self._exact_rows(q, cand)
+        nn, best = self._pick(exact, cand)
+        nq = self.size[q]
+        max_size = float(self.size[act].max())
+        max_norm = float(self.sq64[act].max().sqrt())
+        w_max = nq * max_size / (nq + max_size)
+        err = (self.d + 8) * _EPS32 * (self.sq64[q].sqrt() + max_norm) ** 2 * w_max * 1.01
+        bound = kth - err if k < m - 1 else torch.full((len(q),), math.inf, dtype=torch.float64)
+        ok = best < bound
+        ok |= k == m - 1
+        self.nn[q], self.cost[q] = nn, best
+        self.cand[q, :k], self.ccost[q, :k] = cand, exact
+        self.ccost[q, k:] = math.inf
+        self.bound[q] = bound
+        self.since[q] = rnd
+        for r in torch.nonzero(~ok).squeeze(1).tolist():
+            self._exhaustive(int(q[r]), act)
 
     def _exact_rows(self, q: torch.Tensor, cand: torch.Tensor) -> torch.Tensor:
-        diff = self.c64[q][:, None, :] - self.c64[cand]
+        """float64 Ward costs `[b, k]` of `q` `[b]` to `cand` `[b, k]`, 64 rows at a time so
+        the `[64, k, d]` differences stay in cache."""
+        sq_sum = torch.empty(cand.shape, dtype=torch.float64)
+        for s in range(0, len(q), 64):
+            diff = self.c64[cand[s : s + 64]]
+            diff.sub_(self.c64[q[s : s + 64]][:, None, :])  # c - q: the same squares as q - c
+            sq_sum[s : s + 64] = diff.square_().sum(-1)
         sq, sc = self.size[q][:, None], self.size[cand]
-        return (sq * sc / (sq + sc)) * (diff * diff).sum(-1)
+        return (sq * sc / (sq + sc)) * sq_sum
 
     def _exhaustive(self, slot: int, act: torch.Tensor) -> None:
         """float64 search over everything, for the rare row float32 could not certify."""
@@ -130,38 +254,44 @@ class _State:
         self.nn[q], self.cost[q] = nn, best
         self.bound[q] = -math.inf  # no cache: the next time it goes stale, search fully
 
-    def _partial_block(self, q: torch.Tensor, since: int, fresh: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Best (slot, exact cost) per query among its valid cached candidates and `fresh`.
+    def _partial_block(self, q: torch.Tensor, since: torch.Tensor, fresh: tuple, chunk: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Best (slot, exact cost) per query among its valid cached candidates and the fresh
+        clusters `fresh` = (slots `[f]`, float32 centroids, squared norms, inverse sizes, their
+        largest norm, each query's own position among them or beyond).
 
-        Fresh clusters are screened in float32; those within its error bound of the row
-        minimum are re-scored with the same symmetric difference form as every
-        other exact cost, so cost(i, j) == cost(j, i) bit for bit and ties break the same way
-        from both sides (without that, reciprocal pairs can vanish)."""
+        Fresh clusters are screened in float32, chunk by chunk; those within twice its
+        worst-case error of the row minimum are re-scored with the same symmetric difference
+        form as every other exact cost, so the exact minimum is never screened out and
+        cost(i, j) == cost(j, i) bit for bit: ties break the same way from both sides (without
+        that, reciprocal pairs can vanish)."""
         b = len(q)
         cand = self.cand[q]
-        valid = self.active[cand] & (self.born[cand] <= since)
+        valid = self.active[cand] & (self.born[cand] <= since[:, None])
         rows = [torch.arange(b)[:, None].expand(-1, cand.shape[1])[valid]]
         slots = [cand[valid]]
         costs = [self.ccost[q][valid]]
-        if len(fresh):
-            # float32 screen; everything within twice its worst-case error of the row minimum
-            # is re-scored exactly, so the exact minimum is never screened out
-            qd, fd = q.to(self.device), fresh.to(self.device)
-            approx = torch.addmm(self.sq32[fd][None, :], self.c32[qd], self.c32[fd].T, alpha=-2.0)
-            approx.add_(self.sq32[qd][:, None])
-            nq, nf = self.size[q][:, None], self.size[fresh][None, :]
-            w = (nq * nf / (nq + nf)).to(device=self.device, dtype=torch.float32)
-            approx.mul_(w)
-            rowmin = approx.min(dim=1, keepdim=True).values
-            norms = self.sq64[fresh].sqrt().max()
-            err = (self.d + 8) * _EPS32 * (self.sq64[q].sqrt() + norms) ** 2 * self.size[q] * 1.01
-            tol = err.to(device=self.device, dtype=torch.float32)[:, None]
-            r, c = torch.nonzero(approx <= rowmin + 2 * tol, as_tuple=True)
-            r, c = r.cpu(), c.cpu()
-            diff = self.c64[q[r]] - self.c64[fresh[c]]
-            sq, sc = self.size[q[r]], self.size[fresh[c]]
+        f_slots, F, F_sq, F_inv, f_norm, qpos = fresh
+        if len(f_slots):
+            err = (self.d + 8) * _EPS32 * (self.sq64[q].sqrt() + f_norm) ** 2 * self.size[q] * 1.01
+            tol = 2 * err.to(device=self.device, dtype=torch.float32)[:, None]
+            query = self._query_side(q)
+            rowmin = torch.full((b, 1), math.inf, device=self.device)
+            qpos, rows_d = qpos.to(self.device), torch.arange(b, device=self.device)
+            found = []
+            for c0 in range(0, len(F), chunk):
+                S = self._cost_tile(query, F[c0 : c0 + chunk], F_sq[c0 : c0 + chunk], F_inv[c0 : c0 + chunk])
+                own = (qpos >= c0) & (qpos < c0 + len(S[0]))
+                S[rows_d[own], qpos[own] - c0] = math.inf
+                torch.minimum(rowmin, S.min(dim=1, keepdim=True).values, out=rowmin)
+                r, c = torch.nonzero(S <= rowmin + tol, as_tuple=True)
+                found.append((r, c + c0, S[r, c]))
+            r, c, v = (torch.cat(x) for x in zip(*found))
+            keep = v <= (rowmin + tol)[r, 0]  # the running minimum only fell
+            r, c = r[keep].cpu(), f_slots[c[keep].cpu()]
+            diff = self.c64[q[r]] - self.c64[c]
+            sq, sc = self.size[q[r]], self.size[c]
             rows.append(r)
-            slots.append(fresh[c])
+            slots.append(c)
             costs.append((sq * sc / (sq + sc)) * (diff * diff).sum(-1))
         rows, slots, costs = torch.cat(rows), torch.cat(slots), torch.cat(costs)
         order = np.lexsort((self.ids[slots].numpy(), costs.numpy(), rows.numpy()))
@@ -173,7 +303,7 @@ class _State:
         nn[rows[first]], best[rows[first]] = slots[first], costs[first]
         return nn, best
 
-    def partial_search(self, queries: torch.Tensor, rnd: int, block: int) -> torch.Tensor:
+    def partial_search(self, queries: torch.Tensor, rnd: int, block: int, chunk: int) -> torch.Tensor:
         """For unchanged clusters whose neighbour merged: the best of their cached candidates
         that are unchanged since the cache was made, and of every cluster made since; certified
         when it beats the cache's bound on all other clusters. Returns the queries this could
@@ -182,28 +312,44 @@ class _State:
         if len(queries) == 0:
             return queries
         act = torch.nonzero(self.active).squeeze(1)
-        failed = []
-        for since in torch.unique(self.since[queries]).tolist():
-            qs = queries[self.since[queries] == since]
-            fresh = act[self.born[act] > since]
-            if since < 0 or len(fresh) > len(act) // 4:
-                failed.append(qs)
-                continue
-            for s in range(0, len(qs), block):
-                q = qs[s : s + block]
-                nn, best = self._partial_block(q, since, fresh)
-                ok = best < self.bound[q]
-                self.nn[q[ok]], self.cost[q[ok]] = nn[ok], best[ok]
-                self.partial_hits += int(ok.sum())
-                failed.append(q[~ok])
-        return torch.cat(failed) if failed else queries[:0]
+        act = act[torch.argsort(self.born[act], descending=True, stable=True)]  # newest first
+        born = self.born[act]
+        since = self.since[queries]
+        n_fresh = len(act) - torch.searchsorted(born.flip(0), since, right=True)  # born > since
+        ok = (since >= 0) & (n_fresh <= len(act) * _FRESH_SHARE)
+        failed = [queries[~ok]]
+        queries, n_fresh = queries[ok], n_fresh[ok]
+        if len(queries) == 0:
+            return failed[0]
+        # blocks of queries with similar caches; each block screens the clusters made since its
+        # oldest cache (a prefix of the newest-first order; more candidates never hurt)
+        order = np.lexsort((self.size[queries].numpy(), -n_fresh.numpy()))
+        queries, n_fresh = queries[order], n_fresh[order]
+        f_max = int(n_fresh[0])
+        where = torch.full((self.n,), -1, dtype=torch.int64)
+        where[act] = torch.arange(len(act))  # a query's own column, masked: it can be fresh too
+        fd = act[:f_max].to(self.device)
+        F, F_sq = self.c32[fd], self.sq32[fd]
+        F_inv = (1.0 / self.size[act[:f_max]]).to(self.c32)
+        for s in range(0, len(queries), block):
+            q = queries[s : s + block]
+            f = int(n_fresh[s])
+            f_norm = float(self.sq64[act[:f]].max().sqrt()) if f else 0.0
+            fresh = (act[:f], F[:f], F_sq[:f], F_inv[:f], f_norm, where[q])
+            nn, best = self._partial_block(q, self.since[q], fresh, chunk)
+            ok = best < self.bound[q]
+            self.nn[q[ok]], self.cost[q[ok]] = nn[ok], best[ok]
+            self.partial_hits += int(ok.sum())
+            failed.append(q[~ok])
+        return torch.cat(failed)
 
 
 def ward_linkage(
     X: np.ndarray,
     sizes: np.ndarray | None = None,
-    block: int = 512,
+    block: int = 2048,
     device: str = "cpu",
+    chunk: int = 2048,
     progress=None,
 ) -> np.ndarray:
     """Exact Ward linkage of the rows of `X`.
@@ -212,7 +358,9 @@ def ward_linkage(
         X: `[n, d]` points (or cluster centroids).
         sizes: `[n]` positive weights: each row stands for that many points at its position
             (k-means micro-clusters); default all 1.
-        block: query rows per matrix product (memory `block * n * 4` bytes).
+        block: query rows per matrix product.
+        chunk: columns per matrix product (score tiles are `[block, chunk]`; the first pass
+            over plain points uses `[chunk, chunk]` tiles).
         device: torch device for the products.
         progress: optional callable `(merges_done)` called after each round.
 
@@ -233,9 +381,11 @@ def ward_linkage(
     stale = full[:0]  # searched from caches first
     rnd = 0
     t0 = time.perf_counter()
+    if st.first_pass(chunk, block):
+        full = full[:0]
     while len(merges) < n - 1:
-        again = st.partial_search(stale, rnd, block)
-        st.full_search(torch.unique(torch.cat([full, again])), rnd, block)
+        again = st.partial_search(stale, rnd, block, chunk)
+        st.full_search(torch.unique(torch.cat([full, again])), rnd, block, chunk)
         act = torch.nonzero(st.active).squeeze(1)
         nn = st.nn[act]
         recip = (st.nn[nn] == act) & (act < nn)
