@@ -30,6 +30,7 @@ log = logging.getLogger(__name__)
 
 _EPS32 = float(np.finfo(np.float32).eps)
 _TOPK = 16  # candidates kept per cluster after a full search
+_WIDTH = 2 * _TOPK  # cache width: a merged cluster inherits both parents' candidates
 _BIG = np.iinfo(np.int64).max
 _FRESH_SHARE = 0.25  # a stale cache is tried while the clusters made since are at most this share
 
@@ -78,8 +79,8 @@ class _State:
         self.cost = torch.full((self.n,), math.inf, dtype=torch.float64)
         self.born = torch.full((self.n,), -1, dtype=torch.int64)  # round the slot's cluster was made
         self.since = torch.full((self.n,), -1, dtype=torch.int64)  # round of the last full search
-        self.cand = torch.zeros((self.n, _TOPK), dtype=torch.int64)
-        self.ccost = torch.full((self.n, _TOPK), math.inf, dtype=torch.float64)
+        self.cand = torch.zeros((self.n, _WIDTH), dtype=torch.int64)
+        self.ccost = torch.full((self.n, _WIDTH), math.inf, dtype=torch.float64)
         self.bound = torch.zeros(self.n, dtype=torch.float64)
         self.device = device
         self.full_searches = 0
@@ -254,61 +255,77 @@ class _State:
         self.nn[q], self.cost[q] = nn, best
         self.bound[q] = -math.inf  # no cache: the next time it goes stale, search fully
 
-    def _partial_block(self, q: torch.Tensor, since: torch.Tensor, fresh: tuple, chunk: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """Best (slot, exact cost) per query among its valid cached candidates and the fresh
-        clusters `fresh` = (slots `[f]`, float32 centroids, squared norms, inverse sizes, their
-        largest norm, each query's own position among them or beyond).
+    def inherit(self, a: torch.Tensor, b: torch.Tensor, size_a: torch.Tensor, size_b: torch.Tensor,
+                cost_ab: torch.Tensor) -> None:
+        """Give each new cluster P = A + B (now in slot a; b retired) a cache built from its
+        parents' caches, so its nearest neighbour can be certified without a full search.
 
-        Fresh clusters are screened in float32, chunk by chunk; those within twice its
-        worst-case error of the row minimum are re-scored with the same symmetric difference
-        form as every other exact cost, so the exact minimum is never screened out and
-        cost(i, j) == cost(j, i) bit for bit: ties break the same way from both sides (without
-        that, reciprocal pairs can vanish)."""
-        b = len(q)
+        Candidates: the parents' cached clusters still unchanged, with exact costs to P; every
+        cluster made since the older parent cache is screened later as fresh. Any other cluster
+        C was outside both caches, so cost(A, C) >= bound_A and cost(B, C) >= bound_B, and the
+        Lance-Williams identity for Ward,
+        cost(P, C) = ((n_A + n_C) cost(A, C) + (n_B + n_C) cost(B, C) - n_C cost(A, B)) / (n_P + n_C),
+        bounds cost(P, C) from below; the bound is monotone in n_C, so the smallest and largest
+        active sizes give its minimum."""
+        since = torch.minimum(self.since[a], self.since[b])
+        cand = torch.cat([self.cand[a], self.cand[b]], dim=1)
+        cost = torch.cat([self.ccost[a], self.ccost[b]], dim=1)
+        born_ok = torch.cat([self.born[self.cand[a]] <= self.since[a][:, None],
+                             self.born[self.cand[b]] <= self.since[b][:, None]], dim=1)
+        valid = self.active[cand] & born_ok & torch.isfinite(cost) & (cand != a[:, None])
+        exact = torch.where(valid, self._exact_rows(a, cand), math.inf)
+        exact, order = torch.sort(exact, dim=1, stable=True)
+        cand = torch.gather(cand, 1, order)
+        act_sizes = self.size[self.active]
+        lo, hi = float(act_sizes.min()), float(act_sizes.max())
+        b_a, b_b = self.bound[a], self.bound[b]
+        alpha = size_a * b_a + size_b * b_b
+        beta = b_a + b_b - cost_ab
+        gamma = size_a + size_b
+        lb = torch.minimum((alpha + beta * lo) / (gamma + lo), (alpha + beta * hi) / (gamma + hi))
+        lb = torch.where(torch.isnan(lb) | (b_a == -math.inf) | (b_b == -math.inf), -math.inf, lb)
+        lb = lb - 1e-9 * lb.abs()  # float64 rounding of the centroids
+        self.cand[a], self.ccost[a] = cand[:, :_WIDTH], exact[:, :_WIDTH]
+        self.bound[a] = torch.minimum(lb, exact[:, _WIDTH])  # dropped candidates are outside too
+        self.since[a] = since
+
+    def _partial_block(self, q: torch.Tensor, since: torch.Tensor, fresh: tuple, chunk: int) -> tuple:
+        """Search `q` `[b]` (sorted by size) over their still-valid cached candidates and the
+        clusters `fresh` = (slots `[f]`, float32 centroids, squared norms, inverse sizes,
+        their largest norm, each query's own position among them or beyond), which hold
+        every cluster made since the caches.
+
+        Returns (nearest slot, its cost) `[b]` and a refreshed cache: candidates and exact
+        costs `[b, <= _WIDTH]` and the bound on every other cluster, the smallest of the old
+        bound, the float32 k-th fresh cost minus its error bound and the best dropped cost."""
         cand = self.cand[q]
         valid = self.active[cand] & (self.born[cand] <= since[:, None])
-        rows = [torch.arange(b)[:, None].expand(-1, cand.shape[1])[valid]]
-        slots = [cand[valid]]
-        costs = [self.ccost[q][valid]]
+        cost = torch.where(valid, self.ccost[q], math.inf)
+        bound = self.bound[q].clone()
         f_slots, F, F_sq, F_inv, f_norm, qpos = fresh
         if len(f_slots):
-            err = (self.d + 8) * _EPS32 * (self.sq64[q].sqrt() + f_norm) ** 2 * self.size[q] * 1.01
-            tol = 2 * err.to(device=self.device, dtype=torch.float32)[:, None]
-            query = self._query_side(q)
-            rowmin = torch.full((b, 1), math.inf, device=self.device)
-            qpos, rows_d = qpos.to(self.device), torch.arange(b, device=self.device)
-            found = []
-            for c0 in range(0, len(F), chunk):
-                S = self._cost_tile(query, F[c0 : c0 + chunk], F_sq[c0 : c0 + chunk], F_inv[c0 : c0 + chunk])
-                own = (qpos >= c0) & (qpos < c0 + len(S[0]))
-                S[rows_d[own], qpos[own] - c0] = math.inf
-                torch.minimum(rowmin, S.min(dim=1, keepdim=True).values, out=rowmin)
-                r, c = torch.nonzero(S <= rowmin + tol, as_tuple=True)
-                found.append((r, c + c0, S[r, c]))
-            r, c, v = (torch.cat(x) for x in zip(*found))
-            keep = v <= (rowmin + tol)[r, 0]  # the running minimum only fell
-            r, c = r[keep].cpu(), f_slots[c[keep].cpu()]
-            diff = self.c64[q[r]] - self.c64[c]
-            sq, sc = self.size[q[r]], self.size[c]
-            rows.append(r)
-            slots.append(c)
-            costs.append((sq * sc / (sq + sc)) * (diff * diff).sum(-1))
-        rows, slots, costs = torch.cat(rows), torch.cat(slots), torch.cat(costs)
-        order = np.lexsort((self.ids[slots].numpy(), costs.numpy(), rows.numpy()))
-        rows, slots, costs = rows[order], slots[order], costs[order]
-        first = torch.ones(len(rows), dtype=torch.bool)
-        first[1:] = rows[1:] != rows[:-1]
-        nn = torch.full((b,), -1, dtype=torch.int64)
-        best = torch.full((b,), math.inf, dtype=torch.float64)
-        nn[rows[first]], best[rows[first]] = slots[first], costs[first]
-        return nn, best
+            k = min(_TOPK, len(f_slots))
+            vals, pos = self._topk_block(q, qpos, F, F_sq, F_inv, k, chunk)
+            f_cand = f_slots[pos.cpu()]
+            f_cost = torch.where(f_cand == q[:, None], math.inf, self._exact_rows(q, f_cand))
+            if k < len(f_slots):
+                err = (self.d + 8) * _EPS32 * (self.sq64[q].sqrt() + f_norm) ** 2 * self.size[q] * 1.01
+                bound = torch.minimum(bound, vals[:, -1].cpu().double() - err)
+            cand, cost = torch.cat([cand, f_cand], dim=1), torch.cat([cost, f_cost], dim=1)
+        cost, order = torch.sort(cost, dim=1, stable=True)
+        cand = torch.gather(cand, 1, order)
+        nn, best = self._pick(cost, cand)
+        if cand.shape[1] > _WIDTH:
+            bound = torch.minimum(bound, cost[:, _WIDTH])
+            cand, cost = cand[:, :_WIDTH], cost[:, :_WIDTH]
+        return nn, best, cand, cost, bound
 
     def partial_search(self, queries: torch.Tensor, rnd: int, block: int, chunk: int) -> torch.Tensor:
-        """For unchanged clusters whose neighbour merged: the best of their cached candidates
-        that are unchanged since the cache was made, and of every cluster made since; certified
-        when it beats the cache's bound on all other clusters. Returns the queries this could
-        not certify (they need a full search). (Tried and dropped: certifying a new cluster
-        A+B from the union of A's and B's caches; it rarely certified and cost more.)"""
+        """For clusters whose neighbour merged, and new clusters (with caches inherited from
+        their parents): the best of their cached candidates that are unchanged since the cache
+        was made, and of every cluster made since; certified when it beats the cache's bound on
+        all other clusters, and then the cache is refreshed to this round. Returns the queries
+        this could not certify (they need a full search)."""
         if len(queries) == 0:
             return queries
         act = torch.nonzero(self.active).squeeze(1)
@@ -336,9 +353,13 @@ class _State:
             f = int(n_fresh[s])
             f_norm = float(self.sq64[act[:f]].max().sqrt()) if f else 0.0
             fresh = (act[:f], F[:f], F_sq[:f], F_inv[:f], f_norm, where[q])
-            nn, best = self._partial_block(q, self.since[q], fresh, chunk)
-            ok = best < self.bound[q]
-            self.nn[q[ok]], self.cost[q[ok]] = nn[ok], best[ok]
+            nn, best, cand, cost, bound = self._partial_block(q, self.since[q], fresh, chunk)
+            ok = best < bound
+            qo = q[ok]
+            self.nn[qo], self.cost[qo] = nn[ok], best[ok]
+            self.cand[qo, : cand.shape[1]], self.ccost[qo, : cand.shape[1]] = cand[ok], cost[ok]
+            self.ccost[qo, cand.shape[1] :] = math.inf
+            self.bound[qo], self.since[qo] = bound[ok], rnd
             self.partial_hits += int(ok.sum())
             failed.append(q[~ok])
         return torch.cat(failed)
@@ -410,12 +431,13 @@ def ward_linkage(
         next_id += len(a)
         st.born[a] = rnd
         st.active[b] = False
+        st.inherit(a, b, sa, sb, st.cost[a])
         merged = torch.zeros(n, dtype=torch.bool)
         merged[a] = True
         merged[b] = True
         act = torch.nonzero(st.active).squeeze(1)
-        full = a
-        stale = act[merged[st.nn[act]] & ~merged[act]]
+        full = a[:0]
+        stale = torch.cat([a, act[merged[st.nn[act]] & ~merged[act]]])
         if progress is not None:
             progress(len(merges))
     log.debug("Ward: n=%d, %d rounds, %d full searches, %d cache hits, %d float64 fallbacks, %.1f s",
