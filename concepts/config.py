@@ -144,6 +144,7 @@ class SamplingConfig:
 class ClusteringConfig:
     method: str = "ward"  # ward | kmeans_ward | kmeans | scipy_ward
     micro_clusters: int = 0  # kmeans_ward: k-means centroids before Ward; 0 = min(max(10 K, 5000), n / 4)
+    kmeans_iters: int = 20  # kmeans_ward: Lloyd iterations of the micro-cluster k-means (faiss)
     block: int = 2048  # ward: query rows per matrix product
     chunk: int = 2048  # ward: columns per matrix product (and first-pass tile size)
     device: str = "auto"  # ward: torch device for the products
@@ -154,8 +155,9 @@ class ClusteringConfig:
 
         if self.method not in METHODS:
             raise UserError(f"clustering.method={self.method!r}: use one of {', '.join(METHODS)}")
-        if self.block < 1 or self.micro_clusters < 0:
-            raise UserError("clustering.block must be >= 1 and clustering.micro_clusters >= 0")
+        if self.block < 1 or self.chunk < 1 or self.micro_clusters < 0 or self.kmeans_iters < 1:
+            raise UserError("clustering.block, clustering.chunk and clustering.kmeans_iters must be >= 1 "
+                            "and clustering.micro_clusters >= 0")
 
 
 @dataclass

@@ -79,7 +79,8 @@ def concepts_path(store: ActivationStore, cfg: DiscoverConfig) -> tuple[Path, di
     ident = {
         "store": store.fingerprint,
         "sampling": asdict(cfg.sampling),
-        "clustering": {"method": cl.method, "micro_clusters": cl.micro_clusters, "seed": cl.seed},
+        "clustering": {"method": cl.method, "micro_clusters": cl.micro_clusters, "seed": cl.seed,
+                       **({"kmeans": "faiss", "kmeans_iters": cl.kmeans_iters} if cl.method == "kmeans_ward" else {})},
     }
     return store.path.parent / "concepts" / f"{cl.method}-{fingerprint(ident)[:8]}", ident
 

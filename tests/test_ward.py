@@ -24,6 +24,18 @@ def test_equals_scipy_ward(n, d, seed, chunk):
         assert adjusted_rand_score(labels, fcluster(ref, k, "maxclust")) == 1.0
 
 
+def test_equals_scipy_on_blobs_with_small_tiles():
+    # dense blobs: many merges per round, stale caches and inherited caches on every path
+    rng = np.random.default_rng(9)
+    centers = rng.normal(scale=4, size=(30, 8))
+    X = (centers[rng.integers(0, 30, size=3000)] + rng.normal(size=(3000, 8))).astype(np.float32)
+    Z = ward_linkage(X, block=64, chunk=128)
+    ref = linkage(X.astype(np.float64), method="ward")
+    np.testing.assert_allclose(Z[:, 2], ref[:, 2], rtol=1e-7, atol=1e-9)
+    for k in (30, 600):
+        assert adjusted_rand_score(cut_tree(Z, k), fcluster(ref, k, "maxclust")) == 1.0
+
+
 def test_equals_sklearn_agglomerative():
     X = np.random.default_rng(5).normal(size=(900, 24)).astype(np.float32)
     ours = cut_tree(ward_linkage(X), 60)

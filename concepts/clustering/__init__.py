@@ -6,6 +6,7 @@ import logging
 from dataclasses import dataclass
 
 import numpy as np
+import torch
 
 from concepts.clustering.ward import cut_tree, first_seen_labels, ward_linkage
 
@@ -35,9 +36,18 @@ class Clustering:
 def _device(name: str) -> str:
     if name != "auto":
         return name
-    import torch
-
     return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def _micro_clusters(X: np.ndarray, m: int, iters: int, seed: int) -> np.ndarray:
+    """faiss k-means with `m` centroids: the micro-cluster of each row of `X` `[n, d]`, `[n]`."""
+    import faiss
+
+    X32 = np.ascontiguousarray(X, dtype=np.float32)
+    km = faiss.Kmeans(X32.shape[1], m, niter=iters, seed=seed, max_points_per_centroid=len(X32))
+    km.train(X32)
+    _, assign = km.index.search(X32, 1)
+    return assign[:, 0].astype(np.int64)
 
 
 def cluster(X: np.ndarray, k: int, cfg) -> Clustering:
@@ -59,20 +69,17 @@ def cluster(X: np.ndarray, k: int, cfg) -> Clustering:
         km = KMeans(n_clusters=k, n_init=1, random_state=cfg.seed).fit(X)
         return Clustering(first_seen_labels(km.labels_))
     if cfg.method == "kmeans_ward":
-        from sklearn.cluster import MiniBatchKMeans
-
         m = cfg.micro_clusters or min(max(10 * k, 5000), n // 4)
         m = max(min(m, n), k)
-        km = MiniBatchKMeans(n_clusters=m, random_state=cfg.seed, batch_size=4096, n_init=1).fit(X)
-        assign = km.labels_.astype(np.int64)
+        assign = _micro_clusters(X, m, cfg.kmeans_iters, cfg.seed)
         used = np.unique(assign)  # micro-clusters that kept no point are dropped
         remap = np.full(m, -1)
         remap[used] = np.arange(len(used))
         assign = remap[assign]
         counts = np.bincount(assign, minlength=len(used)).astype(np.float64)
-        centroids = np.zeros((len(used), X.shape[1]))
-        np.add.at(centroids, assign, X)
-        centroids /= counts[:, None]  # exact means of the points each micro-cluster holds
+        sums = torch.zeros((len(used), X.shape[1]), dtype=torch.float64)
+        sums.index_add_(0, torch.from_numpy(assign), torch.from_numpy(np.asarray(X, dtype=np.float64)))
+        centroids = sums.numpy() / counts[:, None]  # exact means of the points each micro-cluster holds
         if len(used) < k:
             raise ValueError(f"k-means left {len(used)} non-empty micro-clusters, fewer than K={k}")
         Z = ward_linkage(centroids, sizes=counts, block=cfg.block, device=_device(cfg.device), chunk=cfg.chunk)

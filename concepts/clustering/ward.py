@@ -4,13 +4,22 @@ matrix products.
 Ward's linkage is reducible (merging A and B never brings the union closer to a third cluster
 than the nearer of A and B was), so every pair of reciprocal nearest neighbours can be merged
 in the same round without changing the tree, and a cluster whose nearest neighbour was not
-merged keeps it. Each round therefore only searches nearest neighbours for the new clusters
-and for those whose neighbour merged. The search is a float32 matrix product in blocks
-(`torch`, CPU or GPU); the best few candidates of each query are re-scored in float64 and the
-float32 ranking is certified against an error bound (rows that fail are searched again in
-float64), so the result is the exact Ward tree. Ties are broken by the smaller cluster id.
+merged keeps it. Nearest neighbours come from float32 matrix products in `[block, chunk]` tiles
+(`torch`, CPU or GPU); each row keeps its k best candidates, which are re-scored in float64,
+and the float32 ranking is certified against a worst-case error bound (rows that fail are
+searched again in float64), so the result is the exact Ward tree. Ties are broken by the
+smaller cluster id.
 
-Memory is linear in n: the data, float64 centroids and `[block, chunk]` (first pass `[chunk, chunk]`) score tiles.
+Work saved on top of that:
+- the first search over plain points is symmetric: each `[chunk, chunk]` tile of the
+  point-to-point matrix is screened for its rows and for its columns (half the products);
+- every cluster keeps a cache: its best candidates with exact costs and a lower bound on the
+  cost to every other cluster. A cluster whose neighbour merged searches only its cached
+  candidates and the clusters made since the cache;
+- a new cluster P = A + B inherits A's and B's caches; the Lance-Williams identity turns their
+  bounds into a bound for P, so most new clusters need no full search either.
+
+Memory is linear in n: the data, float64 centroids and one score tile at a time.
 
 The output is a SciPy linkage matrix `Z` `[n - 1, 4]`: merged ids, height, size; heights are
 SciPy's Ward distances `sqrt(2 * n_a * n_b / (n_a + n_b)) * ||c_a - c_b||`, rows sorted by
@@ -66,9 +75,9 @@ class _State:
 
     def __init__(self, X: np.ndarray, sizes: np.ndarray, device: torch.device):
         self.n, self.d = X.shape
-        c64 = torch.from_numpy(np.ascontiguousarray(X, dtype=np.float64))
-        w = torch.from_numpy(sizes)[:, None]
-        self.c64 = c64 - (w * c64).sum(0) / w.sum()  # Ward is shift-invariant; centring helps float32
+        self.c64 = torch.from_numpy(np.array(X, dtype=np.float64))  # a copy, centred in place:
+        w = torch.from_numpy(sizes)
+        self.c64 -= (w @ self.c64) / w.sum()  # Ward is shift-invariant; centring helps float32
         self.sq64 = (self.c64 * self.c64).sum(1)
         self.c32 = self.c64.to(device=device, dtype=torch.float32)
         self.sq32 = (self.c32 * self.c32).sum(1)
@@ -86,6 +95,7 @@ class _State:
         self.full_searches = 0
         self.partial_hits = 0
         self.fallbacks = 0
+        self.exhaustive = 0
 
     def _pick(self, cost: torch.Tensor, slots: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Row-wise minimum cost, ties to the smallest cluster id: (slot, cost)."""
@@ -186,7 +196,7 @@ class _State:
             for j0, j1 in zip(edges[a + 1 : -1], edges[a + 2 :]):
                 S = self._half_sq(i0, i1, j0, j1, half)
                 tau_i, tau_j = vals[i0:i1, -1:], vals[j0:j1, -1][None, :]
-                r, c = torch.nonzero((S < tau_i) | (S < tau_j), as_tuple=True)
+                r, c = torch.nonzero(S < torch.maximum(tau_i, tau_j), as_tuple=True)  # either side
                 if len(r) == 0:
                     continue
                 v = S[r, c]
@@ -206,23 +216,33 @@ class _State:
         S = torch.mm(self.c32[i0:i1] * -1.0, self.c32[j0:j1].T)
         return S.add_(half[i0:i1, None]).add_(half[None, j0:j1])
 
+    def _err(self, q: torch.Tensor, kth: torch.Tensor, max_norm: float, eps: float = _EPS32) -> torch.Tensor:
+        """How far below `kth` `[b]` (the k-th float score of each query) the true cost of a
+        cluster that scored at least `kth` can lie: `[b]`.
+
+        |q|^2 + |c|^2 - 2 q.c with d-term sums and rounded inputs errs by at most
+        e (|q| + |c|)^2 with e ~ (d + 8) eps, times the weight w. A far cluster cannot hide
+        behind that: its true cost is also at least w_min (|c| - |q|)^2, which exceeds `kth`
+        once |c| > |q| + sqrt(kth / w_min). So only norms up to that (or the largest norm)
+        matter, and outliers of large norm do not weaken every row's bound."""
+        act_size = self.size[self.active]
+        nq, lo, hi = self.size[q], float(act_size.min()), float(act_size.max())
+        w_max, w_min = nq * hi / (nq + hi), nq * lo / (nq + lo)
+        a = self.sq64[q].sqrt()
+        r = torch.clamp(a + torch.sqrt(torch.clamp(kth, min=0.0) / w_min), max=max_norm)
+        return (self.d + 8) * eps * 1.01 * w_max * (a + r) ** 2
+
     def _certify(self, q: torch.Tensor, cand: torch.Tensor, kth: torch.Tensor, k: int, m: int,
                  rnd: int, act: torch.Tensor) -> None:
         """Re-score the float32 candidates `cand` `[b, k]` of `q` in float64 and keep the best.
 
         Every cluster outside the candidates scored at least `kth` `[b]` (the k-th float32 cost)
-        in float32, so its true cost is at least that minus a worst-case float32 error bound:
-        |q|^2 + |c|^2 - 2 q.c with d-term sums and rounded inputs errs by at most
-        ~(d + 8) eps (|q| + |c|)^2, times the weight w. Rows whose best does not beat that bound
-        are searched again in float64."""
+        in float32, so its true cost is at least `kth - _err(...)`. Rows whose best does not
+        beat that bound are searched again in float64."""
         exact = self._exact_rows(q, cand)
         nn, best = self._pick(exact, cand)
-        nq = self.size[q]
-        max_size = float(self.size[act].max())
         max_norm = float(self.sq64[act].max().sqrt())
-        w_max = nq * max_size / (nq + max_size)
-        err = (self.d + 8) * _EPS32 * (self.sq64[q].sqrt() + max_norm) ** 2 * w_max * 1.01
-        bound = kth - err if k < m - 1 else torch.full((len(q),), math.inf, dtype=torch.float64)
+        bound = kth - self._err(q, kth, max_norm) if k < m - 1 else torch.full((len(q),), math.inf, dtype=torch.float64)
         ok = best < bound
         ok |= k == m - 1
         self.nn[q], self.cost[q] = nn, best
@@ -230,23 +250,48 @@ class _State:
         self.ccost[q, k:] = math.inf
         self.bound[q] = bound
         self.since[q] = rnd
-        for r in torch.nonzero(~ok).squeeze(1).tolist():
-            self._exhaustive(int(q[r]), act)
+        if not bool(ok.all()):
+            self._search64(q[~ok], k, act)
+
+    def _search64(self, q: torch.Tensor, k: int, act: torch.Tensor) -> None:
+        """The float32 search's fallback: the same blocked search in float64 for the rows `q`
+        it could not certify (near-ties far below float32's resolution); rows float64 cannot
+        certify either are compared one by one with the exact difference form."""
+        self.fallbacks += len(q)
+        inactive = ~self.active
+        inv = 1.0 / self.size
+        max_norm = float(self.sq64[act].max().sqrt())
+        for s in range(0, len(q), 64):
+            qq = q[s : s + 64]
+            S = torch.mm(self.c64[qq], self.c64.T).mul_(-2.0).add_(self.sq64[None, :]).add_(self.sq64[qq][:, None])
+            S.div_(inv[None, :] + inv[qq][:, None])
+            S[:, inactive] = math.inf
+            S[torch.arange(len(qq)), qq] = math.inf
+            vals, cand = torch.topk(S, k, dim=1, largest=False, sorted=True)
+            exact = self._exact_rows(qq, cand)
+            nn, best = self._pick(exact, cand)
+            bound = vals[:, -1] - self._err(qq, vals[:, -1], max_norm, eps=float(np.finfo(np.float64).eps))
+            self.nn[qq], self.cost[qq] = nn, best
+            self.cand[qq, :k], self.ccost[qq, :k] = cand, exact
+            self.bound[qq] = bound
+            for r in torch.nonzero(~(best < bound)).squeeze(1).tolist():
+                self._exhaustive(int(qq[r]), act)
 
     def _exact_rows(self, q: torch.Tensor, cand: torch.Tensor) -> torch.Tensor:
-        """float64 Ward costs `[b, k]` of `q` `[b]` to `cand` `[b, k]`, 64 rows at a time so
-        the `[64, k, d]` differences stay in cache."""
+        """float64 Ward costs `[b, k]` of `q` `[b]` to `cand` `[b, k]`, about 1,024 pairs at a
+        time so the differences stay in cache."""
         sq_sum = torch.empty(cand.shape, dtype=torch.float64)
-        for s in range(0, len(q), 64):
-            diff = self.c64[cand[s : s + 64]]
-            diff.sub_(self.c64[q[s : s + 64]][:, None, :])  # c - q: the same squares as q - c
-            sq_sum[s : s + 64] = diff.square_().sum(-1)
+        step = max(1, 1024 // max(1, cand.shape[1]))
+        for s in range(0, len(q), step):
+            diff = self.c64[cand[s : s + step]]
+            diff.sub_(self.c64[q[s : s + step]][:, None, :])  # c - q: the same squares as q - c
+            sq_sum[s : s + step] = diff.square_().sum(-1)
         sq, sc = self.size[q][:, None], self.size[cand]
         return (sq * sc / (sq + sc)) * sq_sum
 
     def _exhaustive(self, slot: int, act: torch.Tensor) -> None:
-        """float64 search over everything, for the rare row float32 could not certify."""
-        self.fallbacks += 1
+        """Exact search over everything, for a row not even float64 products could certify."""
+        self.exhaustive += 1
         others = act[act != slot]
         q = torch.tensor([slot])
         diff = self.c64[slot][None, :] - self.c64[others]
@@ -273,7 +318,9 @@ class _State:
         born_ok = torch.cat([self.born[self.cand[a]] <= self.since[a][:, None],
                              self.born[self.cand[b]] <= self.since[b][:, None]], dim=1)
         valid = self.active[cand] & born_ok & torch.isfinite(cost) & (cand != a[:, None])
-        exact = torch.where(valid, self._exact_rows(a, cand), math.inf)
+        exact = torch.full(cand.shape, math.inf, dtype=torch.float64)
+        r, c = torch.nonzero(valid, as_tuple=True)
+        exact[r, c] = self._exact_rows(a[r], cand[r, c][:, None])[:, 0]
         exact, order = torch.sort(exact, dim=1, stable=True)
         cand = torch.gather(cand, 1, order)
         act_sizes = self.size[self.active]
@@ -284,7 +331,7 @@ class _State:
         gamma = size_a + size_b
         lb = torch.minimum((alpha + beta * lo) / (gamma + lo), (alpha + beta * hi) / (gamma + hi))
         lb = torch.where(torch.isnan(lb) | (b_a == -math.inf) | (b_b == -math.inf), -math.inf, lb)
-        lb = lb - 1e-9 * lb.abs()  # float64 rounding of the centroids
+        lb = torch.where(torch.isfinite(lb), lb - 1e-9 * lb.abs(), lb)  # float64 rounding of the centroids
         self.cand[a], self.ccost[a] = cand[:, :_WIDTH], exact[:, :_WIDTH]
         self.bound[a] = torch.minimum(lb, exact[:, _WIDTH])  # dropped candidates are outside too
         self.since[a] = since
@@ -309,8 +356,8 @@ class _State:
             f_cand = f_slots[pos.cpu()]
             f_cost = torch.where(f_cand == q[:, None], math.inf, self._exact_rows(q, f_cand))
             if k < len(f_slots):
-                err = (self.d + 8) * _EPS32 * (self.sq64[q].sqrt() + f_norm) ** 2 * self.size[q] * 1.01
-                bound = torch.minimum(bound, vals[:, -1].cpu().double() - err)
+                kth = vals[:, -1].cpu().double()
+                bound = torch.minimum(bound, kth - self._err(q, kth, f_norm))
             cand, cost = torch.cat([cand, f_cand], dim=1), torch.cat([cost, f_cost], dim=1)
         cost, order = torch.sort(cost, dim=1, stable=True)
         cand = torch.gather(cand, 1, order)
@@ -440,8 +487,8 @@ def ward_linkage(
         stale = torch.cat([a, act[merged[st.nn[act]] & ~merged[act]]])
         if progress is not None:
             progress(len(merges))
-    log.debug("Ward: n=%d, %d rounds, %d full searches, %d cache hits, %d float64 fallbacks, %.1f s",
-              n, rnd, st.full_searches, st.partial_hits, st.fallbacks, time.perf_counter() - t0)
+    log.debug("Ward: n=%d, %d rounds, %d full searches, %d cache hits, %d float64 fallbacks, %d exhaustive, %.1f s",
+              n, rnd, st.full_searches, st.partial_hits, st.fallbacks, st.exhaustive, time.perf_counter() - t0)
     return _to_scipy(merges, n)
 
 
