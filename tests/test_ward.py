@@ -1,6 +1,6 @@
 import numpy as np
 import pytest
-from scipy.cluster.hierarchy import fcluster, linkage
+from scipy.cluster.hierarchy import fcluster, is_valid_linkage, linkage
 from sklearn.cluster import AgglomerativeClustering
 from sklearn.metrics import adjusted_rand_score
 
@@ -60,6 +60,27 @@ def test_ties_are_deterministic_and_valid():
     ref = linkage(X.astype(np.float64), method="ward")
     np.testing.assert_allclose(np.sort(Z1[:, 2]), np.sort(ref[:, 2]), atol=1e-9)
     assert Z1[-1, 3] == len(X) and np.all(np.diff(Z1[:, 2]) >= 0)
+
+
+@pytest.mark.parametrize("chunk", [2048, 64])
+def test_exact_duplicates_merge_first(chunk):
+    # identical rows (repeated sentences give identical vectors) tie at cost 0; they are merged
+    # first and the rest runs as weighted Ward, also through the weighted first pass (chunk 64)
+    rng = np.random.default_rng(10)
+    base = rng.normal(size=(500, 6)).astype(np.float32)
+    X = np.concatenate([base, base[:100], base[:20], base[:20]])[rng.permutation(640)]
+    Z = ward_linkage(X, block=32, chunk=chunk)
+    ref = linkage(X.astype(np.float64), method="ward")
+    assert is_valid_linkage(Z) and Z[-1, 3] == len(X)
+    np.testing.assert_allclose(Z[:, 2], ref[:, 2], rtol=1e-7, atol=1e-9)
+    for k in (10, 100):
+        assert adjusted_rand_score(cut_tree(Z, k), fcluster(ref, k, "maxclust")) == 1.0
+    # 500 clusters = exactly the distinct rows: all 140 zero-height merges and nothing else
+    distinct = np.unique(X, axis=0, return_inverse=True)[1].ravel()
+    assert adjusted_rand_score(cut_tree(Z, 500), distinct) == 1.0
+    all_same = ward_linkage(np.ones((5, 3)))
+    np.testing.assert_array_equal(all_same[:, 2], 0.0)
+    assert is_valid_linkage(all_same) and all_same[-1, 3] == 5
 
 
 def test_weighted_points_equal_repeated_points():

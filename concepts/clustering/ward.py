@@ -96,6 +96,7 @@ class _State:
         self.partial_hits = 0
         self.fallbacks = 0
         self.exhaustive = 0
+        self._inv32 = None
 
     def _pick(self, cost: torch.Tensor, slots: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Row-wise minimum cost, ties to the smallest cluster id: (slot, cost)."""
@@ -172,14 +173,16 @@ class _State:
         return vals, idx
 
     def first_pass(self, tile: int, block: int) -> bool:
-        """Round 0 when every cluster has the same size (plain points): each tile of the
-        symmetric score matrix is computed once and screened for its rows and its columns,
-        which halves the products of the first, largest search. Returns False (nothing done)
-        where sizes differ or the data is a single tile."""
+        """Round 0: each tile of the symmetric score matrix is computed once and screened for
+        its rows and its columns, which halves the products of the first, largest search.
+        Returns False (nothing done) where the data is a single tile."""
         n = self.n
         k = min(_TOPK, n - 1)
-        if n < 2 * tile or tile <= k or bool((self.size != self.size[0]).any()):
+        if n < 2 * tile or tile <= k:
             return False
+        # Ward cost = |a - b|^2 / (1/n_a + 1/n_b): a constant factor when all sizes are equal
+        equal = not bool((self.size != self.size[0]).any())
+        self._inv32 = None if equal else (1.0 / self.size).to(device=self.device, dtype=torch.float32)
         dev = self.device
         edges = list(range(0, n, tile)) + [n]
         if edges[-1] - edges[-2] <= k:  # a last sliver joins the tile before it
@@ -204,7 +207,7 @@ class _State:
                 _offer(vals, idx, torch.cat([r[by_row] + i0, c[by_col] + j0]),
                        torch.cat([c[by_row] + j0, r[by_col] + i0]), torch.cat([v[by_row], v[by_col]]))
         self.full_searches += n
-        scale = float(self.size[0])  # Ward cost of two size-s clusters = s * |a - b|^2 / 2
+        scale = float(self.size[0]) if equal else 1.0  # size-s clusters: s * |a - b|^2 / 2
         act = torch.arange(n)
         for s in range(0, n, block):
             q = act[s : s + block]
@@ -212,9 +215,13 @@ class _State:
         return True
 
     def _half_sq(self, i0: int, i1: int, j0: int, j1: int, half: torch.Tensor) -> torch.Tensor:
-        """float32 `|a_i - a_j|^2 / 2` for slots i0..i1 against j0..j1: `[i1 - i0, j1 - j0]`."""
+        """float32 `|a_i - a_j|^2 / 2` for slots i0..i1 against j0..j1 `[i1 - i0, j1 - j0]`;
+        with unequal sizes, the Ward cost `|a_i - a_j|^2 / (1/n_i + 1/n_j)`."""
         S = torch.mm(self.c32[i0:i1] * -1.0, self.c32[j0:j1].T)
-        return S.add_(half[i0:i1, None]).add_(half[None, j0:j1])
+        S.add_(half[i0:i1, None]).add_(half[None, j0:j1])
+        if self._inv32 is not None:  # unequal sizes: times 1 / ((1/n_i + 1/n_j) / 2)
+            S.div_((self._inv32[i0:i1, None] + self._inv32[None, j0:j1]).mul_(0.5))
+        return S
 
     def _err(self, q: torch.Tensor, kth: torch.Tensor, max_norm: float, eps: float = _EPS32) -> torch.Tensor:
         """How far below `kth` `[b]` (the k-th float score of each query) the true cost of a
@@ -441,6 +448,15 @@ def ward_linkage(
     if not np.isfinite(X).all():
         raise ValueError("Ward input contains NaN or infinite values")
     n = len(X)
+    if sizes is None:
+        first, inverse, counts = _duplicate_groups(X)
+        if len(first) < n:  # identical rows merge first at height 0; the rest is weighted Ward
+            if len(first) == 1:
+                return _with_duplicates(np.empty((0, 4)), inverse, counts)
+            done = n - len(first)
+            Zu = ward_linkage(X[first], sizes=counts, block=block, device=device, chunk=chunk,
+                              progress=None if progress is None else lambda m: progress(m + done))
+            return _with_duplicates(Zu, inverse, counts)
     sizes = np.ones(n) if sizes is None else np.asarray(sizes, dtype=np.float64)
     st = _State(X, sizes, torch.device(device))
     merges: list[tuple[int, int, float, float, int]] = []
@@ -490,6 +506,40 @@ def ward_linkage(
     log.debug("Ward: n=%d, %d rounds, %d full searches, %d cache hits, %d float64 fallbacks, %d exhaustive, %.1f s",
               n, rnd, st.full_searches, st.partial_hits, st.fallbacks, st.exhaustive, time.perf_counter() - t0)
     return _to_scipy(merges, n)
+
+
+def _duplicate_groups(X: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Identical rows of `X` `[n, d]`: each distinct row's first index `[u]` (ascending), the
+    distinct row of every row `[n]`, and the multiplicities `[u]`."""
+    rows = np.ascontiguousarray(X).view(np.dtype((np.void, X.dtype.itemsize * X.shape[1]))).ravel()
+    _, first, inverse, counts = np.unique(rows, return_index=True, return_inverse=True, return_counts=True)
+    order = np.argsort(first)
+    rank = np.empty_like(order)
+    rank[order] = np.arange(len(order))
+    return first[order], rank[inverse.ravel()], counts[order]
+
+
+def _with_duplicates(Zu: np.ndarray, inverse: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """The linkage of all n rows from the linkage `Zu` of the u distinct rows (weighted by
+    `counts`): each group of identical rows first merges at height 0, in index order."""
+    n, u = len(inverse), len(counts)
+    members = np.argsort(inverse, kind="stable")  # grouped, each group in index order
+    starts = np.cumsum(counts) - counts
+    leaf = members[starts].copy()  # the cluster id that stands for each distinct row
+    zero, next_id = [], n
+    for g in np.nonzero(counts > 1)[0]:
+        cur = leaf[g]
+        for size, m in enumerate(members[starts[g] + 1 : starts[g] + counts[g]], start=2):
+            zero.append((min(cur, m), max(cur, m), 0.0, size))
+            cur, next_id = next_id, next_id + 1
+        leaf[g] = cur
+    Z = np.array(zero, dtype=np.float64).reshape(-1, 4)
+    if len(Zu):
+        ids = Zu[:, :2].astype(np.int64)
+        mapped = np.where(ids < u, leaf[np.minimum(ids, u - 1)], ids - u + n + len(zero))
+        Zw = np.column_stack([np.sort(mapped, axis=1), Zu[:, 2:]]).astype(np.float64)
+        Z = np.concatenate([Z, Zw])
+    return Z
 
 
 def _to_scipy(merges: list[tuple[int, int, float, float, int]], n: int) -> np.ndarray:
