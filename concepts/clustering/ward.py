@@ -17,7 +17,9 @@ Work saved on top of that:
   cost to every other cluster. A cluster whose neighbour merged searches only its cached
   candidates and the clusters made since the cache;
 - a new cluster P = A + B inherits A's and B's caches; the Lance-Williams identity turns their
-  bounds into a bound for P, so most new clusters need no full search either.
+  bounds into a bound for P, so most new clusters need no full search either;
+- identical rows merge first at height 0 (their cost-0 ties could not be certified, only
+  scanned one by one), and the distinct rows run as size-weighted Ward.
 
 Memory is linear in n: the data, float64 centroids and one score tile at a time.
 
