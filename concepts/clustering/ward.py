@@ -72,8 +72,9 @@ def _offer(vals: torch.Tensor, idx: torch.Tensor, rows: torch.Tensor, cols: torc
 class _State:
     """Slots 0..n-1 hold clusters; a merge puts the new cluster in the lower slot and retires
     the other. Per slot: float64 centroid (and a float32 copy for the search), size, cluster id,
-    nearest neighbour and its cost, and a candidate cache from the last full search: the
-    `_TOPK` best slots with exact costs, and a lower bound on every other cluster's cost."""
+    nearest neighbour and its cost, and a candidate cache from its last search (full, partial
+    or inherited): up to `_WIDTH` slots with exact costs, a lower bound on every other
+    cluster's cost, and the round it was made."""
 
     def __init__(self, X: np.ndarray, sizes: np.ndarray, device: torch.device):
         self.n, self.d = X.shape
@@ -89,7 +90,7 @@ class _State:
         self.nn = torch.full((self.n,), -1, dtype=torch.int64)
         self.cost = torch.full((self.n,), math.inf, dtype=torch.float64)
         self.born = torch.full((self.n,), -1, dtype=torch.int64)  # round the slot's cluster was made
-        self.since = torch.full((self.n,), -1, dtype=torch.int64)  # round of the last full search
+        self.since = torch.full((self.n,), -1, dtype=torch.int64)  # round the cache was made
         self.cand = torch.zeros((self.n, _WIDTH), dtype=torch.int64)
         self.ccost = torch.full((self.n, _WIDTH), math.inf, dtype=torch.float64)
         self.bound = torch.zeros(self.n, dtype=torch.float64)
@@ -463,15 +464,13 @@ def ward_linkage(
     st = _State(X, sizes, torch.device(device))
     merges: list[tuple[int, int, float, float, int]] = []
     next_id = n
-    full = torch.arange(n)
-    stale = full[:0]  # searched from caches first
     rnd = 0
     t0 = time.perf_counter()
-    if st.first_pass(chunk, block):
-        full = full[:0]
+    if not st.first_pass(chunk, block):
+        st.full_search(torch.arange(n), rnd, block, chunk)
+    stale = torch.arange(0)  # searched from caches first; what they cannot certify, fully
     while len(merges) < n - 1:
-        again = st.partial_search(stale, rnd, block, chunk)
-        st.full_search(torch.unique(torch.cat([full, again])), rnd, block, chunk)
+        st.full_search(torch.sort(st.partial_search(stale, rnd, block, chunk)).values, rnd, block, chunk)
         act = torch.nonzero(st.active).squeeze(1)
         nn = st.nn[act]
         recip = (st.nn[nn] == act) & (act < nn)
@@ -501,7 +500,6 @@ def ward_linkage(
         merged[a] = True
         merged[b] = True
         act = torch.nonzero(st.active).squeeze(1)
-        full = a[:0]
         stale = torch.cat([a, act[merged[st.nn[act]] & ~merged[act]]])
         if progress is not None:
             progress(len(merges))
