@@ -119,7 +119,7 @@ def test_refusal_falls_back_to_unique_types_and_filter_is_never_a_label():
 
 
 def test_retries_honour_retry_after_and_survive_5xx_malformed_and_hangs():
-    script = [Status(429, {"Retry-After": "0.3"}), Status(500), Malformed(), Hang(3.0), Reply("Animals")]
+    script = [Status(429, {"Retry-After": "0.3"}), Status(500), Malformed(), Hang(6.0), Reply("Animals")]
     times = []
 
     def responder(request, n):
@@ -127,10 +127,10 @@ def test_retries_honour_retry_after_and_survive_5xx_malformed_and_hangs():
         return script[n] if n < len(script) else Reply("Animals")
 
     with LLMServer(responder) as server:
-        ann = _annotator(server, timeout=0.5).annotate([_concept({"dog": 1})], [])[0]
+        ann = _annotator(server, timeout=2.0).annotate([_concept({"dog": 1})], [])[0]
     assert ann.label == "Animals" and len(times) == 5
     assert times[1] - times[0] >= 0.3  # waited for Retry-After, though the backoff base is 0.01 s
-    assert times[4] - times[3] >= 0.5  # the hang ran into the client timeout before the retry
+    assert times[4] - times[3] >= 2.0  # the hang ran into the client timeout before the retry
 
 
 def test_gives_up_after_max_retries_and_records_an_error():
@@ -233,7 +233,10 @@ def _cache_rows(path: Path) -> int:
     if not path.exists():
         return 0
     with sqlite3.connect(path) as db:
-        return db.execute("SELECT COUNT(*) FROM replies").fetchone()[0]
+        try:
+            return db.execute("SELECT COUNT(*) FROM replies").fetchone()[0]
+        except sqlite3.OperationalError:  # the run has created the file but not yet its table
+            return 0
 
 
 def test_killed_run_resumes_without_sending_a_request_twice(discovered, tmp_path):
