@@ -79,7 +79,7 @@ def main() -> None:
         method, n, dim, store, out = a.child
         print(json.dumps(child(method, int(n), int(dim), store, out)))
         return
-    store = a.store or str(next(REPO.glob("workspace/minilm/ewt-*/activations")))
+    store = a.store or str(next(REPO.glob("workspace/ws_all/minilm/ewt-*/activations")))
     from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
 
     tmp = Path("/tmp/bench-cluster")
