@@ -44,7 +44,9 @@ def _micro_clusters(X: np.ndarray, m: int, iters: int, seed: int) -> np.ndarray:
     import faiss
 
     X32 = np.ascontiguousarray(X, dtype=np.float32)
-    km = faiss.Kmeans(X32.shape[1], m, niter=iters, seed=seed, max_points_per_centroid=len(X32))
+    # a few points per centroid is the point of micro-clusters: no subsampling, no warning about it
+    km = faiss.Kmeans(X32.shape[1], m, niter=iters, seed=seed, max_points_per_centroid=len(X32),
+                      min_points_per_centroid=1)
     km.train(X32)
     _, assign = km.index.search(X32, 1)
     return assign[:, 0].astype(np.int64)
