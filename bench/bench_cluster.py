@@ -24,6 +24,13 @@ import numpy as np
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 K = 600
+LABELS = Path("/tmp/bench-cluster")  # K=600 labels of every run, `<method>-<dim>-<n>.npy`
+
+
+def default_store() -> str:
+    """The store of all EWT splits (`concepts.extract "corpus.splits=[train,dev,test]"
+    paths.workspace=workspace/ws_all`), the data of every clustering benchmark."""
+    return str(next(REPO.glob("workspace/ws_all/minilm/ewt-*/activations")))
 
 
 def load(n: int, dim: int, store: str) -> np.ndarray:
@@ -79,11 +86,10 @@ def main() -> None:
         method, n, dim, store, out = a.child
         print(json.dumps(child(method, int(n), int(dim), store, out)))
         return
-    store = a.store or str(next(REPO.glob("workspace/ws_all/minilm/ewt-*/activations")))
+    store = a.store or default_store()
     from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
 
-    tmp = Path("/tmp/bench-cluster")
-    tmp.mkdir(exist_ok=True)
+    LABELS.mkdir(exist_ok=True)
     rows, last = [], {}
     for dim in a.dims:
         for n in a.sizes:
@@ -96,7 +102,7 @@ def main() -> None:
                 if prev and prev[1] * (n / prev[0]) ** 2 > a.max_seconds:
                     rows.append((m, dim, n, f"skipped: ~{prev[1] * (n / prev[0]) ** 2:,.0f} s extrapolated", "", ""))
                     continue
-                out = tmp / f"{m}-{dim}-{n}.npy"
+                out = LABELS / f"{m}-{dim}-{n}.npy"
                 r = subprocess.run([sys.executable, __file__, "--child", m, str(n), str(dim), store, str(out)],
                                    capture_output=True, text=True, cwd=REPO)
                 if r.returncode != 0:
@@ -118,9 +124,9 @@ def main() -> None:
     text = "\n".join(lines)
     print(text)
     if a.write:
-        cmd = "python bench/bench_cluster.py " + " ".join(sys.argv[1:])
-        with open(REPO / "bench" / "RESULTS.md", "a") as fh:
-            fh.write(f"\n## Clustering ({time.strftime('%Y-%m-%d')})\n\n`{cmd}`\n\n{text}\n")
+        from results import append_results, this_command
+
+        append_results("## Clustering", this_command(), text)
 
 
 if __name__ == "__main__":

@@ -142,8 +142,9 @@ def main() -> None:
     print(text)
     if a.write:
         cmd = f".venv/bin/python bench/bench_extract.py --sentences {a.sentences} --batch-size {a.batch_size}"
-        with open(REPO / "bench" / "RESULTS.md", "a") as fh:
-            fh.write(f"\n## Extraction ({time.strftime('%Y-%m-%d')})\n\n`{cmd}`\n\n{text}\n")
+        from results import append_results
+
+        append_results("## Extraction", cmd, text)
 
 
 if __name__ == "__main__":

@@ -21,7 +21,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "bench"))
 
-from bench_cluster import K, load  # noqa: E402
+from bench_cluster import LABELS, K, default_store, load  # noqa: E402
 
 from concepts.clustering import ward as W  # noqa: E402
 
@@ -35,7 +35,7 @@ def main() -> None:
     ap.add_argument("--store", default=None, help="activation store folder (default: the EWT all-splits store)")
     a = ap.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    store = a.store or str(next(REPO.glob("workspace/ws_all/minilm/ewt-*/activations")))
+    store = a.store or default_store()
     X = load(a.n, a.dim, store)
     t0 = time.perf_counter()
     first_pass = W._State.first_pass
@@ -57,9 +57,8 @@ def main() -> None:
 
     Z = W.ward_linkage(X, progress=progress)
     took = time.perf_counter() - t0
-    out = Path("/tmp/bench-cluster")
-    out.mkdir(exist_ok=True)
-    np.save(out / f"ward-{a.dim}-{a.n}.npy", W.cut_tree(Z, K))
+    LABELS.mkdir(exist_ok=True)
+    np.save(LABELS / f"ward-{a.dim}-{a.n}.npy", W.cut_tree(Z, K))
     log.info("n=%d, d=%d: %.1f s, peak RSS %.2f GB", a.n, a.dim, took,
              resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20)
 

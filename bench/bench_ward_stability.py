@@ -25,7 +25,8 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "bench"))
 
-from bench_cluster import K, load  # noqa: E402
+from bench_cluster import LABELS, K, default_store, load  # noqa: E402
+from results import append_results, this_command  # noqa: E402
 
 log = logging.getLogger("bench_ward_stability")
 
@@ -52,9 +53,9 @@ def main() -> None:
     from concepts.clustering import cluster
     from concepts.config import ClusteringConfig
 
-    store = a.store or str(next(REPO.glob("workspace/ws_all/minilm/ewt-*/activations")))
+    store = a.store or default_store()
     X = load(a.n, a.dim, store)
-    saved = Path("/tmp/bench-cluster") / f"ward-{a.dim}-{a.n}.npy"
+    saved = LABELS / f"ward-{a.dim}-{a.n}.npy"
     if saved.exists():
         ref = np.load(saved)
     else:
@@ -80,9 +81,7 @@ def main() -> None:
     text = "\n".join(lines)
     log.info("\n%s", text)
     if a.write:
-        cmd = "python bench/bench_ward_stability.py " + " ".join(sys.argv[1:])
-        with open(REPO / "bench" / "RESULTS.md", "a") as fh:
-            fh.write(f"\n### Ward stability and the approximate method ({time.strftime('%Y-%m-%d')})\n\n`{cmd}`\n\n{text}\n")
+        append_results("### Ward stability and the approximate method", this_command(), text)
 
 
 if __name__ == "__main__":
