@@ -9,6 +9,7 @@ from hydra.core.config_store import ConfigStore
 
 from concepts.config import AnnotateConfig
 from concepts.errors import UserError
+from probing.regularization import C_GRID
 
 
 @dataclass
@@ -19,6 +20,8 @@ class LabelsConfig:
     concept_layer: int | None = None  # concepts of this layer; null = the probed layer
     top: int = 20  # the largest concepts ...
     require_label: bool = True  # ... that have a usable label
+    negatives: float = 1.0  # concept_binary: negatives per positive (tokens of the layer's other concepts) ...
+    min_rows: int = 200  # ... and at least this many rows in all (more negatives for small concepts)
     max_tokens: int | None = None  # tag: random cap on examples (seeded)
 
     def __post_init__(self) -> None:
@@ -26,6 +29,8 @@ class LabelsConfig:
             raise UserError(f"labels.source={self.source!r}: use tag, concepts or concept_binary")
         if self.top < 1:
             raise UserError(f"labels.top={self.top} must be at least 1")
+        if self.negatives <= 0 or self.min_rows < 0:
+            raise UserError(f"labels.negatives={self.negatives} must be > 0 and labels.min_rows={self.min_rows} >= 0")
 
 
 @dataclass
@@ -54,10 +59,12 @@ class ProbeConfig:
     max_epochs: int = 100  # adam
     patience: int = 3  # adam: early stopping on dev loss; 0 = run max_epochs
     l1: float = 0.0  # elastic net: l1 * sum|W| + l2 * sum W^2
-    l2: float = 1e-5
+    l2: float = 1e-5  # used when select is false (and by adam)
+    select: bool = True  # lbfgs: choose l2 on the dev split (cross-validation when it is small) from c_grid
+    c_grid: list[float] = field(default_factory=lambda: list(C_GRID))  # scikit-learn's C = 1 / (2 l2 n_train)
     balanced: bool = False  # class weights by inverse frequency
     device: str = "auto"
-    transform: str = "whiten"  # inputs: whiten (fewest L-BFGS steps) | zscore | none
+    transform: str = "zscore"  # inputs: zscore (any n) | whiten (fewer L-BFGS steps; poor when n_train <= d) | none
 
     def __post_init__(self) -> None:
         if self.transform not in ("whiten", "zscore", "none"):
@@ -68,6 +75,8 @@ class ProbeConfig:
             raise UserError(f"probe.optimizer={self.optimizer!r}: use lbfgs or adam")
         if self.l1 < 0 or self.l2 < 0 or self.lr <= 0:
             raise UserError("probe.l1 and probe.l2 must be >= 0 and probe.lr > 0")
+        if self.select and (not self.c_grid or min(self.c_grid) <= 0):
+            raise UserError(f"probe.c_grid={list(self.c_grid)}: give one or more positive values of C")
 
 
 @dataclass
@@ -86,6 +95,7 @@ class LoggerConfig:
 @dataclass
 class ProbingConfig:
     min_examples: int = 10  # per class
+    min_test: int = 20  # a probe whose test split has fewer rows is skipped (logged)
     control: bool = True  # also train the control task and report selectivity
     plot: bool = True
     seed: int = 0

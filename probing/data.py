@@ -3,12 +3,15 @@
 `ArrayDataModule` serves in-memory arrays; `StoreDataModule` reads only the rows a label set
 names from one layer of the memory-mapped activation store (never the whole store). Both
 transform the inputs with statistics of the training split, kept for later predictions:
-`zscore` (per-neuron mean and sd), `whiten` (PCA whitening: decorrelated, unit variance,
-which makes L-BFGS converge in fewer steps) or `none`.
+`zscore` (per-neuron mean and sd; the default, sound at any number of rows), `whiten` (PCA
+whitening: decorrelated, unit variance; fewer L-BFGS steps, but with fewer training rows than
+dimensions the covariance is rank-deficient and unseen directions are blown up) or `none`.
+Word types (control tasks, the type split) follow `probing.wordtypes`: case-folded.
 """
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 import lightning as L
@@ -17,6 +20,9 @@ import torch
 from torch.utils.data import DataLoader, TensorDataset
 
 from concepts.errors import UserError
+from probing.wordtypes import word_types
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -45,8 +51,13 @@ class Split:
 
 
 def split_examples(labels: LabelSet, by: str = "sentence", train: float = 0.6, dev: float = 0.2, seed: int = 0) -> Split:
-    """Split by sentence (no sentence in two parts) or by word type (test words unseen in training)."""
-    keys = labels.sentences if by == "sentence" else np.char.lower(labels.words.astype(str))
+    """Split by sentence (no sentence in two parts) or by word type (test types unseen in
+    training; types are case-folded, `probing.wordtypes`)."""
+    if by not in ("sentence", "type"):
+        raise UserError(f"split.by={by!r}: use sentence or type")
+    if not len(labels):
+        raise UserError(f"{labels.name}: no examples to split")
+    keys = labels.sentences if by == "sentence" else word_types(labels.words)
     uniq = np.unique(keys)
     rng = np.random.default_rng(seed)
     rng.shuffle(uniq)
@@ -60,12 +71,13 @@ def split_examples(labels: LabelSet, by: str = "sentence", train: float = 0.6, d
 
 
 def control_labels(words: np.ndarray, y: np.ndarray, train_idx: np.ndarray, classes: int, seed: int = 0) -> np.ndarray:
-    """Control task (Hewitt & Liang 2019): every word type gets one label drawn at random from
-    the task's label distribution on the training split. Returns `[n]` control labels."""
+    """Control task (Hewitt & Liang 2019): every word type (case-folded, `probing.wordtypes`)
+    gets one label drawn at random from the task's label distribution on the training split.
+    Returns `[n]` control labels."""
     rng = np.random.default_rng(seed)
     dist = np.bincount(y[train_idx], minlength=classes).astype(float)
     dist /= dist.sum()
-    types, inverse = np.unique(words.astype(str), return_inverse=True)
+    types, inverse = np.unique(word_types(words), return_inverse=True)
     per_type = rng.choice(classes, size=len(types), p=dist)
     return per_type[inverse]
 
@@ -87,7 +99,11 @@ class InputTransform:
     @classmethod
     def fit(cls, X: np.ndarray, kind: str = "zscore") -> InputTransform:
         X = np.asarray(X, dtype=np.float32)
+        check_finite(X, "the training inputs")
         d = X.shape[1]
+        if kind == "whiten" and len(X) <= d:
+            log.warning("probe.transform=whiten with %d training rows for %d dimensions: the covariance is "
+                        "rank-deficient and test accuracy suffers; use probe.transform=zscore", len(X), d)
         mean = X.mean(0) if kind != "none" else np.zeros(d, np.float32)
         std = X.std(0)
         std = np.where(std > 1e-8, std, 1.0).astype(np.float32)
@@ -104,6 +120,16 @@ class InputTransform:
         else:
             raise ValueError(f"unknown input transform {kind!r}")
         return cls(mean.astype(np.float32), np.ascontiguousarray(proj), std)
+
+
+def check_finite(X: np.ndarray, what: str) -> None:
+    """A clear error when `X [n, d]` holds NaN or inf (naming the first row and neuron)."""
+    X = np.asarray(X)
+    if X.dtype.kind == "f" and not np.isfinite(X).all():
+        bad = np.argwhere(~np.isfinite(X))
+        r, c = (int(v) for v in bad[0]) if X.ndim == 2 else (int(bad[0][0]), 0)
+        raise UserError(f"{what} hold {len(bad)} NaN/inf value(s) (first: row {r}, neuron {c}); "
+                        "probes and rankings need finite activations: re-extract the store or drop those rows")
 
 
 class _FullBatch(torch.utils.data.Dataset):
@@ -146,7 +172,12 @@ class ArrayDataModule(L.LightningDataModule):
     def fit_transform(self, kind: str) -> InputTransform:
         """Fit the input transform on the training split, unless it already is (or was shared)."""
         if self.transform is None:
-            self.transform = InputTransform.fit(self.arrays["train"][0], kind)
+            X, y = self.arrays["train"]
+            if X is None or len(X) == 0:
+                raise UserError("the training split is empty: a probe needs training examples")
+            if y is None or len(y) != len(X):
+                raise UserError(f"the training split has {len(X)} rows but {0 if y is None else len(y)} labels")
+            self.transform = InputTransform.fit(X, kind)
         return self.transform
 
     def setup(self, stage: str | None = None) -> None:
@@ -195,6 +226,7 @@ class StoreDataModule(ArrayDataModule):
     def __init__(self, store, layer: int, labels: LabelSet, split: Split, y: np.ndarray | None = None, **kw):
         y = labels.y if y is None else y
         X = np.asarray(store.layer(layer)[labels.rows], dtype=np.float32)
+        check_finite(X, f"layer {layer} of the store {store.path} ({labels.name} rows)")
         parts = [(X[idx], y[idx]) for idx in (split.train, split.dev, split.test)]
         super().__init__(*parts[0], *parts[1], *parts[2], **kw)
         self.layer = layer

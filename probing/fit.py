@@ -14,7 +14,9 @@ import torch
 from sklearn.metrics import f1_score
 
 from probing.data import ArrayDataModule, InputTransform
+from concepts.errors import UserError
 from probing.probe import make_probe
+from probing.regularization import C_GRID, Selection, select_l2
 from probing.system import ProbeSystem
 
 log = logging.getLogger(__name__)
@@ -40,10 +42,12 @@ class FitOptions:
     max_epochs: int = 100  # adam
     patience: int = 3  # adam: early stopping on the dev loss; 0 = train all epochs
     l1: float = 0.0
-    l2: float = 1e-5
+    l2: float = 1e-5  # used as is when `select` is off (or for adam)
+    select: bool = True  # lbfgs: choose l2 on held-out data from c_grid (probing.regularization)
+    c_grid: tuple = C_GRID  # scikit-learn's C: l2 = 1 / (2 C n_train)
     balanced: bool = False  # weight classes by inverse frequency
     device: str = "auto"
-    transform: str = "whiten"  # of the inputs: whiten | zscore | none
+    transform: str = "zscore"  # of the inputs: zscore | whiten | none
     seed: int = 0
 
 
@@ -55,6 +59,8 @@ class FittedProbe:
     seconds: float
     steps: int  # L-BFGS function evaluations or Adam epochs
     converged: bool | None
+    l2: float = 0.0  # the penalty trained with (chosen on held-out data when selected)
+    selection: Selection | None = None
 
     @torch.no_grad()
     def logits(self, X: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
@@ -96,20 +102,35 @@ def fit_probe(dm: ArrayDataModule, classes: int, opt: FitOptions, logger=None) -
         yt = torch.as_tensor(np.asarray(dm.arrays["train"][1]), dtype=torch.long)
         counts = torch.bincount(yt, minlength=classes).float()
         weights = torch.where(counts > 0, len(yt) / (classes * counts.clamp(min=1)), torch.zeros_like(counts))
-    probe = make_probe(opt.kind, dm.dim, classes, opt.hidden)
-    system = ProbeSystem(probe, opt.optimizer, opt.lr, opt.l1, opt.l2, opt.max_iter, opt.tol, weights)
+    accelerator = _device(opt.device)
+
+    def make_system(l2: float = opt.l2) -> ProbeSystem:
+        torch.manual_seed(opt.seed)
+        probe = make_probe(opt.kind, dm.dim, classes, opt.hidden)
+        return ProbeSystem(probe, opt.optimizer, opt.lr, opt.l1, l2, opt.max_iter, opt.tol, weights)
+
+    selection = None
+    if full and opt.select:
+        dev = "cuda" if accelerator == "gpu" else "cpu"
+        x_tr, y_tr = (t.to(dev) for t in dm.tensors("train"))
+        x_dev, y_dev = (t.to(dev) for t in dm.tensors("dev")) if dm.has("dev") else (None, None)
+        selection = select_l2(lambda: make_system().to(dev), x_tr, y_tr, x_dev, y_dev, opt.c_grid, seed=opt.seed)
+        log.debug("l2 chosen by %s: C=%g (l2=%.3g)", selection.how, selection.C, selection.l2)
+    system = make_system(selection.l2 if selection else opt.l2)
+    if selection is not None and selection.state is not None:  # warm start: already at the optimum
+        system.probe.load_state_dict(selection.state)
     has_dev = dm.has("dev")
     callbacks = []
     if not full and opt.patience and has_dev:
         callbacks.append(L.pytorch.callbacks.EarlyStopping("val_loss", patience=opt.patience, mode="min"))
     trainer = L.Trainer(
-        accelerator=_device(opt.device), devices=1, max_epochs=1 if full else opt.max_epochs, logger=logger or False,
+        accelerator=accelerator, devices=1, max_epochs=1 if full else opt.max_epochs, logger=logger or False,
         enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False, callbacks=callbacks,
         num_sanity_val_steps=0, log_every_n_steps=1, limit_val_batches=1.0 if has_dev else 0)
     trainer.fit(system, train_dataloaders=dm.train_dataloader(), val_dataloaders=dm.val_dataloader() if has_dev else None)
     steps = system.iterations if full else trainer.current_epoch
     return FittedProbe(system, dm.transform, classes, time.perf_counter() - t0, steps,
-                       system.converged if full else None)
+                       system.converged if full else None, system.l2, selection)
 
 
 @dataclass
@@ -123,9 +144,12 @@ class Metrics:
 
 
 def evaluate(y_true: np.ndarray, y_pred: np.ndarray, class_names: list[str]) -> Metrics:
+    if len(y_true) == 0:
+        raise UserError("the test split is empty: there is nothing to score (use more data or a larger test share)")
+    if len(y_pred) != len(y_true):
+        raise UserError(f"{len(y_pred)} predictions for {len(y_true)} test labels")
     labels = sorted(set(np.asarray(y_true).tolist()))
     f1s = f1_score(y_true, y_pred, labels=labels, average=None, zero_division=0) if labels else []
     support = np.bincount(np.asarray(y_true, dtype=int), minlength=len(class_names))
     per = {class_names[c]: {"f1": float(f), "support": int(support[c])} for c, f in zip(labels, f1s)}
-    return Metrics(float(np.mean(y_true == y_pred)) if len(y_true) else 0.0,
-                   float(np.mean(f1s)) if len(labels) else 0.0, per)
+    return Metrics(float(np.mean(y_true == y_pred)), float(np.mean(f1s)), per)

@@ -3,8 +3,10 @@
 - `tag_labels`: one multi-class task over a token-table column (UPOS, XPOS, ...).
 - `concept_labels`: one multi-class task over a selection of a layer's concepts (their
   tokens, classed by concept), as in the paper's multi-class setup.
-- `concept_binary_labels`: per concept, concept tokens vs. an equal number of other tokens
-  drawn uniformly at random (seeded) from the layer's other concepts (balanced negatives).
+- `concept_binary_labels`: per concept, concept tokens vs. other tokens drawn uniformly at
+  random (seeded) from the layer's other concepts: `negatives` per positive (1 = balanced),
+  and more for small concepts so that a task has at least `min_rows` rows (a test split of a
+  few rows says nothing; the majority baseline of each result shows any imbalance).
 Classes with fewer than `min_examples` examples are dropped; fewer than two classes left is
 an error.
 """
@@ -89,7 +91,8 @@ def concept_labels(tokens: pd.DataFrame, concepts: list[Concept], top: int, requ
 
 
 def concept_binary_labels(tokens: pd.DataFrame, concepts: list[Concept], top: int, require_label: bool,
-                          min_examples: int, seed: int = 0, where: str = "concepts") -> list[LabelSet]:
+                          min_examples: int, seed: int = 0, where: str = "concepts", negatives: float = 1.0,
+                          min_rows: int = 0) -> list[LabelSet]:
     index = row_index(tokens)
     rng = np.random.default_rng(seed)
     all_rows = {c.concept_id: _members_rows(c, index, where) for c in concepts}
@@ -97,7 +100,8 @@ def concept_binary_labels(tokens: pd.DataFrame, concepts: list[Concept], top: in
     for c in select_concepts(concepts, top, require_label):
         pos = all_rows[c.concept_id]
         others = np.array([r for cid, rs in all_rows.items() if cid != c.concept_id for r in rs], dtype=np.int64)
-        neg = rng.choice(others, size=min(len(pos), len(others)), replace=False)
+        want = max(int(round(negatives * len(pos))), min_rows - len(pos))
+        neg = rng.choice(others, size=min(want, len(others)), replace=False)
         name = concept_name(c)
         out.append(_finish(f"concept-L{c.layer}-C{c.concept_id}", list(pos) + neg.tolist(),
                            [name] * len(pos) + ["other"] * len(neg), tokens, min_examples))

@@ -1,4 +1,12 @@
-"""The record of one trained probe (one task at one layer), saved as JSON."""
+"""The record of one trained probe (one task at one layer), saved as JSON.
+
+Flags (caveats shown next to the numbers):
+- `type_split_control`: under `split=type` no test word type is seen in training, so the
+  control task (a random label per type) is at chance and selectivity is inflated; compare
+  with the lexical baseline instead, or use the sentence split for selectivity.
+- `lexical`: the probe is no better than the word-type lookup (its accuracy is within the
+  lookup's interval), so it may measure word identity only.
+"""
 
 from __future__ import annotations
 
@@ -29,6 +37,18 @@ class ProbeResult:
     converged: bool | None
     fingerprint: str
     per_class: dict = field(default_factory=dict)
+    # 95% intervals: Wilson for accuracies, a paired bootstrap over test rows for selectivity
+    accuracy_low: float | None = None
+    accuracy_high: float | None = None
+    control_low: float | None = None
+    control_high: float | None = None
+    selectivity_low: float | None = None
+    selectivity_high: float | None = None
+    lexical_accuracy: float | None = None  # a word-type -> label lookup learned on train
+    majority_accuracy: float | None = None  # always the most frequent training label
+    l2: float | None = None  # the penalty trained with
+    C: float | None = None  # ... in scikit-learn's units, when chosen on held-out data
+    flags: list = field(default_factory=list)  # caveats a reader must see (e.g. type_split_control)
 
     def save(self, path: Path) -> None:
         atomic_write_json(path, asdict(self))
@@ -40,4 +60,5 @@ class ProbeResult:
     def row(self) -> dict:
         d = asdict(self)
         d.pop("per_class")
+        d["flags"] = ";".join(self.flags)
         return d

@@ -49,7 +49,17 @@ class ProbeSystem(L.LightningModule):
             self.log("train_loss", loss, prog_bar=True, on_epoch=True, on_step=False)
             return loss
         opt = self.optimizers()
-        opt = getattr(opt, "optimizer", opt)
+        self.run_lbfgs(x, y, getattr(opt, "optimizer", opt))
+        with torch.no_grad():
+            loss = self.loss(x, y)
+        self.log("train_loss", loss, on_epoch=True, on_step=False)
+        return None
+
+    def run_lbfgs(self, x: torch.Tensor, y: torch.Tensor, opt: torch.optim.LBFGS | None = None) -> None:
+        """Full-batch L-BFGS on `x [n, d]`, `y [n]` from the current weights until convergence
+        (or `max_iter` evaluations): Lightning's training step, and the regularisation path
+        (`probing.regularization`) without a Trainer."""
+        opt = opt or self._lbfgs()
 
         def closure():
             opt.zero_grad()
@@ -58,13 +68,15 @@ class ProbeSystem(L.LightningModule):
             self.iterations += 1
             return loss
 
-        opt.step(closure)
+        with torch.enable_grad():
+            opt.step(closure)
         state = opt.state[opt._params[0]]
         self.converged = state.get("n_iter", 0) < self.max_iter
-        with torch.no_grad():
-            loss = self.loss(x, y)
-        self.log("train_loss", loss, on_epoch=True, on_step=False)
-        return None
+
+    def _lbfgs(self) -> torch.optim.LBFGS:
+        return torch.optim.LBFGS(self.probe.parameters(), lr=self.lr, max_iter=self.max_iter, history_size=20,
+                                 tolerance_grad=self.tol, tolerance_change=self.tol * 1e-3,
+                                 line_search_fn="strong_wolfe")
 
     def validation_step(self, batch, batch_idx):
         x, y = batch
@@ -76,7 +88,5 @@ class ProbeSystem(L.LightningModule):
 
     def configure_optimizers(self):
         if self.optimizer_name == "lbfgs":
-            return torch.optim.LBFGS(self.probe.parameters(), lr=self.lr, max_iter=self.max_iter, history_size=20,
-                                     tolerance_grad=self.tol, tolerance_change=self.tol * 1e-3,
-                                     line_search_fn="strong_wolfe")
+            return self._lbfgs()
         return torch.optim.Adam(self.probe.parameters(), lr=self.lr)

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -35,6 +35,7 @@ from probing.fit import FitOptions, evaluate, fit_probe
 from probing.labels import concept_binary_labels, concept_labels, tag_labels
 from probing.loggers import finish, make_logger
 from probing.results import ProbeResult
+from probing.stats import lexical_baseline, majority_baseline, paired_bootstrap, wilson
 from probing.summary import summarize_results, write_summary
 
 log = logging.getLogger(__name__)
@@ -95,11 +96,20 @@ def tasks_for(cfg: TrainConfig, tokens: pd.DataFrame, layer: int, concepts: Conc
     where = str(concepts.path)
     if lab.source == "concepts":
         return [concept_labels(tokens, cs, lab.top, lab.require_label, minimum, where)]
-    return concept_binary_labels(tokens, cs, lab.top, lab.require_label, minimum, cfg.probing.seed, where)
+    return concept_binary_labels(tokens, cs, lab.top, lab.require_label, minimum, cfg.probing.seed, where,
+                                 lab.negatives, lab.min_rows)
 
 
-def probe_one(cfg: TrainConfig, store, layer: int, ls: LabelSet, fp: str, model: str, group: str, out: Path) -> ProbeResult:
+def probe_one(cfg: TrainConfig, store, layer: int, ls: LabelSet, fp: str, model: str, group: str,
+              out: Path) -> ProbeResult | None:
+    """Train and score one probe (and its control task); None when the test split is smaller
+    than `probing.min_test` rows (logged: a number from so few rows is noise)."""
     split = split_examples(ls, cfg.split.by, cfg.split.train, cfg.split.dev, cfg.split.seed)
+    if len(split.test) < cfg.probing.min_test:
+        log.warning("layer %d %s: skipped, %d test rows (< probing.min_test=%d); lower probing.min_test or use "
+                    "more data (labels.min_rows for concept_binary)", layer, ls.name, len(split.test),
+                    cfg.probing.min_test)
+        return None
     dm = StoreDataModule(store, layer, ls, split)
     opts = fit_options(cfg)
     tags = [model, f"layer{layer}", cfg.labels.source, ls.name]
@@ -108,21 +118,39 @@ def probe_one(cfg: TrainConfig, store, layer: int, ls: LabelSet, fp: str, model:
                           "probe": asdict(cfg.probe), "split": asdict(cfg.split)})
     fitted = fit_probe(dm, len(ls.classes), opts, logger)
     X_test, y_test = dm.arrays["test"]
-    m = evaluate(y_test, fitted.predict(X_test), ls.classes)
+    pred = fitted.predict(X_test)
+    hits = pred == y_test
+    m = evaluate(y_test, pred, ls.classes)
+    k = len(ls.classes)
+    ytr = ls.y[split.train]
+    lexical = float(np.mean(lexical_baseline(ls.words[split.train], ytr, ls.words[split.test], k) == y_test))
     dev_acc = None
     if dm.has("dev"):
         X_dev, y_dev = dm.arrays["dev"]
         dev_acc = float(np.mean(fitted.predict(X_dev) == y_dev))
+    acc_ci = wilson(int(hits.sum()), len(hits))
     control_acc = selectivity = None
+    control_ci = sel_ci = (None, None)
+    flags = []
     if cfg.probing.control:
-        yc = control_labels(ls.words, ls.y, split.train, len(ls.classes), cfg.probing.seed)
+        yc = control_labels(ls.words, ls.y, split.train, k, cfg.probing.seed)
         cdm = dm.with_labels(yc[split.train], yc[split.dev], yc[split.test])
-        cfit = fit_probe(cdm, len(ls.classes), opts)
-        control_acc = float(np.mean(cfit.predict(dm.arrays["test"][0]) == yc[split.test]))
+        # the same probe: the task probe's penalty, not one chosen again for random labels
+        cfit = fit_probe(cdm, k, replace(opts, select=False, l2=fitted.l2))
+        chits = cfit.predict(X_test) == yc[split.test]
+        control_acc = float(np.mean(chits))
         selectivity = m.accuracy - control_acc
-    result = ProbeResult(model, layer, cfg.labels.source, ls.name, len(ls.classes), len(split.train), len(split.dev),
+        control_ci = wilson(int(chits.sum()), len(chits))
+        sel_ci = paired_bootstrap(hits, chits, seed=cfg.probing.seed)
+        if cfg.split.by == "type":
+            flags.append("type_split_control")
+    if lexical >= acc_ci[0]:
+        flags.append("lexical")
+    sel = fitted.selection
+    result = ProbeResult(model, layer, cfg.labels.source, ls.name, k, len(split.train), len(split.dev),
                          len(split.test), m.accuracy, m.macro_f1, dev_acc, control_acc, selectivity, fitted.seconds,
-                         fitted.steps, fitted.converged, fp, m.per_class)
+                         fitted.steps, fitted.converged, fp, m.per_class, *acc_ci, *control_ci, *sel_ci, lexical,
+                         majority_baseline(ytr, y_test, k), fitted.l2, sel.C if sel else None, flags)
     finish(logger, {k: v for k, v in result.row().items() if isinstance(v, float)})
     return result
 
@@ -162,6 +190,10 @@ def run(cfg: DictConfig | TrainConfig) -> TrainResult:
     concepts = ConceptSource(cfg, store) if cfg.labels.source != "tag" else None
     out, fp = probing_path(cfg, store, concepts)
     model = cfg.model.name or model_slug(cfg.model.name_or_path)
+    if cfg.split.by == "type" and cfg.probing.control:
+        log.warning("split.by=type: no test word type is seen in training, so the control task is at chance and "
+                    "selectivity is inflated (flagged type_split_control); compare with lexical_accuracy, or use "
+                    "split=sentence for selectivity")
     group = sweep_group(cfg, out.name.rsplit("-", 1)[0])
     tokens = store.tokens()
     results, trained = [], 0
@@ -176,10 +208,13 @@ def run(cfg: DictConfig | TrainConfig) -> TrainResult:
                     results.append(r)
                     continue
             r = probe_one(cfg, store, layer, ls, fp, model, group, out)
+            if r is None:
+                continue
             r.save(f)
             trained += 1
             results.append(r)
-            log.info("layer %d %s: accuracy %.3f%s (%d classes, %d train, %.1f s)", layer, ls.name, r.accuracy,
+            log.info("layer %d %s: accuracy %.3f [%.3f, %.3f], lexical %.3f%s (%d classes, %d train, %.1f s)", layer,
+                     ls.name, r.accuracy, r.accuracy_low, r.accuracy_high, r.lexical_accuracy,
                      f", control {r.control_accuracy:.3f}, selectivity {r.selectivity:.3f}" if r.control_accuracy is not None else "",
                      r.classes, r.n_train, r.seconds)
     if not trained and (out / "summary.parquet").exists():  # nothing new: the summary on disk is current
