@@ -13,7 +13,8 @@ from probing.config import TrainConfig
 
 @dataclass
 class RankingConfig:
-    method: str = "probeless"  # probeless | probe_weights | iou | gaussian | random
+    method: str = "probeless"  # probeless | probeless_ovr | probe_weights | iou | gaussian | random
+    standardize: bool = True  # rank z-scored activations (a wide uninformative neuron cannot lead); false = raw
     l1: float = 1e-4  # probe_weights: elastic net
     l2: float = 1e-5
     epochs: int = 30  # probe_weights: Adam epochs
@@ -29,10 +30,11 @@ class RankingConfig:
             raise UserError(f"ranking.method={self.method!r}: use one of {', '.join(RANKERS)}")
 
     def params(self) -> dict:
-        return {"probeless": {}, "random": {"seed": self.seed},
-                "probe_weights": {"l1": self.l1, "l2": self.l2, "epochs": self.epochs, "seed": self.seed},
-                "iou": {"quantile": self.quantile, "both_tails": self.both_tails},
-                "gaussian": {"select": self.select, "seed": self.seed}}[self.method]
+        own = {"probeless": {}, "probeless_ovr": {}, "random": {"seed": self.seed},
+               "probe_weights": {"l1": self.l1, "l2": self.l2, "epochs": self.epochs, "seed": self.seed},
+               "iou": {"quantile": self.quantile, "both_tails": self.both_tails},
+               "gaussian": {"select": self.select, "seed": self.seed}}[self.method]
+        return {**own, "standardize": self.standardize}
 
 
 @dataclass
@@ -47,12 +49,16 @@ class NeuronsConfig:
     super_tag_set: str = "upos"  # super concepts = concepts aligned with one tag of this set
     top: int = 10  # neurons compared in the super/sub analysis
     top_words: int = 15  # top activating words listed per neuron
+    outlier_spread: float = 3.0  # an outlier neuron: sd >= this x the layer's median sd ...
+    outlier_offset: float = 5.0  # ... or mean this many median sds from the layer's median mean
     plot: bool = True
     seed: int = 0
 
     def __post_init__(self) -> None:
         if self.top < 1 or self.top_words < 0:
             raise UserError("neurons.top must be >= 1 and neurons.top_words >= 0")
+        if self.outlier_spread <= 1 or self.outlier_offset <= 0:
+            raise UserError("neurons.outlier_spread must be > 1 and neurons.outlier_offset > 0")
 
 
 @dataclass

@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -36,6 +36,7 @@ from neurons import plots
 from neurons.config import RankConfig, register_neuron_configs
 from neurons.evaluate import Data, ablation, resolve_ks, retrain_curve, super_sub_overlap
 from neurons.rankers import make_ranker
+from neurons.scale import describe, scale_report
 from neurons.ranking import Ranking, neuron_names
 from probing.config import register_probing_configs
 from probing.data import ArrayDataModule, split_examples
@@ -55,6 +56,8 @@ class RankResult:
     curves: pd.DataFrame  # method, unit, kind (retrain | ablation), k, neurons/ablated, accuracy, drop
     super_sub: pd.DataFrame
     seconds: float
+    scale: dict = field(default_factory=dict)  # unit -> neurons.scale.scale_report
+    super_sub_missing: list = field(default_factory=list)  # layers without concepts at this K
 
 
 def _concepts_if_any(cfg: RankConfig, store) -> ConceptSource | None:
@@ -148,7 +151,7 @@ def run(cfg: DictConfig | RankConfig) -> RankResult:
     family = cfg.labels.tag if cfg.labels.source == "tag" else f"concepts-top{cfg.labels.top}"
     out = store.path.parent / "neurons" / f"{family}-{cfg.ranking.method}-{fp[:8]}"
     units = [layers] if cfg.neurons.concat else [[layer] for layer in layers]
-    rankings, curves, tables = {}, [], []
+    rankings, curves, tables, scales, missing = {}, [], [], {}, []
     # the evaluation probes are the default converged linear probe, whatever `probe=` says, so
     # that a change of the probing setup re-runs probing only
     opt = FitOptions(seed=cfg.neurons.seed, device=cfg.probe.device)
@@ -171,9 +174,11 @@ def run(cfg: DictConfig | RankConfig) -> RankResult:
                 "class_counts": np.bincount(ls.y[split.train], minlength=len(ls.classes)).tolist()}
         done = udir / "eval.json"
         if done.exists() and json.loads(done.read_text()).get("fingerprint") == fp:
-            ranking = Ranking.load(udir, expect={"store": store.fingerprint})
+            ranking = Ranking.load(udir, expect={"store": store.fingerprint, "layers": unit_layers})
             ev = json.loads(done.read_text())
             rankings[unit] = ranking
+            scales[unit] = json.loads((udir / "scale.json").read_text()) if (udir / "scale.json").exists() else {}
+            missing += ev.get("super_sub_missing", [])
             curves += ev["rows"]
             if (udir / "super_sub.csv").exists() and (udir / "super_sub.csv").stat().st_size > 1:
                 tables.append(pd.read_csv(udir / "super_sub.csv"))
@@ -184,6 +189,11 @@ def run(cfg: DictConfig | RankConfig) -> RankResult:
         ranking = ranker.rank(X[split.train], ls.y[split.train], ls.classes, names, meta)
         rank_seconds = time.perf_counter() - tr
         ranking.save(udir)
+        scales[unit] = scale_report(ranker, ranking, X[split.train], ls.y[split.train], cfg.ranking.method,
+                                    cfg.ranking.params(), unit_layers, 10, cfg.neurons.outlier_spread,
+                                    cfg.neurons.outlier_offset)
+        atomic_write_json(udir / "scale.json", scales[unit])
+        log.info("%s", describe(unit, scales[unit]))
         ks = resolve_ks(list(cfg.neurons.ks), ranking.dim)
         data = Data(X[split.train], ls.y[split.train], X[split.test], ls.y[split.test], len(ls.classes))
         rows = []
@@ -197,11 +207,18 @@ def run(cfg: DictConfig | RankConfig) -> RankResult:
         if cfg.neurons.top_words:
             atomic_write_json(udir / "top_words.json", top_words(X, ls.words, ranking, 20, cfg.neurons.top_words))
         table = pd.DataFrame()
+        unit_missing = []
         if cfg.neurons.super_sub and concepts is not None and not cfg.neurons.concat:
-            rows_of = rows_of if rows_of is not None else row_index(tokens)
-            table = super_sub_table(cfg, store, task_layer, concepts, rows_of)
-            if len(table):
-                tables.append(table)
+            if concepts.has_layer(task_layer):
+                rows_of = rows_of if rows_of is not None else row_index(tokens)
+                table = super_sub_table(cfg, store, task_layer, concepts, rows_of)
+                if len(table):
+                    tables.append(table)
+            else:
+                unit_missing = [task_layer]
+                log.warning("super/sub analysis skipped for layer %d: no concepts at K=%d in %s (run concepts.discover "
+                            "for that layer)", task_layer, cfg.discovery.k, concepts.path)
+        missing += unit_missing
         atomic_write_text(udir / "super_sub.csv", table.to_csv(index=False) if len(table) else "\n")
         if cfg.neurons.plot:
             plots.salience_heatmap(ranking, udir / "salience.png")
@@ -209,7 +226,8 @@ def run(cfg: DictConfig | RankConfig) -> RankResult:
                 plots.layer_distribution(ranking, udir / "layers.png")
             if rows:
                 plots.accuracy_vs_k(pd.DataFrame(rows), udir / "accuracy_vs_k.png", f"{model} {unit}: {ls.name}, {ranking.method}")
-        atomic_write_json(done, {"fingerprint": fp, "rank_seconds": rank_seconds, "rows": rows})
+        atomic_write_json(done, {"fingerprint": fp, "rank_seconds": rank_seconds, "rows": rows,
+                                 "super_sub_missing": unit_missing})
         rankings[unit] = ranking
         top = [ranking.neurons[i] for i in ranking.order()[:5]]
         log.info("%s %s: ranked %d neurons in %.1f s; top %s", unit, ranking.method, ranking.dim, rank_seconds, ", ".join(top))
@@ -221,7 +239,7 @@ def run(cfg: DictConfig | RankConfig) -> RankResult:
         atomic_write_text(out / "super_sub.csv", sub_df.to_csv(index=False))
     _log_wandb(cfg, out, rankings, curves_df, sub_df, model)
     log.info("neuron rankings: %s", out)
-    return RankResult(out, rankings, curves_df, sub_df, time.perf_counter() - t0)
+    return RankResult(out, rankings, curves_df, sub_df, time.perf_counter() - t0, scales, sorted(set(missing)))
 
 
 def _log_wandb(cfg: RankConfig, out: Path, rankings, curves: pd.DataFrame, sub: pd.DataFrame, model: str) -> None:

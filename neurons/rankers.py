@@ -1,7 +1,17 @@
 """Neuron rankers, one interface: `ranker.rank(X [n, d], y [n], classes) -> Ranking`.
 
-- `probeless` (Antverg & Belinkov 2022): score(n, c) = mean of n on class c - mean on the
-  rest; salience |score|; overall sum over classes of |score|.
+Every ranker takes `standardize`: rank z-scored activations (each neuron's mean and sd over
+the rows ranked) instead of raw ones. It matters for the scale-sensitive methods (the two
+Probeless ones, `scale_sensitive = True`): on raw activations a wide "outlier" neuron with no
+class information outranks informative ones, and BERT-family models have such dimensions.
+The others are invariant to a neuron's scale (probe_weights z-scores its inputs itself).
+
+- `probeless` (Antverg & Belinkov 2022, as NeuroX's `interpretation.probeless`): with q(c)
+  the mean of a neuron on class c, the salience for class c is the sum over the other classes
+  c' of |q(c) - q(c')|, and overall the sum over class pairs (classes absent from the rows
+  ranked are left out).
+- `probeless_ovr`, a one-vs-rest variant: |mean on class c - mean on the rest|; overall the
+  sum over classes.
 - `probe_weights` (Dalvi et al. 2019): the absolute weights of an elastic-net linear probe
   (the probing module's probe, trained on z-scored inputs); per class |w_c|; overall the sum
   over classes of |w_c| / max|w_c|.
@@ -24,6 +34,7 @@ import numpy as np
 
 from concepts.errors import UserError
 from neurons.ranking import Ranking
+from probing.data import check_finite
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +44,9 @@ def _check(X: np.ndarray, y: np.ndarray, classes: list[str]) -> tuple[np.ndarray
     y = np.asarray(y)
     if X.ndim != 2:
         raise UserError(f"activations must be [n, d]; got shape {X.shape}")
+    if not len(X):
+        raise UserError("no rows to rank neurons on: the activations are empty")
+    check_finite(X, "the activations to rank")
     if len(y) != len(X):
         raise UserError(f"labels have length {len(y)} but the activations have {len(X)} rows; they must match")
     if len(y) and (y.min() < 0 or y.max() >= len(classes)):
@@ -42,8 +56,19 @@ def _check(X: np.ndarray, y: np.ndarray, classes: list[str]) -> tuple[np.ndarray
     return X, y
 
 
+def standardized(X: np.ndarray) -> np.ndarray:
+    """`[n, d]` z-scored per neuron (a constant neuron stays 0)."""
+    X = np.asarray(X, dtype=np.float32)
+    sd = X.std(0, dtype=np.float64)
+    return ((X - X.mean(0, dtype=np.float64)) / np.where(sd > 1e-12, sd, 1.0)).astype(np.float32)
+
+
 class Ranker(ABC):
     name: str
+    scale_sensitive = False  # does a neuron's scale change its rank (standardize matters)?
+
+    def __init__(self, standardize: bool = False):
+        self.standardize = standardize
 
     @abstractmethod
     def scores(self, X: np.ndarray, y: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -53,12 +78,12 @@ class Ranker(ABC):
              meta: dict | None = None) -> Ranking:
         """Rank the `d` neurons of `X [n, d]` for labels `y [n]` (indices into `classes`)."""
         X, y = _check(X, y, classes)
-        per, overall = self.scores(X, y, len(classes))
         names = neurons or [str(i) for i in range(X.shape[1])]
         if len(names) != X.shape[1]:
             raise UserError(f"{len(names)} neuron names for {X.shape[1]} neurons")
+        per, overall = self.scores(standardized(X) if self.standardize else X, y, len(classes))
         return Ranking(self.name, list(classes), list(names), np.asarray(per, np.float32), np.asarray(overall, np.float32),
-                       dict(meta or {}))
+                       {**(meta or {}), "standardized": bool(self.standardize)})
 
 
 def class_means(X: np.ndarray, y: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -70,8 +95,38 @@ def class_means(X: np.ndarray, y: np.ndarray, k: int) -> tuple[np.ndarray, np.nd
     return sums / np.maximum(counts, 1)[:, None], counts
 
 
+def pairwise_abs_sums(Q: np.ndarray) -> np.ndarray:
+    """`[k, d]`: for each row c and column j, the sum over rows c' of |Q[c, j] - Q[c', j]|
+    (by sorting each column: O(k log k) per column, not O(k^2))."""
+    k = Q.shape[0]
+    order = np.argsort(Q, axis=0, kind="stable")
+    s = np.take_along_axis(Q, order, axis=0)
+    before = np.cumsum(s, axis=0) - s  # sum of the smaller values
+    i = np.arange(k, dtype=np.float64)[:, None]
+    total = s.sum(0, keepdims=True)
+    out_sorted = s * i - before + (total - before - s) - s * (k - 1 - i)
+    out = np.empty_like(out_sorted)
+    np.put_along_axis(out, order, out_sorted, axis=0)
+    return out
+
+
 class Probeless(Ranker):
+    """Antverg & Belinkov (2022): pairwise differences of class means (NeuroX's formula)."""
     name = "probeless"
+    scale_sensitive = True
+
+    def scores(self, X, y, k):
+        means, counts = class_means(X, y, k)
+        present = counts > 0
+        per = np.zeros_like(means)
+        per[present] = pairwise_abs_sums(means[present])
+        return per, per.sum(0) / 2  # every pair counted once
+
+
+class ProbelessOneVsRest(Ranker):
+    """A one-vs-rest variant of Probeless: each class mean against the mean of all other rows."""
+    name = "probeless_ovr"
+    scale_sensitive = True
 
     def signed(self, X: np.ndarray, y: np.ndarray, k: int) -> np.ndarray:
         """`[k, d]` mean on class c minus mean on the rest."""
@@ -90,7 +145,8 @@ class ProbeWeights(Ranker):
     name = "probe_weights"
 
     def __init__(self, l1: float = 1e-4, l2: float = 1e-5, epochs: int = 30, lr: float = 1e-3, batch_size: int = 512,
-                 seed: int = 0, device: str = "auto"):
+                 seed: int = 0, device: str = "auto", standardize: bool = False):
+        super().__init__(standardize)
         self.l1, self.l2, self.epochs, self.lr, self.batch_size, self.seed, self.device = l1, l2, epochs, lr, batch_size, seed, device
 
     def scores(self, X, y, k):
@@ -107,7 +163,8 @@ class ProbeWeights(Ranker):
 class IoU(Ranker):
     name = "iou"
 
-    def __init__(self, quantile: float | None = None, both_tails: bool = True):
+    def __init__(self, quantile: float | None = None, both_tails: bool = True, standardize: bool = False):
+        super().__init__(standardize)
         if quantile is not None and not 0 < quantile < 1:
             raise UserError(f"ranking.quantile={quantile} must be in (0, 1) or null")
         self.quantile, self.both_tails = quantile, both_tails
@@ -137,7 +194,8 @@ class IoU(Ranker):
 class GaussianProbe(Ranker):
     name = "gaussian"
 
-    def __init__(self, select: int = 20, max_examples: int = 5000, seed: int = 0):
+    def __init__(self, select: int = 20, max_examples: int = 5000, seed: int = 0, standardize: bool = False):
+        super().__init__(standardize)
         self.select, self.max_examples, self.seed = select, max_examples, seed
 
     def scores(self, X, y, k):
@@ -185,7 +243,8 @@ class GaussianProbe(Ranker):
 class RandomRanker(Ranker):
     name = "random"
 
-    def __init__(self, seed: int = 0):
+    def __init__(self, seed: int = 0, standardize: bool = False):
+        super().__init__(standardize)
         self.seed = seed
 
     def scores(self, X, y, k):
@@ -194,7 +253,7 @@ class RandomRanker(Ranker):
         return rng.random((k, d)), rng.random(d)
 
 
-RANKERS = {"probeless": Probeless, "probe_weights": ProbeWeights, "iou": IoU, "gaussian": GaussianProbe, "random": RandomRanker}
+RANKERS = {"probeless": Probeless, "probeless_ovr": ProbelessOneVsRest, "probe_weights": ProbeWeights, "iou": IoU, "gaussian": GaussianProbe, "random": RandomRanker}
 
 
 def make_ranker(name: str, **params) -> Ranker:

@@ -50,14 +50,20 @@ class Ranking:
 
     @classmethod
     def load(cls, folder: Path, expect: dict | None = None) -> Ranking:
-        """Read a saved ranking; `expect` (e.g. {"store": fp}) must match its meta, else a clear error."""
+        """Read a saved ranking; `expect` must match its meta, else a clear error. Keys: any meta
+        key ("store": fingerprint, "model", "task", ...), "layers" (a list) or "layer" (one layer)."""
         folder = Path(folder)
         if not (folder / "ranking.json").exists():
             raise UserError(f"{folder} holds no ranking (ranking.json); run neurons.rank first")
         d = json.loads((folder / "ranking.json").read_text())
         for key, value in (expect or {}).items():
-            if d["meta"].get(key) != value:
-                raise UserError(f"the ranking in {folder} was made for {key}={d['meta'].get(key)!r}, not {value!r} "
+            have = d["meta"].get(key)
+            if key == "layer":
+                key, value, have = "layers", [int(value)], d["meta"].get("layers")
+            elif key == "layers":
+                value = [int(v) for v in (value if isinstance(value, (list, tuple)) else [value])]
+            if have != value:
+                raise UserError(f"the ranking in {folder} was made for {key}={have!r}, not {value!r} "
                                 "(another model, corpus or layer); rank again for this one")
         return cls(d["method"], d["classes"], d["neurons"], np.load(folder / "scores.npy", allow_pickle=False),
                    np.load(folder / "overall.npy", allow_pickle=False), d["meta"])

@@ -78,6 +78,9 @@ class ConceptSource:
         self.path, self.k = path, cfg.discovery.k
         self.fingerprint = manifest["fingerprint"]
 
+    def has_layer(self, layer: int) -> bool:
+        return (self.path / f"layer_{layer:02d}" / f"concepts-K{self.k}.jsonl").exists()
+
     def layer(self, layer: int):
         f = self.path / f"layer_{layer:02d}" / f"concepts-K{self.k}.jsonl"
         if not f.exists():

@@ -13,7 +13,7 @@ import concepts.annotate as annotate_mod
 import neurons.rank as rank_mod
 from concepts.errors import UserError
 from neurons.evaluate import Data, ablation, jaccard, resolve_ks, retrain_curve
-from neurons.rankers import RANKERS, Probeless, make_ranker
+from neurons.rankers import RANKERS, Probeless, ProbelessOneVsRest, make_ranker, pairwise_abs_sums
 from neurons.ranking import Ranking
 from probing.data import ArrayDataModule
 from probing.fit import FitOptions, fit_probe
@@ -70,14 +70,63 @@ def test_ablating_the_planted_neurons_drops_accuracy_to_chance():
 
 
 def test_probeless_by_hand():
-    X = np.array([[1.0, 0.0], [3.0, 2.0], [5.0, 2.0], [7.0, 4.0]], dtype=np.float32)
-    y = np.array([0, 0, 1, 1])
-    signed = Probeless().signed(X, y, 2)
-    # class 0: mean (2, 1), rest (6, 3) -> (-4, -2); class 1: (6, 3) - (2, 1) -> (4, 2)
-    np.testing.assert_allclose(signed, [[-4, -2], [4, 2]])
-    r = Probeless().rank(X, y, ["a", "b"])
-    np.testing.assert_allclose(r.overall, [8, 4])
-    assert r.order().tolist() == [0, 1]
+    # neuron 0: class means 0, 2, 5; neuron 1: 1, 1, 4 (two rows per class)
+    X = np.array([[-1, 1], [1, 1], [2, 0], [2, 2], [4, 4], [6, 4]], dtype=np.float32)
+    y = np.array([0, 0, 1, 1, 2, 2])
+    r = Probeless(standardize=False).rank(X, y, ["a", "b", "c"])
+    # per class: the sum over the other classes of |mean difference|
+    np.testing.assert_allclose(r.scores, [[2 + 5, 0 + 3], [2 + 3, 0 + 3], [5 + 3, 3 + 3]])
+    np.testing.assert_allclose(r.overall, [2 + 5 + 3, 0 + 3 + 3])  # each pair once
+    # the one-vs-rest variant: class 0 mean (0, 1), rest (3.5, 2.5)
+    ovr = ProbelessOneVsRest().signed(X, y, 3)
+    np.testing.assert_allclose(ovr[0], [-3.5, -1.5])
+    np.testing.assert_allclose(ovr[2], [5 - 1, 4 - 1])
+    # a class with no rows is left out of the pairs
+    r4 = Probeless(standardize=False).rank(X, y, ["a", "b", "c", "unseen"])
+    np.testing.assert_allclose(r4.overall, r.overall)
+    assert not r4.scores[3].any()
+
+
+def test_pairwise_sums_match_brute_force():
+    Q = np.random.default_rng(0).normal(size=(37, 11))
+    Q[5] = Q[9]  # ties
+    brute = np.abs(Q[:, None, :] - Q[None, :, :]).sum(1)
+    np.testing.assert_allclose(pairwise_abs_sums(Q), brute, rtol=1e-10, atol=1e-10)
+
+
+def test_probeless_agrees_with_neurox():
+    nx = pytest.importorskip("neurox.interpretation.probeless",
+                             reason="the NeuroX reference: pip install --no-deps neurox (make setup does)")
+    rng = np.random.default_rng(3)
+    n, d, k = 4000, 64, 9
+    y = rng.integers(0, k, n)
+    X = rng.normal(size=(n, d)).astype(np.float32) * rng.uniform(0.5, 3, d).astype(np.float32)
+    X[:, 7] += 0.8 * y
+    X[:, 40] -= 1.5 * (y == 3)
+    names = [f"t{i}" for i in range(k)]
+    r = Probeless(standardize=False).rank(X, y, names)
+    assert r.order().tolist() == nx.get_neuron_ordering(X, y)
+    overall, per_tag = nx.get_neuron_ordering_for_all_tags(X, y, dict(enumerate(names)))
+    assert r.order().tolist() == overall
+    for name in names:
+        assert r.order(name).tolist() == per_tag[name]
+    summation, _ = nx._get_tag_wise_ranking(nx._get_mean_vectors(X, y)[1], 3)
+    np.testing.assert_allclose(r.scores[3], summation, rtol=1e-4)
+
+
+@pytest.mark.parametrize("method", ["probeless", "probeless_ovr", "probe_weights", "iou", "gaussian"])
+def test_a_wide_uninformative_neuron_does_not_lead(method):
+    """Planted informative neurons plus neuron 11: no class information, mean 30, sd 40."""
+    X, y = planted()
+    X[:, 11] = 30 + 40 * np.random.default_rng(5).normal(size=len(X))
+    r = make_ranker(method, standardize=True).rank(X, y, ["a", "b", "c"])
+    assert set(r.top(3).tolist()) == set(PLANTED)
+    assert int(np.flatnonzero(r.order() == 11)[0]) >= 3
+    raw = make_ranker(method, standardize=False).rank(X, y, ["a", "b", "c"])
+    if make_ranker(method).scale_sensitive:  # on raw activations it beats every other uninformative neuron
+        assert int(np.flatnonzero(raw.order() == 11)[0]) == 3
+    else:
+        assert raw.order().tolist()[:3] == r.order().tolist()[:3]
 
 
 def test_bad_input_and_ranking_files(tmp_path):
