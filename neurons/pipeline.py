@@ -180,10 +180,16 @@ def write_report(cfg, root: Path, model: str, ex, disc, ann, probing: pd.DataFra
         top = ranked.curves[(ranked.curves["kind"] == "retrain")] if len(ranked.curves) else ranked.curves
         pivot = (top.pivot_table(index=["unit", "k"], columns="neurons", values="accuracy").reset_index()
                  if len(top) else pd.DataFrame())
-        neuron_html = (f"<p>Method: {ranked.rankings[next(iter(ranked.rankings))].method if ranked.rankings else '-'}. "
+        first = ranked.rankings[next(iter(ranked.rankings))] if ranked.rankings else None
+        inputs = ("standardised activations" if first is not None and first.meta.get("standardized")
+                  else "raw activations")
+        missing = (f"<p><em>Super/sub analysis skipped for layer(s) {', '.join(map(str, ranked.super_sub_missing))}: "
+                   "no concepts there.</em></p>" if ranked.super_sub_missing else "")
+        neuron_html = (f"<p>Method: {first.method if first is not None else '-'}, on {inputs}. "
                        "Probes retrained on the top / random / bottom k neurons (test accuracy):</p>"
-                       + rep.table(pivot, 60) + "<h3>Super and sub concepts (top-10 neuron overlap)</h3>"
-                       + rep.table(ranked.super_sub, 40) + "".join(parts[:9]))
+                       + rep.table(pivot, 60) + rep.scale_section(ranked.scale)
+                       + "<h3>Super and sub concepts (top-10 neuron overlap)</h3>"
+                       + rep.table(ranked.super_sub, 40) + missing + "".join(parts[:9]))
     wandb_dir = None
     if cfg.pipeline.wandb and len(probing):
         from probing.summary import log_summary_wandb
@@ -194,8 +200,7 @@ def write_report(cfg, root: Path, model: str, ex, disc, ann, probing: pd.DataFra
     align_view = (align.pivot_table(index="layer", columns="tag_set", values="concept_share").reset_index()
                   if len(align) else align)
     align_view.columns.name = None
-    probe_view = probing.assign(kind=probing["source"]).groupby(["kind", "layer"], as_index=False)[
-        ["accuracy", "control_accuracy", "selectivity"]].mean() if len(probing) else probing
+    probe_view, probe_notes = rep.probe_table(probing)
     sections = [
         ("Contents", "<p class='links'>" + " ".join([
             rep.link("explorer.html", "concept explorer"), rep.link("alignment.csv", "alignment table"),
@@ -206,7 +211,7 @@ def write_report(cfg, root: Path, model: str, ex, disc, ann, probing: pd.DataFra
          + rep.table(align_view) + rep.img("alignment.png", "alignment across layers")),
         ("Annotation", "<p>Labels: " + ", ".join(f"{s} {n}" for s, n in sorted(ann.statuses.items()))
          + f" ({cfg.annotator.backend}; {cfg.annotator.model if cfg.annotator.backend != 'alignment' else 'aligned tags'}).</p>"),
-        ("Probing (accuracy, control task, selectivity)", rep.table(probe_view, 60)
+        ("Probing (accuracy, control task, selectivity)", rep.table(probe_view, 60) + probe_notes
          + "".join(rep.img(f"probing-{i}.png", "probing") for i in range(len(probe_plots)))),
         ("Neurons", neuron_html),
     ]

@@ -36,8 +36,8 @@ from neurons import plots
 from neurons.config import RankConfig, register_neuron_configs
 from neurons.evaluate import Data, ablation, resolve_ks, retrain_curve, super_sub_overlap
 from neurons.rankers import make_ranker
-from neurons.scale import describe, scale_report
 from neurons.ranking import Ranking, neuron_names
+from neurons.scale import describe, scale_report
 from probing.config import register_probing_configs
 from probing.data import ArrayDataModule, split_examples
 from probing.fit import FitOptions, fit_probe

@@ -66,3 +66,72 @@ def link(rel: str, text: str) -> str:
 
 def table(df: pd.DataFrame, max_rows: int = 40) -> str:
     return _table(df, max_rows)
+
+
+FLAG_TEXT = {
+    "type_split_control": "split=type: no test word type is seen in training, so the control task is at chance and "
+                          "selectivity is inflated; read the lexical baseline instead",
+    "lexical": "the probe does no better than the word-type lookup (its 95% interval reaches the lookup's accuracy): "
+               "it may measure word identity only",
+}
+
+
+def _ci(v, lo, hi) -> str:
+    if pd.isna(v):
+        return "-"
+    return f"{v:.3f} [{lo:.3f}, {hi:.3f}]" if pd.notna(lo) and pd.notna(hi) else f"{v:.3f}"
+
+
+def probe_table(probing: pd.DataFrame) -> tuple[pd.DataFrame, str]:
+    """The report's probing table: per (probe kind, layer) accuracy and selectivity with 95%
+    intervals, the lexical and majority baselines, and the caveats (flags); plus notes."""
+    from probing.summary import layer_means, line_key
+
+    if probing is None or probing.empty:
+        return pd.DataFrame(), ""
+    df = probing.assign(line=probing.apply(line_key, axis=1))
+    means = layer_means(df)
+    flags = df.groupby(["line", "layer"])["flags"].apply(
+        lambda f: sorted({x for v in f.fillna("") for x in str(v).split(";") if x}))
+    majority = df.groupby(["line", "layer"])["majority_accuracy"].mean()
+    rows = []
+    for _, r in means.iterrows():
+        key = (r["line"], r["layer"])
+        fl = flags.get(key, [])
+        rows.append({"probe": r["line"], "layer": int(r["layer"]), "probes": int(r["probes"]),
+                     "accuracy [95% CI]": _ci(r["accuracy"], r.get("accuracy_lo"), r.get("accuracy_hi")),
+                     "lexical": r["lexical_accuracy"], "majority": majority.get(key),
+                     "control": r["control_accuracy"],
+                     "selectivity [95% CI]": _ci(r["selectivity"], r.get("selectivity_lo"), r.get("selectivity_hi")),
+                     "flags": ", ".join(fl)})
+    seen = sorted({f for fl in flags for f in fl})
+    notes = ("<p class='meta'>Intervals: one probe, its own 95% interval (Wilson; selectivity by a paired bootstrap); "
+             "several probes (concepts of a layer), mean +- 1.96 SE. lexical: a word type -> label lookup learned on the "
+             "training split; majority: the most frequent training label.</p>")
+    if seen:
+        notes += "<ul>" + "".join(f"<li><b>{html.escape(f)}</b>: {html.escape(FLAG_TEXT.get(f, f))}</li>" for f in seen) + "</ul>"
+    return pd.DataFrame(rows), notes
+
+
+def scale_section(scale: dict) -> str:
+    """Outlier dimensions per unit, and whether raw and standardised rankings agree."""
+    if not scale:
+        return ""
+    from neurons.scale import describe
+
+    rows, disagree = [], []
+    for unit, rep in sorted(scale.items()):
+        if not rep:
+            continue
+        cmp = rep.get("compare")
+        rows.append({"unit": unit, "outlier dimensions (sd x median, offset)": ", ".join(
+            f"{o['neuron']} ({o['sd_ratio']:g}, {o['offset']:g})" for o in rep.get("outliers", [])[:5]) or "none",
+            "raw vs standardised top-10 shared": f"{cmp['overlap']}/{cmp['top']}" if cmp else "scale-invariant",
+            "outliers in raw top-10": ", ".join(rep.get("outliers_in_raw_top", [])) or "-"})
+        if rep.get("disagree"):
+            disagree.append(describe(unit, rep))
+    text = "<h3>Scale check: outlier neurons and raw vs standardised rankings</h3>" + table(pd.DataFrame(rows), 60)
+    if disagree:
+        text += ("<p>Raw and standardised rankings disagree; on raw activations wide neurons can lead without carrying "
+                 "class information:</p><ul>" + "".join(f"<li>{html.escape(d)}</li>" for d in disagree) + "</ul>")
+    return text

@@ -13,8 +13,8 @@ import numpy as np
 import torch
 from sklearn.metrics import f1_score
 
-from probing.data import ArrayDataModule, InputTransform
 from concepts.errors import UserError
+from probing.data import ArrayDataModule, InputTransform
 from probing.probe import make_probe
 from probing.regularization import C_GRID, Selection, select_l2
 from probing.system import ProbeSystem

@@ -4,7 +4,8 @@ The grid is in scikit-learn's units, C (inverse strength, independent of the num
 the probe's penalty `l2 * sum W^2` on the mean cross-entropy is the same objective with
 `l2 = 1 / (2 C n_train)`. The path runs from the strongest penalty (smallest C) to the
 weakest, each fit starting from the previous one's weights, and scores each C by the mean
-cross-entropy on held-out rows (a proper score: no ties, unlike accuracy on a few rows):
+cross-entropy on held-out rows (a proper score: no ties, unlike accuracy on a few rows; of equal losses the stronger
+penalty wins):
 
 - the dev split when it has at least `min_dev` rows; the path stops once the dev loss has
   risen `patience` times in a row past its best;
@@ -67,7 +68,7 @@ def _path(make_system: Callable[[], ProbeSystem], parts: list[tuple], grid, pati
         losses[C] = loss = total / n_out
         if loss < best - 1e-9:
             best, best_state, worse = loss, copy.deepcopy(systems[0].probe.state_dict()), 0
-        else:
+        elif loss > best * (1 + 1e-4):  # a tie (the fit moved less than its tolerance) is not a rise
             worse += 1
             if patience is not None and worse >= patience:
                 break

@@ -2,6 +2,11 @@
 accuracy, control accuracy and selectivity across layers, one line per model and task
 (concept probes averaged per layer); optionally logged to W&B as a table and an image.
 
+Intervals: a single probe per point shows its 95% interval (Wilson for accuracy, a paired
+bootstrap for selectivity); a point that averages several probes (concept probes of a layer)
+shows mean +- 1.96 standard errors over those probes. The lexical baseline (word type ->
+label lookup) is drawn dotted.
+
     python -m probing.summary <folder> [<folder> ...] [--out DIR] [--wandb]
 
 A folder is a probing output folder or a Hydra sweep folder; a multirun of probing.train
@@ -24,8 +29,10 @@ from probing.results import ProbeResult
 
 log = logging.getLogger(__name__)
 
-COLUMNS = ["model", "layer", "source", "task", "classes", "n_train", "n_dev", "n_test", "accuracy", "macro_f1",
-           "dev_accuracy", "control_accuracy", "selectivity", "seconds", "steps", "converged", "fingerprint"]
+COLUMNS = ["model", "layer", "source", "task", "classes", "n_train", "n_dev", "n_test", "accuracy", "accuracy_low",
+           "accuracy_high", "lexical_accuracy", "majority_accuracy", "macro_f1", "dev_accuracy", "control_accuracy",
+           "control_low", "control_high", "selectivity", "selectivity_low", "selectivity_high", "flags", "C", "l2",
+           "seconds", "steps", "converged", "fingerprint"]
 
 
 def summarize_results(results: list[ProbeResult]) -> pd.DataFrame:
@@ -38,6 +45,29 @@ def line_key(row) -> str:
     return f"{row['model']} · {row['task'] if row['source'] == 'tag' else row['source']}"
 
 
+def layer_means(df: pd.DataFrame) -> pd.DataFrame:
+    """One row per (line, layer): the mean of accuracy, control, selectivity and the lexical
+    baseline, with 95% bounds (the probe's own interval when one probe, else +-1.96 SE)."""
+    rows = []
+    for (line, layer), g in df.groupby(["line", "layer"]):
+        row = {"line": line, "layer": layer, "probes": len(g)}
+        for col, lo, hi in (("accuracy", "accuracy_low", "accuracy_high"), ("selectivity", "selectivity_low", "selectivity_high"),
+                            ("control_accuracy", "control_low", "control_high"), ("lexical_accuracy", None, None)):
+            v = pd.to_numeric(g[col], errors="coerce").dropna() if col in g else pd.Series(dtype=float)
+            row[col] = float(v.mean()) if len(v) else float("nan")
+            if lo is None:
+                continue
+            if len(g) == 1 and lo in g and pd.notna(g[lo].iloc[0]):
+                row[f"{col}_lo"], row[f"{col}_hi"] = float(g[lo].iloc[0]), float(g[hi].iloc[0])
+            elif len(v) > 1:
+                half = 1.96 * float(v.std(ddof=1)) / len(v) ** 0.5
+                row[f"{col}_lo"], row[f"{col}_hi"] = row[col] - half, row[col] + half
+            else:
+                row[f"{col}_lo"] = row[f"{col}_hi"] = float("nan")
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
 def plot_summary(df: pd.DataFrame, path: Path, title: str) -> None:
     import matplotlib
 
@@ -45,16 +75,21 @@ def plot_summary(df: pd.DataFrame, path: Path, title: str) -> None:
     import matplotlib.pyplot as plt
 
     df = df.assign(line=df.apply(line_key, axis=1))
-    agg = df.groupby(["line", "layer"])[["accuracy", "control_accuracy", "selectivity"]].mean().reset_index()
+    agg = layer_means(df)
     fig, (a1, a2) = plt.subplots(1, 2, figsize=(11, 4))
     for i, (name, g) in enumerate(agg.groupby("line")):
         color = f"C{i % 10}"
         a1.plot(g["layer"], g["accuracy"], "o-", color=color, label=name)
+        a1.fill_between(g["layer"], g["accuracy_lo"], g["accuracy_hi"], color=color, alpha=0.15, linewidth=0)
+        if g["lexical_accuracy"].notna().any():
+            a1.plot(g["layer"], g["lexical_accuracy"], ":", color=color, alpha=0.8, label=f"{name} (word-type lookup)")
         if g["control_accuracy"].notna().any():
             a1.plot(g["layer"], g["control_accuracy"], "x--", color=color, alpha=0.6, label=f"{name} (control)")
             a2.plot(g["layer"], g["selectivity"], "o-", color=color, label=name)
-    a1.set(xlabel="layer", ylabel="test accuracy", title="accuracy (dashed: control task)")
-    a2.set(xlabel="layer", ylabel="accuracy - control accuracy", title="selectivity")
+            a2.fill_between(g["layer"], g["selectivity_lo"], g["selectivity_hi"], color=color, alpha=0.15, linewidth=0)
+    a1.set(xlabel="layer", ylabel="test accuracy",
+           title="accuracy, 95% interval (dashed: control; dotted: lexical)")
+    a2.set(xlabel="layer", ylabel="accuracy - control accuracy", title="selectivity, 95% interval")
     for a in (a1, a2):
         a.grid(alpha=0.3)
         a.xaxis.get_major_locator().set_params(integer=True)
