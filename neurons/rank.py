@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -39,7 +39,7 @@ from neurons.rankers import make_ranker
 from neurons.ranking import Ranking, neuron_names
 from neurons.scale import describe, scale_report
 from probing.config import register_probing_configs
-from probing.data import ArrayDataModule, split_examples
+from probing.data import ArrayDataModule, check_finite, split_examples
 from probing.fit import FitOptions, fit_probe
 from probing.train import ConceptSource, tasks_for
 
@@ -184,6 +184,7 @@ def run(cfg: DictConfig | RankConfig) -> RankResult:
                 tables.append(pd.read_csv(udir / "super_sub.csv"))
             continue
         X = np.hstack([np.asarray(store.layer(layer)[ls.rows], dtype=np.float32) for layer in unit_layers])
+        check_finite(X, f"layer {', '.join(map(str, unit_layers))} of the store {store.path} ({ls.name} rows)")
         ranker = make_ranker(cfg.ranking.method, **cfg.ranking.params())
         tr = time.perf_counter()
         ranking = ranker.rank(X[split.train], ls.y[split.train], ls.classes, names, meta)
@@ -197,10 +198,13 @@ def run(cfg: DictConfig | RankConfig) -> RankResult:
         ks = resolve_ks(list(cfg.neurons.ks), ranking.dim)
         data = Data(X[split.train], ls.y[split.train], X[split.test], ls.y[split.test], len(ls.classes))
         rows = []
+        # the probe on all neurons chooses the penalty (on the dev rows); the top/random/bottom-k
+        # probes reuse it, so the curves compare neuron sets, not penalties
+        full = fit_probe(ArrayDataModule(data.X_train, data.y_train, X[split.dev], ls.y[split.dev]), data.classes, opt)
         if cfg.neurons.retrain:
-            rows += [{**r, "kind": "retrain"} for r in retrain_curve(ranking, data, ks, opt, cfg.neurons.seed)]
+            opt_k = replace(opt, select=False, l2=full.l2)
+            rows += [{**r, "kind": "retrain"} for r in retrain_curve(ranking, data, ks, opt_k, cfg.neurons.seed)]
         if cfg.neurons.ablation:
-            full = fit_probe(ArrayDataModule(data.X_train, data.y_train), data.classes, opt)
             rows += [{**r, "kind": "ablation"} for r in ablation(ranking, full, data, ks, cfg.neurons.seed, cfg.neurons.ablate)]
         rows = [{"model": model, "unit": unit, "task": ls.name, **r} for r in rows]
         curves += rows

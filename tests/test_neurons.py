@@ -189,3 +189,41 @@ def test_rank_sweep_over_methods_is_summarised(tiny_models, tagged_corpus, tmp_p
     overlap = pd.read_csv(sweep / "overlap.csv")
     assert set(overlap["k"]) == {10, 50} or set(overlap["k"]) == {10}
     assert overlap["jaccard"].between(0, 1).all()
+
+
+def _cli(module, args, cwd):
+    env = {**os.environ, "PYTHONPATH": str(REPO), "WANDB_MODE": "offline"}
+    return subprocess.run([sys.executable, "-m", module, *args], cwd=cwd, env=env, capture_output=True, text=True,
+                          timeout=600)
+
+
+def test_partial_discovery_layer_checks_scale_report_and_nan_stores(tiny_models, tagged_corpus, tmp_path):
+    import concepts.discover as discover_mod
+    from concepts.store import ActivationStore
+
+    over = _over(tiny_models, tagged_corpus, tmp_path, "discovery.k=30")
+    disc = discover_mod.run(compose_cfg("discover", [*over, "discovery.layers=[2]"]))  # concepts for layer 2 only
+    rk = [*over, "probing.min_examples=5", "neurons.ks=[2,8]", "ranking=iou"]
+    res = rank_mod.run(compose_cfg("rank", [*rk, "layer=[1,2]"]))  # gold tags: the missing layer is no failure
+    assert sorted(res.rankings) == ["layer_01", "layer_02"] and res.super_sub_missing == [1]
+    assert len(res.super_sub) and set(res.super_sub["layer"]) == {2}
+    again = rank_mod.run(compose_cfg("rank", [*rk, "layer=[1,2]"]))  # reused, and still says what is missing
+    assert again.super_sub_missing == [1]
+    scale = json.loads((res.path / "layer_01" / "scale.json").read_text())
+    assert scale["scale_sensitive"] is False and isinstance(scale["outliers"], list)
+    with pytest.raises(UserError, match="layers"):
+        Ranking.load(res.path / "layer_01", expect={"layer": 2})
+    assert Ranking.load(res.path / "layer_01", expect={"layer": 1, "store": res.rankings["layer_01"].meta["store"]})
+    # a NaN in the store: one line naming the layer and the first bad row, exit 2, from both apps
+    layer0 = sorted(ActivationStore(disc.store).path.glob("shards/*/layer_00.npy"))[0]
+    arr = np.load(layer0, mmap_mode="r+")
+    arr[3, 5] = np.nan
+    arr.flush()
+    del arr
+    for module, extra in (("probing.train", ["layer=0", "probing.min_examples=5"]), ("neurons.rank", [*rk[len(over):], "layer=0"])):
+        out = _cli(module, [*over, *extra], tmp_path)
+        assert out.returncode == 2, out.stderr[-2000:]
+        text = out.stderr + out.stdout
+        assert "NaN/inf" in text and "layer 0" in text and "Traceback" not in text
+    with pytest.raises(UserError, match="NaN/inf"):
+        rank_mod.run(compose_cfg("rank", [*rk, "layer=0"]))

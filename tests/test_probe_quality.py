@@ -107,10 +107,10 @@ def test_concept_binary_probes_through_the_app_match_sklearn(ewt_store):
     """Concepts discovered and labelled on the EWT store (layer 6), one binary probe each through
     probing.train; scikit-learn on the very rows of each task."""
     import probing.train as train_mod
+    from concepts.config import validate
     from concepts.discover import open_store
     from probing.config import TrainConfig
     from probing.labels import concept_binary_labels
-    from concepts.config import validate
 
     ws, store = ewt_store
     over = [f"paths.workspace={ws}", "corpus.max_sentences=300", "corpus.splits=[dev]", f"corpus.path={EWT}",

@@ -187,3 +187,21 @@ def test_submitit_local_launcher(tiny_models, tagged_corpus, tmp_path):
     (r,) = json.loads(job.read_text())
     assert r["layer"] == 1 and r["task"] == "upos"
     assert (sweep / "summary.csv").exists()
+
+
+def test_type_split_flags_selectivity_and_results_carry_intervals(tiny_models, tagged_corpus, tmp_path):
+    over = _over(tiny_models, tagged_corpus, tmp_path, "layer=1", "probing.min_test=5")
+    sent = train_mod.run(compose_cfg("train", over)).results[0]
+    typed = train_mod.run(compose_cfg("train", [*over, "split=type"])).results[0]
+    assert "type_split_control" in typed.flags and "type_split_control" not in sent.flags
+    for r in (sent, typed):
+        assert r.accuracy_low <= r.accuracy <= r.accuracy_high
+        assert r.control_low <= r.control_accuracy <= r.control_high
+        assert r.selectivity_low <= r.selectivity <= r.selectivity_high
+    # tags follow the words here: the word-type lookup is near perfect under the sentence split
+    # and is the majority label only under the type split (no test type seen in training)
+    assert sent.lexical_accuracy > 0.9 and typed.lexical_accuracy == pytest.approx(typed.majority_accuracy)
+    summary = (train_mod.run(compose_cfg("train", [*over, "split=type"])).path / "summary.csv").read_text()
+    assert "type_split_control" in summary and "accuracy_low" in summary
+    with pytest.raises(UserError, match="probe.c_grid"):
+        train_mod.run(compose_cfg("train", [*over, "probe.c_grid=[]"]))
