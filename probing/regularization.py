@@ -7,10 +7,11 @@ weakest, each fit starting from the previous one's weights, and scores each C by
 cross-entropy on held-out rows (a proper score: no ties, unlike accuracy on a few rows; of equal losses the stronger
 penalty wins):
 
-- the dev split when it has at least `min_dev` rows; the path stops once the dev loss has
-  risen `patience` times in a row past its best;
-- otherwise k-fold cross-validation over train + dev pooled (small concept probes, where a
-  dev split of a few rows would pick C by noise).
+- the dev split when it has at least `min_dev` rows and train + dev at least `cv_below`
+  (2,000); the path stops once the dev loss has risen `patience` times in a row past its best;
+- otherwise k-fold cross-validation over train + dev pooled (concept probes of tens to
+  hundreds of rows, where a dev split of a few rows would pick C by noise), with the same
+  early stop on the pooled held-out loss.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from probing.system import ProbeSystem
 
 log = logging.getLogger(__name__)
 
+CV_BELOW = 2000  # train + dev rows under which C is chosen by cross-validation even with a dev split
 C_GRID = (0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0, 30.0, 100.0)
 
 
@@ -77,12 +79,13 @@ def _path(make_system: Callable[[], ProbeSystem], parts: list[tuple], grid, pati
 
 def select_l2(make_system: Callable[[], ProbeSystem], x_train: torch.Tensor, y_train: torch.Tensor,
               x_dev: torch.Tensor | None, y_dev: torch.Tensor | None, grid=C_GRID, min_dev: int = 50,
-              folds: int = 5, patience: int = 2, seed: int = 0) -> Selection:
+              folds: int = 5, patience: int = 2, seed: int = 0, cv_below: int = CV_BELOW) -> Selection:
     """Pick C from `grid` for a probe made by `make_system()` (a fresh `ProbeSystem`).
     Inputs are the transformed tensors `[n, d]` and labels `[n]` of each split."""
     grid = sorted(float(c) for c in grid)
     n = len(x_train)
-    if x_dev is not None and len(x_dev) >= min_dev:
+    n_dev = 0 if x_dev is None else len(x_dev)
+    if n_dev >= min_dev and n + n_dev >= cv_below:
         losses, state = _path(make_system, [(x_train, y_train, x_dev, y_dev)], grid, patience)
         C = min(losses, key=losses.get)
         return Selection(C, l2_for(C, n), "dev", losses, state)
