@@ -26,15 +26,35 @@ CONCEPT_TYPES = ("lexical", "morphological", "syntactic", "semantic", "uninterpr
 PENN_TAGS = frozenset("""CC CD DT EX FW IN JJ JJR JJS LS MD NN NNS NNP NNPS PDT POS PRP PRP$ RB RBR RBS RP SYM TO
 UH VB VBD VBG VBN VBP VBZ WDT WP WP$ WRB $ # `` '' -LRB- -RRB- , . : ADD AFX GW HYPH NFP XX""".split())
 
-_REFUSAL = re.compile(
-    r"^\W*(i'?m sorry|i am sorry|sorry[,.!]|i apologi[sz]e|i can ?no?'?t|i cannot|i am unable|i'?m unable|"
-    r"i won'?t|as an ai|i'?m not able|i am not able)", re.IGNORECASE)
-_LABEL_PREFIX = re.compile(r"^\s*(label|answer|concept|pattern|tag)\s*:\s*", re.IGNORECASE)
+_APOSTROPHES = str.maketrans({"\u2019": "'", "\u2018": "'", "\u02bc": "'", "\u2032": "'", "`": "'"})
+# a refusal: at the start of the reply, or a first sentence that says the model cannot or will not
+_REFUSAL_START = re.compile(
+    r"^\W*(i'?m sorry|i am sorry|sorry\b|i apologi[sz]e|my apologies|i can ?no?'?t\b|i cannot|i can not|"
+    r"i am unable|i'?m unable|i won'?t|i will not|as an ai\b|as a language model|as an? (ai )?assistant|"
+    r"i'?m not able|i am not able|i must decline|i do not feel comfortable|i don'?t feel comfortable|"
+    r"i'?m afraid|unfortunately\b|regrettably\b)", re.IGNORECASE)
+_REFUSAL_ANY = re.compile(
+    r"\b(i (?:can ?no?'?t|cannot|can not|am unable to|'?m unable to|won'?t|will not|must decline)\b|"
+    r"as an ai\b|as a language model|as an ai language model|unable to (?:help|assist|provide|comply|fulfil))",
+    re.IGNORECASE)
+_NONE_WORDS = {"na", "n/a", "n.a.", "none", "null", "nil", "no label", "not applicable", "no pattern", "no tag",
+               "unknown", "-", "--", "nothing"}
+_PREAMBLE = re.compile(
+    r"^\W*(sure|certainly|of course|absolutely|okay|ok|alright|yes|great|here(?:'s| is| are)|the (?:best )?"
+    r"(?:label|answer|tag|pattern)s? (?:is|would be)|based on|looking at|after (?:reviewing|analy[sz]ing))\b",
+    re.IGNORECASE)
+_KEYED = re.compile(r"^\s*(?:the\s+)?(?:concise\s+|short\s+|final\s+|best\s+|shared\s+)?(label|answer|concept|pattern|tag|"
+                    r"category|name)(?:\s*[:=]\s*|\s+-\s+|\s+(?:is|would be)\s*[:=]?\s*)(.*)$", re.IGNORECASE)
+_MARKDOWN = re.compile(r"^\s*(?:#{1,6}\s+|>\s*|[-+*•·]\s+|\d+[.)]\s+)*|\s+$")
+_THINK = re.compile(r"<(think|thinking|reasoning|reflection)>.*?</\1>", re.IGNORECASE | re.DOTALL)
+_OPEN_THINK = re.compile(r"<(think|thinking|reasoning|reflection)>", re.IGNORECASE)
+_FENCE = re.compile(r"```[a-zA-Z0-9_-]*[ \t]*\n?(.*?)\n?```", re.DOTALL)
+_JSON_KEYS = ("label", "answer", "concept", "name", "tag", "pattern", "category", "title")
 
 
 @dataclass
 class Parsed:
-    status: str  # ok | none (the model said nothing applies) | refused | filtered | unparseable | error
+    status: str  # ok | none (nothing applies) | refused | filtered | truncated | unparseable | error
     label: str | None = None
     description: str | None = None
     concept_type: str | None = None
@@ -67,71 +87,168 @@ def _word_list(words: list[str]) -> str:
     return "[" + ", ".join(words) + "]"
 
 
-def _one_line(text: str) -> str:
-    line = next((ln for ln in text.strip().splitlines() if ln.strip()), "")
-    line = _LABEL_PREFIX.sub("", line).strip().strip("*").strip()
-    if len(line) >= 2 and line[0] == line[-1] and line[0] in "\"'`":
+def strip_reasoning(text: str) -> str | None:
+    """The reply without reasoning blocks (`<think>...</think>` and the like); None when the
+    reply is reasoning only (an unterminated block: the answer was never reached)."""
+    text = _THINK.sub("", text or "")
+    m = _OPEN_THINK.search(text)
+    if m:
+        text = text[:m.start()]
+        return text if text.strip() else None
+    return text
+
+
+def _is_refusal(text: str) -> bool:
+    t = text.translate(_APOSTROPHES).strip()
+    first = re.split(r"(?<=[.!?])\s|\n", t, maxsplit=1)[0]
+    return bool(_REFUSAL_START.match(t) or _REFUSAL_ANY.search(first))
+
+
+def _clean(line: str) -> str:
+    """One label line without markdown, quotes, a trailing period."""
+    line = _MARKDOWN.sub("", line.strip()).strip()
+    for _ in range(3):
+        line = re.sub(r"^(\*\*|__|\*|_)(.+?)\1$", r"\2", line).strip()
+        if len(line) >= 2 and line[0] == line[-1] and line[0] in "\"'`":
+            line = line[1:-1].strip()
+    if len(line) >= 2 and line[0] in "\u201c\u2018" and line[-1] in "\u201d\u2019":
         line = line[1:-1].strip()
     return line.rstrip(".").strip()
 
 
-def _screen(text: str, finish_reason: str | None) -> Parsed | None:
-    """The statuses every prompt shares: filtered, refused, empty."""
-    if finish_reason == "content_filter":
-        return Parsed("filtered")
-    if not text or not text.strip():
-        return Parsed("unparseable")
-    if _REFUSAL.match(text.strip()):
-        return Parsed("refused")
+def _json_label(obj) -> tuple[str | None, dict]:
+    """(label, the object) of a parsed JSON reply: an object with a label-like key, a string, or
+    a one-string list."""
+    if isinstance(obj, str):
+        return obj, {}
+    if isinstance(obj, list) and len(obj) == 1 and isinstance(obj[0], (str, dict)):
+        return _json_label(obj[0])
+    if isinstance(obj, dict):
+        lower = {str(k).lower(): v for k, v in obj.items()}
+        for key in _JSON_KEYS:
+            if isinstance(lower.get(key), str):
+                return lower[key], lower
+        strings = [v for v in lower.values() if isinstance(v, str)]
+        if len(lower) == 1 and len(strings) == 1:
+            return strings[0], lower
+    return None, {}
+
+
+def _json_value(text: str):
+    """The JSON value in a reply: the whole reply, a ``` fence, or the first {...} / [...] in it."""
+    body = text.strip()
+    candidates = [body] + [m.group(1) for m in _FENCE.finditer(body)]
+    for opener, closer in (("{", "}"), ("[", "]")):
+        i, j = body.find(opener), body.rfind(closer)
+        if 0 <= i < j:
+            candidates.append(body[i:j + 1])
+    for c in candidates:
+        try:
+            return json.loads(c)
+        except ValueError:
+            continue
     return None
 
 
+def _label_from_text(text: str) -> str | None:
+    """Recover the label line: inside a code fence or JSON, after a `Label:` key, after a
+    preamble line ("Sure! Here is the label:"), else the first line. None if nothing is left."""
+    body = text.strip()
+    if body.startswith(("{", "[", "```")) or _FENCE.search(body):
+        obj = _json_value(body)
+        if obj is not None:
+            label, _ = _json_label(obj)
+            return _clean(label) if label else None
+        fences = [m.group(1) for m in _FENCE.finditer(body)]
+        if fences:
+            body = "\n".join(fences)
+        body = body.replace("```", "")
+    lines = [ln for ln in (_MARKDOWN.sub("", x.replace("**", "").replace("__", "")).strip()
+                           for x in body.splitlines()) if ln]
+    for i, line in enumerate(lines):
+        keyed = _KEYED.match(line)
+        if keyed:
+            rest = _clean(keyed.group(2))
+            if rest:
+                return rest
+            return _clean(lines[i + 1]) if i + 1 < len(lines) else None
+        if _PREAMBLE.match(line):
+            after = re.split(r":\s*", line, maxsplit=1)
+            if len(after) == 2 and _clean(after[1]):
+                return _clean(after[1])
+            continue
+        return _clean(line)
+    return None
+
+
+def _screen(text: str, finish_reason: str | None) -> tuple[Parsed | None, str]:
+    """The statuses every prompt shares (filtered, truncated, refused, empty) and the reply
+    without reasoning blocks."""
+    if finish_reason == "content_filter":
+        return Parsed("filtered"), ""
+    if finish_reason == "refusal":
+        return Parsed("refused"), ""
+    if finish_reason == "length":
+        return Parsed("truncated"), ""
+    body = strip_reasoning(text)
+    if body is None or not body.strip() or not body.replace("`", "").strip() or re.fullmatch(r"\s*```\w*\s*", body):
+        return Parsed("unparseable"), ""
+    if _is_refusal(body):
+        return Parsed("refused"), ""
+    return None, body
+
+
 def _parse_label(text: str, finish_reason: str | None, max_label_words: int = 12) -> Parsed:
-    early = _screen(text, finish_reason)
+    early, body = _screen(text, finish_reason)
     if early:
         return early
-    label = _one_line(text)
-    if not label or len(label.split()) > max_label_words:
+    label = _label_from_text(body)
+    if not label or not re.search(r"\w", label):
         return Parsed("unparseable")
+    if label.lower() in _NONE_WORDS:
+        return Parsed("none")
+    if _is_refusal(label) or len(label.split()) > max_label_words:
+        return Parsed("refused") if _is_refusal(label) else Parsed("unparseable")
     return Parsed("ok", label)
 
 
-def _parse_na(text: str, finish_reason: str | None, check: Callable[[str], bool] = lambda s: True) -> Parsed:
+def _parse_na(text: str, finish_reason: str | None, check: Callable[[str], str | None] = lambda s: s) -> Parsed:
+    """A label or NA; `check` turns the label into its normal form, or None when it is not one."""
     parsed = _parse_label(text, finish_reason, max_label_words=6)
     if parsed.status != "ok":
         return parsed
-    if parsed.label.upper() in ("NA", "N/A", "NONE"):
-        return Parsed("none")
-    return parsed if check(parsed.label) else Parsed("unparseable")
+    normal = check(parsed.label)
+    return Parsed("ok", normal) if normal else Parsed("unparseable")
 
 
-def _json_reply(text: str):
-    """The JSON value of a reply (optionally inside a ``` fence), or None."""
-    body = text.strip()
-    fence = re.fullmatch(r"```(?:json)?\s*(.*?)\s*```", body, re.DOTALL)
-    if fence:
-        body = fence.group(1)
-    try:
-        return json.loads(body)
-    except ValueError:
-        return None
+def penn_tag(label: str) -> str | None:
+    """The Penn Treebank tag in a reply's label, upper-cased ("nns" -> "NNS", "NNS (plural
+    nouns)" -> "NNS"); None when there is no single tag."""
+    whole = label.strip().upper()
+    if whole in PENN_TAGS:
+        return whole
+    found = {t.upper() for t in re.findall(r"[A-Za-z$]+", label) if t.upper() in PENN_TAGS and (t.isupper() or t == label)}
+    return found.pop() if len(found) == 1 else None
 
 
 def _parse_structured(text: str, finish_reason: str | None) -> Parsed:
-    early = _screen(text, finish_reason)
+    early, body = _screen(text, finish_reason)
     if early:
         return early
-    obj = _json_reply(text)
-    if obj is None:
+    obj = _json_value(body)
+    label, fields = _json_label(obj) if obj is not None else (None, {})
+    if not label or not label.strip() or not fields:
         return Parsed("unparseable")
-    if not isinstance(obj, dict) or not isinstance(obj.get("label"), str) or not obj["label"].strip():
-        return Parsed("unparseable")
-    ctype = obj.get("type", obj.get("concept_type"))
+    label = _clean(label)
+    if label.lower() in _NONE_WORDS:
+        return Parsed("none")
+    if _is_refusal(label):
+        return Parsed("refused")
+    ctype = fields.get("type", fields.get("concept_type"))
     if ctype is not None and (not isinstance(ctype, str) or ctype.lower() not in CONCEPT_TYPES):
         return Parsed("unparseable")
-    desc = obj.get("description")
-    return Parsed("ok", obj["label"].strip(), desc.strip() if isinstance(desc, str) else None,
-                  ctype.lower() if ctype else None)
+    desc = fields.get("description")
+    return Parsed("ok", label, desc.strip() if isinstance(desc, str) else None, ctype.lower() if ctype else None)
 
 
 _SYSTEM = "You are a linguist who names the concept that a group of words from a language model shares."
@@ -167,7 +284,7 @@ PROMPTS: dict[str, Prompt] = {
         "pos",
         "Which Penn Treebank part-of-speech tag do the words in this list share?\n{words}\n"
         "Answer with the tag only (for example NNS or VBD), or NA if they do not share one.",
-        lambda t, f: _parse_na(t, f, lambda s: s.upper() in PENN_TAGS)),
+        lambda t, f: _parse_na(t, f, penn_tag)),
     "context": Prompt(
         "context",
         "Give a short, concise label that best describes this list of words, using the sentences "
@@ -205,13 +322,31 @@ def detection_messages(label: str, words: list[str]) -> list[dict]:
 
 
 def parse_detection(text: str, finish_reason: str | None, n_words: int) -> tuple[str, list[int] | None]:
-    """(status, chosen 0-based indices); a reply that is not a JSON list of valid numbers is unparseable."""
-    early = _screen(text, finish_reason)
+    """(status, chosen 0-based indices). Accepted shapes: a JSON list of numbers (bare, fenced
+    or after a preamble), an object holding one such list (as JSON mode returns, e.g.
+    {"fit": [1, 3]}), numbers as strings, or a plain "1, 3" / "none". Anything else, or a
+    number outside 1..n_words, is unparseable."""
+    early, body = _screen(text, finish_reason)
     if early:
         return early.status, None
-    obj = _json_reply(text)
+    obj = _json_value(body)
+    if isinstance(obj, dict):
+        lists = [v for v in obj.values() if isinstance(v, list)]
+        obj = lists[0] if len(lists) == 1 else None
     if obj is None:
+        plain = body.strip().rstrip(".").strip()
+        if plain.lower() in ("none", "[]", "no words", "none of them"):
+            return "ok", []
+        if not re.fullmatch(r"\d+(\s*(,|;|and|\s)\s*\d+)*", plain):
+            return "unparseable", None
+        obj = [int(x) for x in re.findall(r"\d+", plain)]
+    if not isinstance(obj, list):
         return "unparseable", None
-    if not isinstance(obj, list) or not all(isinstance(x, int) and not isinstance(x, bool) and 1 <= x <= n_words for x in obj):
-        return "unparseable", None
-    return "ok", sorted({x - 1 for x in obj})
+    out = []
+    for x in obj:
+        if isinstance(x, str) and x.strip().isdigit():
+            x = int(x.strip())
+        if not isinstance(x, int) or isinstance(x, bool) or not 1 <= x <= n_words:
+            return "unparseable", None
+        out.append(x - 1)
+    return "ok", sorted(set(out))

@@ -1,0 +1,71 @@
+"""Realistic model replies and what each prompt's parser must make of them:
+(kind, prompt id, reply, finish_reason, expected status, expected label).
+Used by tests/test_reply_parsing.py and bench/bench_parsers.py."""
+
+R = "\u2019"  # the typographic apostrophe current OpenAI models write
+
+REPLIES = [
+    # plain labels and the recoverable shapes
+    ("plain label", "default", "Animals", "stop", "ok", "Animals"),
+    ("label with period", "default", "Label: Animals.", "stop", "ok", "Animals"),
+    ("quoted label, then an explanation", "default", '"Past-tense verbs"\n\nThese are all verbs.', "stop", "ok", "Past-tense verbs"),
+    ("preamble line", "default", "Sure! Here is the label:\nAnimals", "stop", "ok", "Animals"),
+    ("preamble, same line", "default", "Sure! The label is: Body parts", "stop", "ok", "Body parts"),
+    ("preamble, blank line", "default", "Certainly.\n\nMusical instruments", "stop", "ok", "Musical instruments"),
+    ("here is ... with markdown", "default", "Here's a concise label:\n\n**Days of the week**", "stop", "ok", "Days of the week"),
+    ("markdown Label: prefix", "default", "**Label:** Body parts", "stop", "ok", "Body parts"),
+    ("markdown Label prefix, colon outside", "default", "**Label**: Animals", "stop", "ok", "Animals"),
+    ("heading label", "default", "### Label: *Colors*", "stop", "ok", "Colors"),
+    ("bullet", "default", "- **Animals**", "stop", "ok", "Animals"),
+    ("numbered", "default", "1. Numbers and quantities", "stop", "ok", "Numbers and quantities"),
+    ("typographic quotes", "default", "\u201cFamily members\u201d", "stop", "ok", "Family members"),
+    ("code fence with text", "default", "```\nAnimals\n```", "stop", "ok", "Animals"),
+    ("code fence with JSON", "default", '```json\n{"label": "Past-tense verbs"}\n```', "stop", "ok", "Past-tense verbs"),
+    ("bare JSON object", "default", '{"label": "Colors"}', "stop", "ok", "Colors"),
+    ("JSON with another key", "default", '{"concept": "Weekdays", "confidence": 0.9}', "stop", "ok", "Weekdays"),
+    ("reasoning block then label", "default", "<think>These all name animals, so...</think>\n\nAnimals", "stop", "ok", "Animals"),
+    ("reasoning block, label prefix", "context", "<think>\nplaces?\n</think>\nLabel: Place names", "stop", "ok", "Place names"),
+    ("hyphenated label", "default", "Pre- and post-modifiers", "stop", "ok", "Pre- and post-modifiers"),
+    # refusals in every wording
+    ("refusal, typographic apostrophe", "default", f"I{R}m sorry, but I can{R}t help with that.", "stop", "refused", None),
+    ("refusal, straight apostrophe", "default", "I'm sorry, but I can't help with that.", "stop", "refused", None),
+    ("refusal, cannot", "default", "I cannot provide a label for this list.", "stop", "refused", None),
+    ("refusal, unfortunately", "default", "Unfortunately, I cannot determine a label for these words.", "stop", "refused", None),
+    ("refusal, as a language model", "default", "As a language model, I cannot label offensive content.", "stop", "refused", None),
+    ("refusal, as an AI", "default", f"As an AI, I{R}m not able to do that.", "stop", "refused", None),
+    ("refusal, apologise", "context", "I apologize, but I won't label this.", "stop", "refused", None),
+    ("refusal, unable", "default", f"I{R}m unable to help with that request.", "stop", "refused", None),
+    ("refusal after a preamble", "default", f"Sure.\nI{R}m sorry, I can{R}t do this.", "stop", "refused", None),
+    ("refusal field (finish_reason refusal)", "default", "I can't assist with that.", "refusal", "refused", None),
+    ("content filter", "default", "Animals", "content_filter", "filtered", None),
+    # never labels
+    ("N/A", "default", "N/A", "stop", "none", None),
+    ("None", "default", "None", "stop", "none", None),
+    ("NA", "default", "NA", "stop", "none", None),
+    ("empty", "default", "   ", "stop", "unparseable", None),
+    ("fence only", "default", "```", "stop", "unparseable", None),
+    ("json fence only", "default", "```json\n```", "stop", "unparseable", None),
+    ("reasoning only, never closed", "default", "<think>These words seem to be", "stop", "unparseable", None),
+    ("cut at the token limit", "default", "Words that describe the", "length", "truncated", None),
+    ("too long to be a label", "default", " ".join(["word"] * 30), "stop", "unparseable", None),
+    # the lexical and pos prompts
+    ("lexical pattern", "lexical", "-ing", "stop", "ok", "-ing"),
+    ("lexical pattern in a sentence", "lexical", "The shared pattern is -ing", "stop", "ok", "-ing"),
+    ("lexical NA", "lexical", "NA", "stop", "none", None),
+    ("lexical N/A with period", "lexical", "N/A.", "stop", "none", None),
+    ("pos tag", "pos", "NNS", "stop", "ok", "NNS"),
+    ("pos tag lower case", "pos", "nns", "stop", "ok", "NNS"),
+    ("pos tag in a sentence", "pos", "The tag is VBD.", "stop", "ok", "VBD"),
+    ("pos tag with a gloss", "pos", "NNS (plural nouns)", "stop", "ok", "NNS"),
+    ("pos not a tag", "pos", "plural nouns", "stop", "unparseable", None),
+    ("pos NA", "pos", "NA", "stop", "none", None),
+    ("pos refusal", "pos", f"Sorry, I can{R}t tell.", "stop", "refused", None),
+    # the structured prompt
+    ("structured", "structured", '{"label": "Animals", "description": "Pets.", "type": "semantic"}', "stop", "ok", "Animals"),
+    ("structured in a fence, capitalised type", "structured", '```json\n{"label": "Verbs", "type": "Syntactic"}\n```', "stop", "ok", "Verbs"),
+    ("structured after a preamble", "structured", 'Here is the JSON:\n{"label": "Colors", "type": "semantic"}', "stop", "ok", "Colors"),
+    ("structured, bad type", "structured", '{"label": "Verbs", "type": "grammar"}', "stop", "unparseable", None),
+    ("structured, not JSON", "structured", "Animals", "stop", "unparseable", None),
+    ("structured, N/A label", "structured", '{"label": "N/A", "type": "uninterpretable"}', "stop", "none", None),
+    ("structured, truncated JSON", "structured", '{"label": "Ani', "length", "truncated", None),
+]
