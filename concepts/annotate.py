@@ -24,7 +24,7 @@ from omegaconf import DictConfig
 
 from concepts.annotation.annotators import Annotator, LLMAnnotator
 from concepts.annotation.cache import ReplyCache
-from concepts.annotation.dataset import export_dataset, primary_annotation
+from concepts.annotation.dataset import export_dataset, label_of_record
 from concepts.annotation.factory import make_annotator
 from concepts.annotation.human_eval import write_sheet
 from concepts.annotation.prompts import estimate_tokens
@@ -101,6 +101,10 @@ def open_concepts(cfg: AnnotateConfig) -> ConceptRun:
     return ConceptRun(path, store, k, layers, manifest["fingerprint"])
 
 
+def _first_error(anns: list[Annotation]) -> str:
+    return next((a.description for a in anns if a.status == "error" and a.description), "every request failed")
+
+
 def _select(concepts: list[Concept], max_concepts: int | None) -> list[Concept]:
     if max_concepts is None:
         return concepts
@@ -129,10 +133,19 @@ def _dry_run(annotator: Annotator, run: ConceptRun, targets: dict[int, list[Conc
                           cost, None, 0.0)
 
 
-def merge(c: Concept, ann: Annotation) -> None:
-    """Put `ann` into the record, replacing an earlier one of the same annotator, model and prompt."""
-    key = (ann.annotator, ann.model, ann.prompt_id)
-    c.annotations = [a for a in c.annotations if (a.annotator, a.model, a.prompt_id) != key] + [ann]
+def merge(c: Concept, ann: Annotation) -> bool:
+    """Put `ann` into the record, replacing an earlier annotation of the same identity
+    (annotator, model, prompt, generation settings), but never a usable label with a result
+    that has none (an error, refusal, unparseable or truncated reply of a failed attempt).
+    Returns whether the record changed."""
+    key = (ann.annotator, ann.model, ann.prompt_id, ann.settings)
+    same = [a for a in c.annotations if (a.annotator, a.model, a.prompt_id, a.settings) == key]
+    if any(a.label and a.status == "ok" for a in same) and not (ann.label and ann.status == "ok"):
+        return False
+    if same and same[-1] == ann:
+        return False
+    c.annotations = [a for a in c.annotations if (a.annotator, a.model, a.prompt_id, a.settings) != key] + [ann]
+    return True
 
 
 def run(cfg: DictConfig | AnnotateConfig) -> AnnotateResult:
@@ -144,7 +157,9 @@ def run(cfg: DictConfig | AnnotateConfig) -> AnnotateResult:
     a = cfg.annotator
     offline = a.backend == "alignment"  # no model and no prompt
     name = f"{a.backend}-{'alignment' if offline else model_slug(a.model)}-{'alignment' if offline else cfg.prompt.id}-K{k}.json"
-    ident = fingerprint({"annotator": {key: v for key, v in asdict(a).items() if key not in ("concurrency", "timeout")},
+    ident = fingerprint({"annotator": {key: v for key, v in asdict(a).items()
+                                       if key not in ("concurrency", "timeout", "max_connection_failures")},
+                         "label_source": cfg.annotation.label_source, "retry_refused": cfg.annotation.retry_refused,
                          "prompt": asdict(cfg.prompt), "max_concepts": cfg.annotation.max_concepts,
                          "layers": crun.layers, "concepts": crun.fingerprint})
     previous = out / name
@@ -169,39 +184,52 @@ def run(cfg: DictConfig | AnnotateConfig) -> AnnotateResult:
         log.info("annotating %d concepts of layers %s with %s (%s, prompt %s)", len(flat),
                  ",".join(map(str, crun.layers)), annotator.name, annotator.model, annotator.prompt_id)
         anns = annotator.annotate(flat, sentences)
-        for c, ann in zip(flat, anns):
-            merge(c, ann)
+        client = annotator.client if isinstance(annotator, LLMAnnotator) else None
+        if client is not None and flat and client.usage.answered + client.usage.cached == 0:
+            raise UserError(f"no request was answered ({client.broken or _first_error(anns)}); no record was changed "
+                            "and nothing was exported. Check the server and re-run")
+        changed = sum(merge(c, ann) for c, ann in zip(flat, anns))
         for layer in crun.layers:
             crun.write(layer, by_layer[layer])
         statuses = dict(Counter(a.status for a in anns))
-        usage = annotator.client.usage.to_dict() if isinstance(annotator, LLMAnnotator) else {}
-        cost = annotator.client.usage.cost(a.price_input_per_1m, a.price_output_per_1m) if usage else 0.0
+        usage = client.usage.to_dict() if client is not None else {}
+        cost = client.usage.cost(a.price_input_per_1m, a.price_output_per_1m) if usage else 0.0
+        if client is not None and client.broken:
+            raise UserError(f"{client.broken}. The {client.usage.answered + client.usage.cached} replies received so "
+                            f"far are kept ({changed} records updated, replies cached in {cfg.annotation.cache}); "
+                            "nothing was exported. Re-run when the server is back: answered prompts are not sent again")
     finally:
         if cache is not None:
             cache.close()
+    cached_cost = client.usage.cached_cost(a.price_input_per_1m, a.price_output_per_1m) if usage else 0.0
     report = {
         "fingerprint": ident, "exported": cfg.annotation.export,
         "annotator": annotator.name, "model": annotator.model, "prompt_id": annotator.prompt_id, "k": k,
         "layers": crun.layers, "concepts": len(anns), "statuses": statuses, "usage": usage, "cost_usd": cost,
-        "versions": library_versions(),
+        "cost_cached_usd": cached_cost, "cost_total_usd": cost + cached_cost, "records_changed": changed,
+        "label_source": cfg.annotation.label_source, "versions": library_versions(),
     }
     log.info("labels: %s", ", ".join(f"{s} {n}" for s, n in sorted(statuses.items())))
     if usage:
         log.info("requests sent %d (retries %d, failed %d), answered from cache %d; tokens %d in / %d out; "
-                 "estimated cost $%.4f", usage["requests"], usage["retries"], usage["failed"], usage["cached"],
-                 usage["prompt_tokens"], usage["completion_tokens"], cost)
+                 "estimated cost $%.4f for this run, $%.4f for the cached replies it reused ($%.4f in all)",
+                 usage["requests"], usage["retries"], usage["failed"], usage["cached"], usage["prompt_tokens"],
+                 usage["completion_tokens"], cost, cached_cost, cost + cached_cost)
     dataset = None
     if cfg.annotation.export:
-        dataset = export_dataset(crun.path / f"dataset-K{k}", by_layer, sentences, k, hf=cfg.annotation.export_hf)
+        source = cfg.annotation.label_source
+        dataset = export_dataset(crun.path / f"dataset-K{k}", by_layer, sentences, k, hf=cfg.annotation.export_hf,
+                                 source=source)
         write_sheet(dataset / "human-eval.csv", by_layer, cfg.annotation.human_eval_per_layer, cfg.annotation.seed,
-                    label_of=lambda c: (primary_annotation(c).label if primary_annotation(c) else None),
+                    label_of=lambda c: (a.label if (a := label_of_record(c, source)) else None),
                     human_of=lambda c: next((x.label for x in c.annotations if x.annotator == "alignment" and x.label), None))
         log.info("concept dataset: %s", dataset)
     if cfg.discovery.explorer:
         from concepts.explorer import write_explorer
 
         page = crun.path / f"explorer-K{k}.html"
-        write_explorer(page, by_layer, sentences, f"{cfg.model.name or cfg.model.name_or_path} · {cfg.corpus.name} · K={k}")
+        write_explorer(page, by_layer, sentences, f"{cfg.model.name or cfg.model.name_or_path} · {cfg.corpus.name} · K={k}",
+                       label_source=cfg.annotation.label_source)
         log.info("open the concept explorer: %s", page.resolve().as_uri())
     atomic_write_json(out / name, report)  # last: its presence means this annotation run is complete
     return AnnotateResult(crun.path, crun.layers, k, statuses, usage, cost, dataset, time.perf_counter() - t0)

@@ -13,6 +13,7 @@ import hydra
 from omegaconf import DictConfig
 
 from concepts.errors import UserError
+from concepts.secrets import check_argv
 
 CONF_DIR = str(Path(__file__).resolve().parent.parent / "conf")
 log = logging.getLogger("concepts")
@@ -63,6 +64,11 @@ def hydra_entry(config_name: str, run: Callable[[DictConfig], object],
         # one timestamp per command: multirun jobs started by joblib or submitit in another
         # second would otherwise resolve ${now:...} into different sweep folders
         os.environ.setdefault("CONCEPTS_RUN_STAMP", time.strftime("%Y-%m-%d_%H-%M-%S"))
+        problem = check_argv(sys.argv[1:])  # before Hydra saves the overrides anywhere
+        if problem:
+            logging.basicConfig(level=logging.INFO, format="%(message)s")
+            log.error("%s", problem)
+            sys.exit(2)
         sys.argv = [sys.argv[0], *rewrite_model_shortcut(sys.argv[1:])]
         _task()
 

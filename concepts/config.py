@@ -209,6 +209,7 @@ class AnnotatorConfig:
     backoff_base: float = 1.0  # seconds; doubled per attempt, with jitter, at least the server's Retry-After
     backoff_max: float = 60.0
     concurrency: int = 8  # requests in flight
+    max_connection_failures: int = 5  # in a row, across requests: then the run stops (circuit breaker)
     requests_per_minute: float | None = None  # client-side limits; null = none
     tokens_per_minute: float | None = None
     price_input_per_1m: float = 0.0  # USD per million prompt tokens, for the cost estimate
@@ -220,9 +221,12 @@ class AnnotatorConfig:
     def __post_init__(self) -> None:
         if self.backend not in ("alignment", "openai", "hf_local"):
             raise UserError(f"annotator.backend={self.backend!r}: use alignment, openai or hf_local")
-        if self.api_key_env.startswith("sk-") or not self.api_key_env.replace("_", "").isalnum():
-            raise UserError("annotator.api_key_env must name an environment variable (for example OPENAI_API_KEY); "
-                            "never put the key itself in a config")
+        from concepts.secrets import KEY_ENV_MESSAGE, looks_like_key
+
+        if looks_like_key(self.api_key_env):
+            raise UserError(KEY_ENV_MESSAGE)
+        if self.max_connection_failures < 1:
+            raise UserError("annotator.max_connection_failures must be at least 1")
         if self.concurrency < 1 or self.max_retries < 0 or self.timeout <= 0:
             raise UserError("annotator.concurrency must be >= 1, annotator.max_retries >= 0, annotator.timeout > 0")
 
@@ -251,6 +255,9 @@ class AnnotationConfig:
     export: bool = True  # the released dataset: TCN layout, JSON lines, Parquet, human-evaluation CSV
     export_hf: bool = False  # also a Hugging Face datasets folder
     human_eval_per_layer: int = 20  # concepts per layer in the human-evaluation CSV
+    label_source: str | None = None  # the label of record: null = the rule (latest LLM label, else alignment);
+    # or "annotator[:model[:prompt]]", e.g. alignment, openai, openai:gpt-4o-mini:default
+    retry_refused: bool = False  # ask again (not the cache) when the cached reply is a refusal or filtered
     seed: int = 0
 
     def __post_init__(self) -> None:

@@ -45,7 +45,17 @@ def _label_text(a) -> str:
     return a.label + (f" [F1 {f1:.2f}]" if f1 is not None else "")
 
 
-def explorer_data(by_layer: dict[int, list[Concept]], sentences: list[list[str]], title: str) -> dict:
+def _labels(c: Concept, source: str | None) -> list[str]:
+    """The label of record first (`label_of_record`), then the concept's other usable labels."""
+    from concepts.annotation.dataset import label_of_record
+
+    first = label_of_record(c, source)
+    rest = [a for a in c.annotations if a.label and a.status == "ok" and a is not first]
+    return [_label_text(a) for a in ([first] if first else []) + rest]
+
+
+def explorer_data(by_layer: dict[int, list[Concept]], sentences: list[list[str]], title: str,
+                  label_source: str | None = None) -> dict:
     links = _links(by_layer)
     layers = []
     for layer in sorted(by_layer):
@@ -58,7 +68,7 @@ def explorer_data(by_layer: dict[int, list[Concept]], sentences: list[list[str]]
             items.append({
                 "id": c.concept_id, "size": c.size,
                 "words": list(c.type_counts.items())[:MAX_WORDS], "types": len(c.type_counts),
-                "labels": [_label_text(a) for a in c.annotations if a.label],
+                "labels": _labels(c, label_source),
                 "aligned": {name: a["aligned"] for name, a in c.alignment.items() if a.get("aligned")},
                 "best": {name: a["best"][:1] for name, a in c.alignment.items() if a.get("best")},
                 "examples": examples, "links": links.get((layer, c.concept_id), []),
@@ -154,10 +164,10 @@ if (h) { const el = document.getElementById(location.hash.slice(1)); if (el) el.
 
 
 def write_explorer(path: Path, by_layer: dict[int, list[Concept]], sentences: list[list[str]], title: str,
-                   neurons: dict[str, list] | None = None) -> None:
+                   neurons: dict[str, list] | None = None, label_source: str | None = None) -> None:
     """`neurons`: optional neuron name -> its top activating words `[[word, activation], ...]`,
-    shown in a "top neurons" view."""
-    payload = explorer_data(by_layer, sentences, title)
+    shown in a "top neurons" view. Each concept's label of record comes first."""
+    payload = explorer_data(by_layer, sentences, title, label_source)
     if neurons:
         payload["neurons"] = neurons
     data = json.dumps(payload, ensure_ascii=False).replace("</", "<\\/")

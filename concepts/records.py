@@ -23,11 +23,12 @@ class Annotation:
     model: str
     prompt_id: str
     label: str | None  # None when the reply was a refusal or unusable
-    status: str = "ok"  # ok | refused | filtered | unparseable
+    status: str = "ok"  # ok | none | refused | filtered | truncated | unparseable | error | unaligned
     description: str | None = None
     concept_type: str | None = None
     raw: str | None = None
     scores: dict | None = None  # label scoring: precision, recall, f1, positives, negatives, scorer
+    settings: str | None = None  # generation settings (with annotator, model, prompt_id: the annotation's identity)
 
 
 @dataclass

@@ -18,7 +18,7 @@ import logging
 import numpy as np
 import pandas as pd
 
-from concepts.annotation.dataset import primary_annotation
+from concepts.annotation.dataset import label_of_record
 from concepts.errors import UserError
 from concepts.records import Concept
 from concepts.store import row_index
@@ -58,14 +58,15 @@ def tag_labels(tokens: pd.DataFrame, column: str, min_examples: int = 10, max_to
     return _finish(column, rows, values[rows], tokens, min_examples)
 
 
-def select_concepts(concepts: list[Concept], top: int, require_label: bool) -> list[Concept]:
-    """The `top` largest concepts (labelled ones only when `require_label`), ties by id."""
-    pool = [c for c in concepts if not require_label or primary_annotation(c) is not None]
+def select_concepts(concepts: list[Concept], top: int, require_label: bool, source: str | None = None) -> list[Concept]:
+    """The `top` largest concepts (labelled ones only when `require_label`: a label of record,
+    `concepts.annotation.dataset.label_of_record`), ties by id."""
+    pool = [c for c in concepts if not require_label or label_of_record(c, source) is not None]
     return sorted(pool, key=lambda c: (-c.size, c.concept_id))[:top]
 
 
-def concept_name(c: Concept) -> str:
-    a = primary_annotation(c)
+def concept_name(c: Concept, source: str | None = None) -> str:
+    a = label_of_record(c, source)
     return f"C{c.concept_id}: {a.label}" if a else f"C{c.concept_id}"
 
 
@@ -78,31 +79,31 @@ def _members_rows(c: Concept, index: dict, where: str) -> list[int]:
 
 
 def concept_labels(tokens: pd.DataFrame, concepts: list[Concept], top: int, require_label: bool,
-                   min_examples: int, where: str = "concepts") -> LabelSet:
+                   min_examples: int, where: str = "concepts", source: str | None = None) -> LabelSet:
     index = row_index(tokens)
-    chosen = select_concepts(concepts, top, require_label)
+    chosen = select_concepts(concepts, top, require_label, source)
     rows, names = [], []
     for c in chosen:
         r = _members_rows(c, index, where)
         rows += r
-        names += [concept_name(c)] * len(r)
+        names += [concept_name(c, source)] * len(r)
     layer = concepts[0].layer if concepts else -1
     return _finish(f"concepts-L{layer}-top{top}", rows, names, tokens, min_examples)
 
 
 def concept_binary_labels(tokens: pd.DataFrame, concepts: list[Concept], top: int, require_label: bool,
                           min_examples: int, seed: int = 0, where: str = "concepts", negatives: float = 1.0,
-                          min_rows: int = 0) -> list[LabelSet]:
+                          min_rows: int = 0, source: str | None = None) -> list[LabelSet]:
     index = row_index(tokens)
     rng = np.random.default_rng(seed)
     all_rows = {c.concept_id: _members_rows(c, index, where) for c in concepts}
     out = []
-    for c in select_concepts(concepts, top, require_label):
+    for c in select_concepts(concepts, top, require_label, source):
         pos = all_rows[c.concept_id]
         others = np.array([r for cid, rs in all_rows.items() if cid != c.concept_id for r in rs], dtype=np.int64)
         want = max(int(round(negatives * len(pos))), min_rows - len(pos))
         neg = rng.choice(others, size=min(want, len(others)), replace=False)
-        name = concept_name(c)
+        name = concept_name(c, source)
         out.append(_finish(f"concept-L{c.layer}-C{c.concept_id}", list(pos) + neg.tolist(),
                            [name] * len(pos) + ["other"] * len(neg), tokens, min_examples))
     return out

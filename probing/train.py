@@ -97,10 +97,11 @@ def tasks_for(cfg: TrainConfig, tokens: pd.DataFrame, layer: int, concepts: Conc
         raise UserError(f"the concepts in {concepts.path} have no labels yet; run concepts.annotate first "
                         "(or set labels.require_label=false)")
     where = str(concepts.path)
+    source = cfg.annotation.label_source
     if lab.source == "concepts":
-        return [concept_labels(tokens, cs, lab.top, lab.require_label, minimum, where)]
+        return [concept_labels(tokens, cs, lab.top, lab.require_label, minimum, where, source)]
     return concept_binary_labels(tokens, cs, lab.top, lab.require_label, minimum, cfg.probing.seed, where,
-                                 lab.negatives, lab.min_rows)
+                                 lab.negatives, lab.min_rows, source)
 
 
 def probe_one(cfg: TrainConfig, store, layer: int, ls: LabelSet, fp: str, model: str, group: str,

@@ -221,7 +221,7 @@ def test_annotate_bad_input(discovered, tmp_path, monkeypatch):
     monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
     with pytest.raises(UserError, match="export OPENAI_API_KEY"):
         annotate_mod.run(compose_cfg("annotate", _overrides(discovered, "annotator=openai")))
-    with pytest.raises(UserError, match="never put the key itself"):
+    with pytest.raises(UserError, match="never the key itself"):
         annotate_mod.run(compose_cfg("annotate", _overrides(discovered, "annotator=openai", f"annotator.api_key_env={SECRET}")))
     with pytest.raises(UserError, match="not a concepts folder"):
         annotate_mod.run(compose_cfg("annotate", [*discovered[1], f"annotation.concepts={tmp_path}"]))
@@ -369,9 +369,12 @@ def test_hf_local_backend_runs_a_local_causal_lm(discovered, tiny_models, tmp_pa
     anns = [a for c in recs for a in c.annotations if a.annotator == "hf_local"]
     assert len(anns) == 2 and all(a.raw is not None and (a.label is None) == (a.status != "ok") for a in anns)
     assert _cache_rows(tmp_path / "hf.sqlite") == res.usage["requests"]
-    # the tiny GPT-2 of the fixtures has 64 positions: too short for the prompt, an error per concept
-    short = annotate_mod.run(compose_cfg("annotate", [*over, f"annotator.model={tiny_models['gpt2']}"]))
-    assert short.statuses == {"error": 2}
+    # the tiny GPT-2 of the fixtures has 64 positions: too short for the prompt, an error per
+    # concept; a run in which nothing was answered changes no record
+    before = (res.concepts / "layer_02" / "concepts-K6.jsonl").read_bytes()
+    with pytest.raises(UserError, match="no request was answered .*exceeds the model's 64 positions"):
+        annotate_mod.run(compose_cfg("annotate", [*over, f"annotator.model={tiny_models['gpt2']}"]))
+    assert (res.concepts / "layer_02" / "concepts-K6.jsonl").read_bytes() == before
 
 
 def test_client_side_request_rate_limit():

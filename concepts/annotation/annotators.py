@@ -5,7 +5,8 @@
   human-concept baseline the paper compares LLM labels against.
 - `LLMAnnotator`: asks a chat backend (`openai` or `hf_local`) through `LLMClient` with one of
   the prompts; a refused, filtered or unparseable reply to the token list is asked again with
-  the unique types (the paper's fallback), and never becomes a label.
+  the unique types (the paper's fallback), and never becomes a label. A cached refusal is
+  asked again only with `retry_refused`. Each annotation carries its generation settings.
 """
 
 from __future__ import annotations
@@ -72,7 +73,7 @@ class AlignmentAnnotator(Annotator):
 
 class LLMAnnotator(Annotator):
     def __init__(self, client: LLMClient, prompt: Prompt, max_words: int = 100, examples: int = 3,
-                 fallback_unique: bool = True, progress: bool = True):
+                 fallback_unique: bool = True, progress: bool = True, retry_refused: bool = False):
         self.client = client
         self.prompt = prompt
         self.name = client.backend.name
@@ -82,6 +83,10 @@ class LLMAnnotator(Annotator):
         self.examples = examples
         self.fallback_unique = fallback_unique
         self.progress = progress
+        self.retry_refused = retry_refused
+        params = getattr(client.backend, "params", {}) or {}
+        self.settings = ",".join([f"{k}={params[k]}" for k in sorted(params)] + [f"max_words={max_words}"]
+                                 + ([f"examples={examples}"] if prompt.context else []))
 
     def messages(self, c: Concept, sentences: list[list[str]], repeats: bool = True) -> list[dict]:
         words = cap_words(c.type_counts, self.max_words, repeats)
@@ -101,10 +106,16 @@ class LLMAnnotator(Annotator):
         for msgs in attempts:
             r = await self.client.chat(msgs)
             if r.error:
-                return Annotation(self.name, self.model, self.prompt_id, None, "error", r.error)
+                return Annotation(self.name, self.model, self.prompt_id, None, "error", r.error, settings=self.settings)
             p = self.prompt.parse(r.text, r.finish_reason)
+            if r.cached and self.retry_refused and p.status in ("refused", "filtered"):  # ask again, not the cache
+                r = await self.client.chat(msgs, refresh=True)
+                if r.error:
+                    return Annotation(self.name, self.model, self.prompt_id, None, "error", r.error,
+                                      settings=self.settings)
+                p = self.prompt.parse(r.text, r.finish_reason)
             ann = Annotation(self.name, self.model, self.prompt_id, p.label, p.status, p.description,
-                             p.concept_type, r.text)
+                             p.concept_type, r.text, settings=self.settings)
             if p.usable:
                 break
         return ann

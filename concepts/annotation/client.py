@@ -24,11 +24,14 @@ log = logging.getLogger(__name__)
 
 
 class TransientError(Exception):
-    """A failure worth retrying; `retry_after` is the server's wish in seconds, if it said one."""
+    """A failure worth retrying; `retry_after` is the server's wish in seconds, if it said one;
+    `connection` marks a failure to reach the server at all (refused, reset, DNS), which the
+    client's circuit breaker counts across requests."""
 
-    def __init__(self, message: str, retry_after: float | None = None):
+    def __init__(self, message: str, retry_after: float | None = None, connection: bool = False):
         super().__init__(message)
         self.retry_after = retry_after
+        self.connection = connection
 
 
 class PermanentError(Exception):
@@ -56,14 +59,23 @@ class ChatResult:
 @dataclass
 class Usage:
     requests: int = 0  # sent to the backend (retries included)
-    cached: int = 0  # answered from the cache
+    answered: int = 0  # requests the backend answered
+    cached: int = 0  # answered from the cache (or by an identical request in flight)
     retries: int = 0
     failed: int = 0  # gave up after the last retry
-    prompt_tokens: int = 0
+    prompt_tokens: int = 0  # of the replies received in this run
     completion_tokens: int = 0
+    cached_prompt_tokens: int = 0  # of the cached replies this run reused (paid for by an earlier run)
+    cached_completion_tokens: int = 0
 
     def cost(self, price_input_per_1m: float, price_output_per_1m: float) -> float:
+        """USD of this run's requests."""
         return (self.prompt_tokens * price_input_per_1m + self.completion_tokens * price_output_per_1m) / 1e6
+
+    def cached_cost(self, price_input_per_1m: float, price_output_per_1m: float) -> float:
+        """USD the reused cached replies cost when they were first asked."""
+        return (self.cached_prompt_tokens * price_input_per_1m
+                + self.cached_completion_tokens * price_output_per_1m) / 1e6
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -92,7 +104,8 @@ def parse_retry_after(headers) -> float | None:
 class LLMClient:
     def __init__(self, backend: ChatBackend, cache: ReplyCache | None = None, concurrency: int = 8,
                  requests_per_minute: float | None = None, tokens_per_minute: float | None = None,
-                 max_retries: int = 6, backoff_base: float = 1.0, backoff_max: float = 60.0, seed: int = 0):
+                 max_retries: int = 6, backoff_base: float = 1.0, backoff_max: float = 60.0, seed: int = 0,
+                 max_connection_failures: int = 5):
         self.backend = backend
         self.cache = cache
         self.concurrency = concurrency
@@ -105,6 +118,9 @@ class LLMClient:
         self._rng = random.Random(seed)
         self._slots: asyncio.Semaphore | None = None
         self._pending: dict[str, asyncio.Future] = {}
+        self.max_connection_failures = max_connection_failures
+        self._connection_failures = 0  # in a row, across requests
+        self.broken: str | None = None  # set when the breaker opens: why
 
     def start(self) -> None:
         """Fresh concurrency slots and rate buckets for a new event loop."""
@@ -120,15 +136,19 @@ class LLMClient:
         backoff = min(self.backoff_max, self.backoff_base * 2 ** attempt) * (0.5 + 0.5 * self._rng.random())
         return max(backoff, retry_after) if retry_after is not None else backoff
 
-    async def chat(self, messages: list[dict]) -> ChatResult:
-        """The reply to `messages`: from the cache, from an identical request already in flight,
-        or from the backend."""
+    async def chat(self, messages: list[dict], refresh: bool = False) -> ChatResult:
+        """The reply to `messages`: from the cache (unless `refresh`), from an identical request
+        already in flight, or from the backend."""
         key = self.key(messages)
-        if self.cache is not None:
+        if self.cache is not None and not refresh:
             hit = self.cache.get(key)
             if hit is not None:
                 self.usage.cached += 1
+                self.usage.cached_prompt_tokens += hit.prompt_tokens or 0
+                self.usage.cached_completion_tokens += hit.completion_tokens or 0
                 return ChatResult(hit.text, hit.finish_reason, cached=True)
+        if self.broken:
+            return ChatResult("", None, cached=False, error=self.broken)
         pending = self._pending.get(key)
         if pending is not None:  # the same request is in flight: share its reply
             self.usage.cached += 1
@@ -147,6 +167,8 @@ class LLMClient:
         last = ""
         for attempt in range(self.max_retries + 1):
             async with self._slots:
+                if self.broken:  # the breaker opened while this request waited
+                    return ChatResult("", None, cached=False, error=self.broken)
                 await self.limits.acquire(estimate_tokens(messages))
                 self.usage.requests += 1
                 try:
@@ -154,11 +176,23 @@ class LLMClient:
                 except TransientError as e:
                     last = str(e)
                     retry_after = e.retry_after
+                    if e.connection:
+                        self._connection_failures += 1
+                        if self._connection_failures >= self.max_connection_failures and not self.broken:
+                            where = getattr(self.backend, "where", None) or self.backend.name
+                            self.broken = (f"{where} could not be reached: {self._connection_failures} connection "
+                                           f"failures in a row ({last})")
+                            log.error("%s; stopping", self.broken)
+                        if self.broken:
+                            self.usage.failed += 1
+                            return ChatResult("", None, cached=False, error=self.broken)
                 except PermanentError as e:
                     self.usage.failed += 1
                     log.warning("request failed: %s", e)
                     return ChatResult("", None, cached=False, error=str(e))
                 else:
+                    self._connection_failures = 0
+                    self.usage.answered += 1
                     self.usage.prompt_tokens += reply.prompt_tokens
                     self.usage.completion_tokens += reply.completion_tokens
                     if self.cache is not None:

@@ -3,7 +3,8 @@
 
 Parquet schema, one row per concept (also in the README):
     model str, layer int, k int, concept_id int, size int,
-    label str|null (the first usable annotation), annotator str|null, prompt_id str|null,
+    label str|null (the label of record: `label_of_record`), annotator str|null, label_model str|null,
+    prompt_id str|null, label_settings str|null,
     concept_type str|null, words list<str> (types, most frequent first),
     members list<struct<word str, sentence int, position int>>,
     annotations list<struct<annotator, model, prompt_id, label, status, description, concept_type, raw, scores_json>>,
@@ -22,21 +23,44 @@ from concepts.artifacts import atomic_write_text
 from concepts.records import Annotation, Concept, Member
 
 
-def primary_annotation(c: Concept) -> Annotation | None:
-    """The first usable annotation of a concept (LLM labels before the alignment baseline)."""
-    usable = [a for a in c.annotations if a.label]
-    usable.sort(key=lambda a: a.annotator == "alignment")
-    return usable[0] if usable else None
+def matches(a: Annotation, source: str) -> bool:
+    """Does annotation `a` come from `source` = "annotator[:model[:prompt]]"?"""
+    want = source.split(":", 2)
+    have = [a.annotator, a.model, a.prompt_id]
+    return all(w == h for w, h in zip(want, have))
 
 
-def to_frame(concepts: list[Concept]) -> pd.DataFrame:
+def label_of_record(c: Concept, source: str | None = None) -> Annotation | None:
+    """The one label of a concept that every export, the explorer and probing use.
+
+    The rule: among the annotations that hold a label (status ok), those of `source`
+    ("annotator[:model[:prompt]]") when given; otherwise LLM annotations before the alignment
+    baseline; of those, the one written last (a new run appends or updates its own annotation
+    at the end of the list). None when no annotation qualifies."""
+    usable = [a for a in c.annotations if a.label and a.status == "ok"]
+    if source:
+        usable = [a for a in usable if matches(a, source)]
+    else:
+        llm = [a for a in usable if a.annotator != "alignment"]
+        usable = llm or usable
+    return usable[-1] if usable else None
+
+
+def primary_annotation(c: Concept, source: str | None = None) -> Annotation | None:
+    """The label of record (`label_of_record`); kept under its former name."""
+    return label_of_record(c, source)
+
+
+def to_frame(concepts: list[Concept], source: str | None = None) -> pd.DataFrame:
     rows = []
     for c in concepts:
-        a = primary_annotation(c)
+        a = label_of_record(c, source)
         rows.append({
             "model": c.model, "layer": c.layer, "k": c.k, "concept_id": c.concept_id, "size": c.size,
             "label": a.label if a else None, "annotator": a.annotator if a else None,
-            "prompt_id": a.prompt_id if a else None, "concept_type": a.concept_type if a else None,
+            "label_model": a.model if a else None,
+            "prompt_id": a.prompt_id if a else None, "label_settings": a.settings if a else None,
+            "concept_type": a.concept_type if a else None,
             "words": list(c.type_counts),
             "members": [{"word": m.word, "sentence": m.sentence, "position": m.position} for m in c.members],
             "annotations": [{**{k: v for k, v in vars(x).items() if k != "scores"},
@@ -48,11 +72,11 @@ def to_frame(concepts: list[Concept]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def write_parquet(path: Path, concepts: list[Concept]) -> None:
+def write_parquet(path: Path, concepts: list[Concept], source: str | None = None) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
-    to_frame(concepts).to_parquet(tmp, index=False)
+    to_frame(concepts, source).to_parquet(tmp, index=False)
     tmp.replace(path)
 
 
@@ -73,24 +97,34 @@ def read_parquet(path: Path) -> list[Concept]:
     return out
 
 
-def write_jsonl(path: Path, concepts: list[Concept]) -> None:
-    atomic_write_text(Path(path), "".join(json.dumps(c.to_json(), ensure_ascii=False) + "\n" for c in concepts))
+def record_fields(c: Concept, source: str | None = None) -> dict:
+    """The label of record and its provenance, as flat fields."""
+    a = label_of_record(c, source)
+    return {"label": a.label if a else None, "label_annotator": a.annotator if a else None,
+            "label_model": a.model if a else None, "label_prompt": a.prompt_id if a else None,
+            "label_settings": a.settings if a else None}
+
+
+def write_jsonl(path: Path, concepts: list[Concept], source: str | None = None) -> None:
+    """The records, each with its label of record and provenance in front."""
+    atomic_write_text(Path(path), "".join(json.dumps({**record_fields(c, source), **c.to_json()}, ensure_ascii=False) + "\n"
+                                          for c in concepts))
 
 
 def export_dataset(root: Path, by_layer: dict[int, list[Concept]], sentences: list[list[str]], k: int,
-                   hf: bool = False) -> Path:
+                   hf: bool = False, source: str | None = None) -> Path:
     """Write the dataset under `root`: tcn/ (sentences.json, layer{N}/clusters-{K}.txt,
     layer{N}/labels-{K}.json), concepts-K{K}.jsonl, concepts-K{K}.parquet [, hf/]."""
     from concepts.formats.cluster_lines import write_tcn
 
     root = Path(root)
-    write_tcn(root / "tcn", sentences, by_layer)
+    write_tcn(root / "tcn", sentences, by_layer, label_of=lambda c: (a.label if (a := label_of_record(c, source)) else None))
     every = [c for layer in sorted(by_layer) for c in by_layer[layer]]
-    write_jsonl(root / f"concepts-K{k}.jsonl", every)
-    write_parquet(root / f"concepts-K{k}.parquet", every)
+    write_jsonl(root / f"concepts-K{k}.jsonl", every, source)
+    write_parquet(root / f"concepts-K{k}.parquet", every, source)
     if hf:
         import datasets
 
-        ds = datasets.Dataset.from_pandas(to_frame(every).drop(columns=["annotations"]), preserve_index=False)
+        ds = datasets.Dataset.from_pandas(to_frame(every, source).drop(columns=["annotations"]), preserve_index=False)
         ds.save_to_disk(str(root / "hf"))
     return root

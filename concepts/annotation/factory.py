@@ -23,7 +23,8 @@ def make_backend(a):
 def make_client(cfg, cache: ReplyCache | None) -> LLMClient:
     a = cfg.annotator
     return LLMClient(make_backend(a), cache, a.concurrency, a.requests_per_minute, a.tokens_per_minute,
-                     a.max_retries, a.backoff_base, a.backoff_max, seed=cfg.annotation.seed)
+                     a.max_retries, a.backoff_base, a.backoff_max, seed=cfg.annotation.seed,
+                     max_connection_failures=a.max_connection_failures)
 
 
 def make_annotator(cfg, cache: ReplyCache | None = None) -> Annotator:
@@ -31,4 +32,4 @@ def make_annotator(cfg, cache: ReplyCache | None = None) -> Annotator:
     if a.backend == "alignment":
         return AlignmentAnnotator(a.tag_sets)
     return LLMAnnotator(make_client(cfg, cache), get_prompt(p.id), p.max_words, p.examples, p.fallback_unique,
-                        progress=cfg.extraction.progress)
+                        progress=cfg.extraction.progress, retry_refused=cfg.annotation.retry_refused)

@@ -98,6 +98,12 @@ def summarize(paths: list[Path]) -> list[dict]:
     items = sorted(set.intersection(*(set(s) for s in sheets)))
     if not items:
         raise UserError("the sheets share no concept (layer, concept_id); were they made from the same run?")
+    every = set.union(*(set(s) for s in sheets))
+    if len(every) > len(items):
+        partial = {str(p): len(set(s) - set(items)) for p, s in zip(paths, sheets) if set(s) - set(items)}
+        log.warning("%d concept(s) are missing from some sheets and are left out (only the %d rated in every sheet "
+                    "count): %s", len(every) - len(items), len(items),
+                    ", ".join(f"{p} has {n} the others lack" for p, n in partial.items()))
     rows = []
     for q in QUESTIONS:
         votes = np.array([[s[i][q] for s in sheets] for i in items])  # [items, raters]

@@ -12,6 +12,7 @@ import os
 from concepts.annotation.cache import CachedReply
 from concepts.annotation.client import PermanentError, TransientError, parse_retry_after
 from concepts.errors import UserError
+from concepts.secrets import KEY_ENV_MESSAGE, looks_like_key
 
 
 class OpenAIChat:
@@ -29,10 +30,12 @@ class OpenAIChat:
             if not base_url:
                 raise UserError(
                     f"annotator=openai needs an API key: export {api_key_env}=... (or point annotator.base_url "
-                    "at a local OpenAI-compatible server, or use annotator=alignment offline)")
+                    "at a local OpenAI-compatible server, or use annotator=alignment offline)"
+                    if not looks_like_key(api_key_env) else KEY_ENV_MESSAGE)
             key = "not-needed"  # local servers usually accept any key
         self.model = model
         self.base_url = base_url
+        self.where = base_url or "https://api.openai.com/v1"  # named in errors (never the key)
         self.params = {"temperature": temperature, "top_p": top_p, "max_tokens": max_tokens}
         self._client = AsyncOpenAI(api_key=key, base_url=base_url, timeout=timeout, max_retries=0)
 
@@ -49,7 +52,7 @@ class OpenAIChat:
         except openai.APITimeoutError:
             raise TransientError("timed out") from None
         except openai.APIConnectionError as e:
-            raise TransientError(f"connection failed: {type(e).__name__}") from None
+            raise TransientError(f"connection failed: {type(e).__name__}", connection=True) from None
         except (openai.APIResponseValidationError, ValueError) as e:  # ValueError: a body that is not JSON
             raise TransientError(f"malformed reply: {type(e).__name__}") from None
         except openai.AuthenticationError:

@@ -62,7 +62,15 @@ def read_conceptx(path: Path, model: str = "", layer: int = -1) -> list[Concept]
     return [Concept.build(model, layer, len(groups), cid, members) for cid, members in sorted(groups.items())]
 
 
-def write_tcn(root: Path, sentences: list[list[str]], by_layer: dict[int, list[Concept]]) -> None:
+def write_tcn(root: Path, sentences: list[list[str]], by_layer: dict[int, list[Concept]], label_of=None) -> None:
+    """`label_of(concept) -> str | None`: the label written to labels-K.json; default the label
+    of record (`concepts.annotation.dataset.label_of_record`)."""
+    if label_of is None:
+        from concepts.annotation.dataset import label_of_record
+
+        def label_of(c):
+            a = label_of_record(c)
+            return a.label if a else None
     root = Path(root)
     atomic_write_text(root / "sentences.json", json.dumps([" ".join(s) for s in sentences], ensure_ascii=False))
     for layer, concepts in by_layer.items():
@@ -70,7 +78,7 @@ def write_tcn(root: Path, sentences: list[list[str]], by_layer: dict[int, list[C
             continue
         k = concepts[0].k
         atomic_write_text(root / f"layer{layer}" / f"clusters-{k}.txt", format_lines(concepts))
-        labels = {str(c.concept_id): next((a.label for a in c.annotations if a.label), None) for c in concepts}
+        labels = {str(c.concept_id): label_of(c) for c in concepts}
         atomic_write_text(root / f"layer{layer}" / f"labels-{k}.json", json.dumps(labels, ensure_ascii=False, indent=1))
 
 
