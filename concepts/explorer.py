@@ -12,6 +12,7 @@ import json
 from collections import Counter
 from pathlib import Path
 
+from concepts.annotation.dataset import label_of_record
 from concepts.artifacts import atomic_write_text
 from concepts.records import Concept
 
@@ -47,8 +48,6 @@ def _label_text(a) -> str:
 
 def _labels(c: Concept, source: str | None) -> list[str]:
     """The label of record first (`label_of_record`), then the concept's other usable labels."""
-    from concepts.annotation.dataset import label_of_record
-
     first = label_of_record(c, source)
     rest = [a for a in c.annotations if a.label and a.status == "ok" and a is not first]
     return [_label_text(a) for a in ([first] if first else []) + rest]
@@ -69,6 +68,7 @@ def explorer_data(by_layer: dict[int, list[Concept]], sentences: list[list[str]]
                 "id": c.concept_id, "size": c.size,
                 "words": list(c.type_counts.items())[:MAX_WORDS], "types": len(c.type_counts),
                 "labels": _labels(c, label_source),
+                "label": (a.label if (a := label_of_record(c, label_source)) else None),
                 "aligned": {name: a["aligned"] for name, a in c.alignment.items() if a.get("aligned")},
                 "best": {name: a["best"][:1] for name, a in c.alignment.items() if a.get("best")},
                 "examples": examples, "links": links.get((layer, c.concept_id), []),

@@ -7,6 +7,7 @@ which returns one of:
     Status(code, headers, body)             an HTTP error (429 with Retry-After, 500, ...)
     Hang(seconds)                           sleep, then answer with a 200 reply of ""
     Malformed()                             a 200 whose body is not JSON
+    Drop()                                  close the connection without answering
 The server counts requests in flight (and their maximum), keeps every request body and the
 Authorization headers it saw, and can add a fixed latency to every request.
 """
@@ -41,6 +42,11 @@ class Hang:
 @dataclass
 class Malformed:
     pass
+
+
+@dataclass
+class Drop:
+    """Close the connection without an answer (a server that went away mid-request)."""
 
 
 def user_text(request: dict) -> str:
@@ -92,6 +98,9 @@ class LLMServer:
                     if server.latency:
                         time.sleep(server.latency)
                     action = server.responder(request, n)
+                    if isinstance(action, Drop):
+                        self.close_connection = True
+                        return
                     if isinstance(action, Hang):
                         time.sleep(action.seconds)
                         action = Reply("")
@@ -130,6 +139,13 @@ class LLMServer:
     def __exit__(self, *exc) -> None:
         self.httpd.shutdown()
         self.httpd.server_close()
+
+    def go_away(self) -> None:
+        """Stop listening (from any thread, a handler's included): later connections are refused."""
+        def stop():
+            self.httpd.shutdown()
+            self.httpd.server_close()
+        threading.Thread(target=stop, daemon=True).start()
 
     def prompts(self) -> list[str]:
         return [user_text(r) for r in self.requests]

@@ -401,3 +401,142 @@ def test_client_side_token_rate_limit():
 
     elapsed = asyncio.run(take_all())
     assert 2.4 <= elapsed < 4.0  # 450 tokens at 100/s, the first 150 at once: about 3 s
+
+
+# ---------------------------------------------------------------- labels that are never wrong and never lost
+
+def _openai(discovered, server_url, tmp_path, *extra):
+    return _overrides(discovered, "annotator=openai", f"annotator.base_url={server_url}", "annotator.backoff_base=0.01",
+                      "annotator.backoff_max=0.05", f"annotation.cache={tmp_path / 'llm.sqlite'}", *extra)
+
+
+def _records(res_path: Path) -> bytes:
+    return b"".join((res_path / f"layer_{layer:02d}" / "concepts-K6.jsonl").read_bytes() for layer in range(3))
+
+
+def _cli_annotate(args, cwd, env_extra=None):
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent), "WANDB_MODE": "offline",
+           **(env_extra or {})}
+    return subprocess.run([sys.executable, "-m", "concepts.annotate", *args], cwd=cwd, env=env, capture_output=True,
+                          text=True, timeout=300)
+
+
+def test_server_going_away_stops_cleanly_and_keeps_what_was_answered(discovered, tmp_path, monkeypatch):
+    from llm_server import Drop
+
+    monkeypatch.setenv("OPENAI_API_KEY", SECRET)
+    res_path = discovered[0].path
+    with LLMServer(lambda r, n: label_responder(r, n) if n < 5 else Drop()) as server:
+        def responder(request, n):
+            if n == 5:
+                server.go_away()
+            return label_responder(request, n) if n < 5 else Drop()
+        server.responder = responder
+        over = _openai(discovered, server.base_url, tmp_path, "annotator.concurrency=1", "annotator.max_connection_failures=3")
+        t0 = time.time()
+        with pytest.raises(UserError) as err:
+            annotate_mod.run(compose_cfg("annotate", over))
+        assert time.time() - t0 < 60
+    msg = str(err.value)
+    assert server.base_url in msg and "connection failures in a row" in msg and SECRET not in msg
+    recs = [c for layer in range(3) for c in read_concepts(res_path / f"layer_{layer:02d}" / "concepts-K6.jsonl")]
+    labelled = [a for c in recs for a in c.annotations if a.annotator == "openai" and a.label]
+    assert len(labelled) >= 5 and all(a.label.startswith("words like") for a in labelled)  # answered: kept
+    assert _cache_rows(tmp_path / "llm.sqlite") == 5
+    assert not (res_path / "dataset-K6").exists() and not list((res_path / "annotations").glob("openai-*.json"))
+    # a re-run with a changed setting against the dead address: nothing answered, nothing changed,
+    # a non-zero exit naming the address (never the key), the labels kept
+    before = _records(res_path)
+    out = _cli_annotate([*over, "annotator.max_tokens=32"], tmp_path, {"OPENAI_API_KEY": SECRET})
+    assert out.returncode == 2 and server.base_url in out.stderr + out.stdout
+    assert "Traceback" not in out.stderr and SECRET not in out.stderr + out.stdout
+    assert _records(res_path) == before
+
+
+def test_good_labels_survive_a_failed_or_refused_rerun(discovered, tmp_path, monkeypatch):
+    monkeypatch.setenv("OPENAI_API_KEY", SECRET)
+    res_path = discovered[0].path
+    with LLMServer(label_responder) as server:
+        over = _openai(discovered, server.base_url, tmp_path)
+        annotate_mod.run(compose_cfg("annotate", over))
+    good = _records(res_path)
+    # same settings, a fresh cache, a server that now refuses everything (in the typographic
+    # wording): refusals are answers, but they never replace a usable label
+    with LLMServer(lambda r, n: Reply("I\u2019m sorry, but I can\u2019t help with that.")) as server:
+        res = annotate_mod.run(compose_cfg("annotate", [*_openai(discovered, server.base_url, tmp_path),
+                                                        f"annotation.cache={tmp_path / 'other.sqlite'}"]))
+    assert set(res.statuses) == {"refused"}
+    assert _records(res_path) == good
+    tcn = json.loads((res.dataset / "tcn" / "layer1" / "labels-6.json").read_text())
+    assert all(v and v.startswith("words like") for v in tcn.values())
+
+
+def test_every_export_agrees_on_the_label_of_record(discovered, tmp_path, monkeypatch):
+    monkeypatch.setenv("OPENAI_API_KEY", SECRET)
+    annotate_mod.run(compose_cfg("annotate", _overrides(discovered)))  # the alignment baseline first
+    with LLMServer(label_responder) as server:
+        over = _openai(discovered, server.base_url, tmp_path)
+        for source in (None, "alignment"):
+            r = annotate_mod.run(compose_cfg("annotate", [*over, f"annotation.label_source={source or 'null'}"]))
+            _check_exports(r, source)
+
+
+def _check_exports(r, source):
+    import pandas as pd
+
+    from concepts.annotation.dataset import label_of_record
+    from concepts.explorer import explorer_data
+    from probing.labels import concept_name
+
+    recs = {(c.layer, c.concept_id): c for layer in range(3)
+            for c in read_concepts(r.concepts / f"layer_{layer:02d}" / "concepts-K6.jsonl")}
+    want = {key: (a.label if (a := label_of_record(c, source)) else None) for key, c in recs.items()}
+    if source is None:
+        assert all(v is None or v.startswith("words like") for v in want.values())  # the LLM's, not alignment's
+        assert sum(v is not None for v in want.values()) == 18
+    else:
+        assert all(v is None or "=" in v for v in want.values())  # aligned tags: "XPOS=NN (100%)"
+    parquet = pd.read_parquet(r.dataset / "concepts-K6.parquet")
+    assert {(int(x.layer), int(x.concept_id)): (x.label if isinstance(x.label, str) else None)
+            for x in parquet.itertuples()} == want
+    assert set(parquet["annotator"].dropna()) == ({"openai"} if source is None else {"alignment"})
+    jsonl = [json.loads(x) for x in (r.dataset / "concepts-K6.jsonl").read_text().splitlines()]
+    assert {(d["layer"], d["concept_id"]): d["label"] for d in jsonl} == want
+    for layer in range(3):
+        tcn = json.loads((r.dataset / "tcn" / f"layer{layer}" / "labels-6.json").read_text())
+        assert {(layer, int(cid)): v for cid, v in tcn.items()} == {k: v for k, v in want.items() if k[0] == layer}
+    sheet = pd.read_csv(r.dataset / "human-eval.csv")
+    assert all(want[(int(x.layer), int(x.concept_id))] == x.label for x in sheet.itertuples())
+    explorer = explorer_data({layer: [c for k, c in recs.items() if k[0] == layer] for layer in range(3)}, [], "t",
+                             label_source=source)
+    for layer in explorer["layers"]:
+        for c in layer["concepts"]:
+            label = want[(layer["layer"], c["id"])]
+            assert c["label"] == label and (label is None or c["labels"][0] == label)
+    assert all(concept_name(c, source) == (f"C{c.concept_id}: {want[k]}" if want[k] else f"C{c.concept_id}")
+               for k, c in recs.items())
+
+
+@pytest.mark.parametrize("value", [SECRET, "AbCdEf1234567890GhIjKlMnOp", "sk_live.42-x"])
+def test_a_key_passed_as_the_variable_name_is_refused_before_hydra_writes_it(discovered, tmp_path, value):
+    out = _cli_annotate([*_overrides(discovered, "annotator=openai", f"annotator.api_key_env={value}")], tmp_path)
+    assert out.returncode == 2 and "NAME of an environment variable" in out.stderr + out.stdout
+    assert value not in out.stderr + out.stdout
+    for f in tmp_path.rglob("*"):
+        if f.is_file():
+            assert value.encode() not in f.read_bytes(), f
+
+
+def test_cost_counts_the_cached_replies_a_run_reuses(discovered, tmp_path, monkeypatch):
+    monkeypatch.setenv("OPENAI_API_KEY", SECRET)
+    with LLMServer(label_responder) as server:
+        over = _openai(discovered, server.base_url, tmp_path, "annotator.price_input_per_1m=1",
+                       "annotator.price_output_per_1m=2", "annotation.export=false")
+        first = annotate_mod.run(compose_cfg("annotate", over))
+        n = len(server.requests)
+        # another concepts selection re-asks nothing: every reply comes from the cache
+        again = annotate_mod.run(compose_cfg("annotate", [*over, "annotation.export=true"]))
+        assert len(server.requests) == n
+    rep = json.loads(next((again.concepts / "annotations").glob("openai-*.json")).read_text())
+    assert again.cost_usd == 0 and rep["cost_cached_usd"] == pytest.approx(first.cost_usd)
+    assert rep["cost_total_usd"] == pytest.approx(first.cost_usd) and first.cost_usd > 0

@@ -121,6 +121,7 @@ class LLMClient:
         self.max_connection_failures = max_connection_failures
         self._connection_failures = 0  # in a row, across requests
         self.broken: str | None = None  # set when the breaker opens: why
+        self._paid: set[str] = set()  # keys whose cost is counted (answered or reused in this run)
 
     def start(self) -> None:
         """Fresh concurrency slots and rate buckets for a new event loop."""
@@ -144,15 +145,19 @@ class LLMClient:
             hit = self.cache.get(key)
             if hit is not None:
                 self.usage.cached += 1
-                self.usage.cached_prompt_tokens += hit.prompt_tokens or 0
-                self.usage.cached_completion_tokens += hit.completion_tokens or 0
+                if key not in self._paid:  # each distinct reply's cost counted once
+                    self._paid.add(key)
+                    self.usage.cached_prompt_tokens += hit.prompt_tokens or 0
+                    self.usage.cached_completion_tokens += hit.completion_tokens or 0
                 return ChatResult(hit.text, hit.finish_reason, cached=True)
         if self.broken:
             return ChatResult("", None, cached=False, error=self.broken)
         pending = self._pending.get(key)
         if pending is not None:  # the same request is in flight: share its reply
-            self.usage.cached += 1
-            return await asyncio.shield(pending)
+            shared = await asyncio.shield(pending)
+            if shared.error is None:
+                self.usage.cached += 1
+            return shared
         task = asyncio.ensure_future(self._send(key, messages))
         self._pending[key] = task
         try:
@@ -192,6 +197,7 @@ class LLMClient:
                     return ChatResult("", None, cached=False, error=str(e))
                 else:
                     self._connection_failures = 0
+                    self._paid.add(key)
                     self.usage.answered += 1
                     self.usage.prompt_tokens += reply.prompt_tokens
                     self.usage.completion_tokens += reply.completion_tokens
