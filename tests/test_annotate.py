@@ -540,3 +540,23 @@ def test_cost_counts_the_cached_replies_a_run_reuses(discovered, tmp_path, monke
     rep = json.loads(next((again.concepts / "annotations").glob("openai-*.json")).read_text())
     assert again.cost_usd == 0 and rep["cost_cached_usd"] == pytest.approx(first.cost_usd)
     assert rep["cost_total_usd"] == pytest.approx(first.cost_usd) and first.cost_usd > 0
+
+
+@pytest.mark.parametrize("supports_json", [True, False])
+def test_structured_prompt_uses_json_mode_where_the_server_takes_it(supports_json, discovered, tmp_path, monkeypatch):
+    monkeypatch.setenv("OPENAI_API_KEY", SECRET)
+
+    def responder(request, n):
+        if "response_format" in request and not supports_json:
+            return Status(400, body='{"error": {"message": "response_format is not supported", "type": "invalid_request_error"}}')
+        return Reply(json.dumps({"label": f"words like {words_of(request)[0]}", "type": "lexical"}))
+
+    with LLMServer(responder) as server:
+        res = annotate_mod.run(compose_cfg("annotate", _openai(discovered, server.base_url, tmp_path, "prompt=structured",
+                                                               "annotator.concurrency=1")))
+    assert res.statuses == {"ok": 18}
+    sent = ["response_format" in r for r in server.requests]
+    if supports_json:
+        assert all(sent) and server.requests[0]["response_format"] == {"type": "json_object"}
+    else:  # refused once, then asked without it
+        assert sent[0] and not any(sent[1:]) and res.usage["failed"] == 0

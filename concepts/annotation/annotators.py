@@ -104,12 +104,12 @@ class LLMAnnotator(Annotator):
                 attempts.append(unique)
         ann = None
         for msgs in attempts:
-            r = await self.client.chat(msgs)
+            r = await self.client.chat(msgs, json_mode=self.prompt.json_mode)
             if r.error:
                 return Annotation(self.name, self.model, self.prompt_id, None, "error", r.error, settings=self.settings)
             p = self.prompt.parse(r.text, r.finish_reason)
             if r.cached and self.retry_refused and p.status in ("refused", "filtered"):  # ask again, not the cache
-                r = await self.client.chat(msgs, refresh=True)
+                r = await self.client.chat(msgs, refresh=True, json_mode=self.prompt.json_mode)
                 if r.error:
                     return Annotation(self.name, self.model, self.prompt_id, None, "error", r.error,
                                       settings=self.settings)

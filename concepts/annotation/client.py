@@ -43,8 +43,9 @@ class ChatBackend(Protocol):
     model: str
     params: dict  # generation parameters (part of the cache key)
 
-    async def complete(self, messages: list[dict]) -> CachedReply:
-        """One completion; raises TransientError for failures worth retrying."""
+    async def complete(self, messages: list[dict], json_mode: bool = False) -> CachedReply:
+        """One completion (`json_mode`: ask for a JSON object where the server supports it);
+        raises TransientError for failures worth retrying."""
         ...
 
 
@@ -129,18 +130,19 @@ class LLMClient:
         self.limits = RateLimits(*self._rates)
         self._pending = {}
 
-    def key(self, messages: list[dict]) -> str:
-        return cache_key(self.backend.name, self.backend.model, messages, self.backend.params)
+    def key(self, messages: list[dict], json_mode: bool = False) -> str:
+        params = {**self.backend.params, "json_mode": True} if json_mode else self.backend.params
+        return cache_key(self.backend.name, self.backend.model, messages, params)
 
     def delay(self, attempt: int, retry_after: float | None) -> float:
         """Exponential backoff with jitter; never shorter than the server's Retry-After."""
         backoff = min(self.backoff_max, self.backoff_base * 2 ** attempt) * (0.5 + 0.5 * self._rng.random())
         return max(backoff, retry_after) if retry_after is not None else backoff
 
-    async def chat(self, messages: list[dict], refresh: bool = False) -> ChatResult:
+    async def chat(self, messages: list[dict], refresh: bool = False, json_mode: bool = False) -> ChatResult:
         """The reply to `messages`: from the cache (unless `refresh`), from an identical request
-        already in flight, or from the backend."""
-        key = self.key(messages)
+        already in flight, or from the backend (`json_mode`: structured output where supported)."""
+        key = self.key(messages, json_mode)
         if self.cache is not None and not refresh:
             hit = self.cache.get(key)
             if hit is not None:
@@ -158,7 +160,7 @@ class LLMClient:
             if shared.error is None:
                 self.usage.cached += 1
             return shared
-        task = asyncio.ensure_future(self._send(key, messages))
+        task = asyncio.ensure_future(self._send(key, messages, json_mode))
         self._pending[key] = task
         try:
             return await asyncio.shield(task)
@@ -166,7 +168,7 @@ class LLMClient:
             if task.done():
                 self._pending.pop(key, None)
 
-    async def _send(self, key: str, messages: list[dict]) -> ChatResult:
+    async def _send(self, key: str, messages: list[dict], json_mode: bool = False) -> ChatResult:
         if self._slots is None:
             self._slots = asyncio.Semaphore(self.concurrency)
         last = ""
@@ -177,7 +179,8 @@ class LLMClient:
                 await self.limits.acquire(estimate_tokens(messages))
                 self.usage.requests += 1
                 try:
-                    reply = await self.backend.complete(messages)
+                    reply = await (self.backend.complete(messages, json_mode=True) if json_mode
+                                   else self.backend.complete(messages))
                 except TransientError as e:
                     last = str(e)
                     retry_after = e.retry_after

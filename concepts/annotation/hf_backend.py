@@ -48,5 +48,5 @@ class HFLocalChat:
             finish = "length" if len(new) >= self.params["max_tokens"] else "stop"
             return CachedReply(text, finish, int(enc["input_ids"].shape[1]), int(len(new)))
 
-    async def complete(self, messages: list[dict]) -> CachedReply:
+    async def complete(self, messages: list[dict], json_mode: bool = False) -> CachedReply:  # no JSON mode here
         return await asyncio.to_thread(self._generate, messages)

@@ -36,17 +36,28 @@ class OpenAIChat:
         self.model = model
         self.base_url = base_url
         self.where = base_url or "https://api.openai.com/v1"  # named in errors (never the key)
+        self.json_supported = True  # response_format for JSON prompts, until the server refuses it
         self.params = {"temperature": temperature, "top_p": top_p, "max_tokens": max_tokens}
         self._client = AsyncOpenAI(api_key=key, base_url=base_url, timeout=timeout, max_retries=0)
 
     def __repr__(self) -> str:  # never show the key
         return f"OpenAIChat(model={self.model!r}, base_url={self.base_url!r})"
 
-    async def complete(self, messages: list[dict]) -> CachedReply:
+    async def complete(self, messages: list[dict], json_mode: bool = False) -> CachedReply:
+        """One completion; with `json_mode`, `response_format={"type": "json_object"}` unless the
+        server has refused it once (HTTP 400), after which requests go without it."""
         import openai
 
+        extra = {"response_format": {"type": "json_object"}} if json_mode and self.json_supported else {}
         try:
-            resp = await self._client.chat.completions.create(model=self.model, messages=messages, **self.params)
+            resp = await self._client.chat.completions.create(model=self.model, messages=messages, **self.params, **extra)
+        except openai.BadRequestError:
+            if not extra:
+                raise PermanentError("HTTP 400") from None
+            self.json_supported = False
+            logging.getLogger(__name__).info("%s does not take response_format; asking for JSON in the prompt only",
+                                             self.where)
+            return await self.complete(messages, json_mode=False)
         except (openai.RateLimitError, openai.InternalServerError) as e:
             raise TransientError(f"HTTP {e.status_code}", parse_retry_after(e.response.headers)) from None
         except openai.APITimeoutError:

@@ -260,6 +260,7 @@ class Prompt:
     instruction: str  # {words} is replaced by the word list
     parse: Callable[[str, str | None], Parsed]
     context: bool = False  # add example sentences with the word marked
+    json_mode: bool = False  # ask the server for a JSON object (response_format) where it supports it
 
     def messages(self, words: list[str], examples: list[tuple[list[str], int]] | None = None) -> list[dict]:
         text = self.instruction.format(words=_word_list(words))
@@ -295,7 +296,7 @@ PROMPTS: dict[str, Prompt] = {
         "Name the concept shared by this list of words:\n{words}\n"
         'Answer with JSON only: {{"label": a short, concise label, "description": one line, '
         '"type": one of ' + ", ".join(f'"{t}"' for t in CONCEPT_TYPES) + "}}.",
-        _parse_structured),
+        _parse_structured, json_mode=True),
 }
 
 
@@ -317,7 +318,8 @@ def detection_messages(label: str, words: list[str]) -> list[dict]:
     listing = "\n".join(f"{i}. {w}" for i, w in enumerate(words, start=1))
     text = (f'A group of words was given the label "{label}".\n'
             f"Which of the following words fit this label?\n{listing}\n"
-            "Answer with a JSON list of the numbers of the words that fit, for example [1, 3], or [] if none fits.")
+            'Answer with JSON only: {"fit": a list of the numbers of the words that fit}, for example {"fit": [1, 3]}, '
+            'or {"fit": []} if none fits.')
     return [{"role": "system", "content": _SYSTEM}, {"role": "user", "content": text}]
 
 

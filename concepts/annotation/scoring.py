@@ -80,7 +80,7 @@ async def _run(client: LLMClient, trials: list[Trial], progress: bool) -> list[d
     bar = tqdm(total=len(trials), desc="score labels", unit="concept", disable=not progress)
 
     async def one(t: Trial) -> dict:
-        r = await client.chat(detection_messages(t.annotation.label, t.words))
+        r = await client.chat(detection_messages(t.annotation.label, t.words), json_mode=True)
         bar.update()
         if r.error:
             return {"status": "error", "scorer": client.backend.model}
