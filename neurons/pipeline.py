@@ -156,7 +156,8 @@ def write_report(cfg, root: Path, model: str, ex, disc, ann, probing: pd.DataFra
     if neurons_words:  # the explorer, with a view of the top neurons' top activating words
         by_layer = {layer: read_concepts(disc.path / f"layer_{layer:02d}" / f"concepts-K{k}.jsonl") for layer in disc.layers}
         sentences = [x.words for x in ActivationStore(disc.store).sentences()]
-        write_explorer(root / "explorer.html", by_layer, sentences, f"{model} · {cfg.corpus.name} · K={k}", neurons_words)
+        write_explorer(root / "explorer.html", by_layer, sentences, f"{model} · {cfg.corpus.name} · K={k}", neurons_words,
+                       label_source=cfg.annotation.label_source)
     else:
         rep.copy_into(disc.path / f"explorer-K{k}.html", root / "explorer.html")
     rep.copy_into(disc.path / f"alignment-K{k}.png", root / "alignment.png")
