@@ -288,7 +288,7 @@ def test_fleiss_kappa_by_hand():
     assert fleiss_kappa(np.array([[3, 0], [0, 3], [3, 0]])) == pytest.approx(1.0)
 
 
-def test_human_eval_summary(tmp_path):
+def test_human_eval_summary(tmp_path, caplog):
     head = "layer,concept_id,size,words,label,human_label,q1_acceptable,q2_precise,q3_better_than_human\n"
     answers = [["yes,yes,no", "yes,no,no"], ["yes,yes,no", "no,no,no"], ["yes,no,no", "yes,no,yes"]]
     paths = []
@@ -299,6 +299,11 @@ def test_human_eval_summary(tmp_path):
     rows = {r["question"]: r for r in summarize(paths)}
     assert rows["q1_acceptable"]["majority_yes"] == 1.0
     assert rows["q2_precise"]["pairwise_agreement"] == pytest.approx((1 + 0.5 + 0.5) / 3)
+    extra = tmp_path / "r3.csv"  # a fourth rater who rated one more concept than the others
+    extra.write_text(head + "".join(f"1,{i},3,\"a, b\",L,H,yes,yes,no\n" for i in range(3)))
+    with caplog.at_level(logging.WARNING):
+        assert summarize([*paths, extra])[0]["items"] == 2
+    assert "1 concept(s) are missing from some sheets" in caplog.text and "r3.csv has 1" in caplog.text
     (tmp_path / "bad.csv").write_text(head + "1,0,3,a,L,H,maybe,yes,no\n")
     with pytest.raises(UserError, match="bad.csv:2: q1_acceptable='maybe'"):
         summarize([paths[0], tmp_path / "bad.csv"])
@@ -560,3 +565,19 @@ def test_structured_prompt_uses_json_mode_where_the_server_takes_it(supports_jso
         assert all(sent) and server.requests[0]["response_format"] == {"type": "json_object"}
     else:  # refused once, then asked without it
         assert sent[0] and not any(sent[1:]) and res.usage["failed"] == 0
+
+
+def test_cached_refusals_are_asked_again_only_with_retry_refused(discovered, tmp_path, monkeypatch):
+    monkeypatch.setenv("OPENAI_API_KEY", SECRET)
+    over = _overrides(discovered, "annotator=openai", "annotator.backoff_base=0.01", "annotation.export=false",
+                      f"annotation.cache={tmp_path / 'c.sqlite'}", "prompt.fallback_unique=false")
+    with LLMServer(lambda r, n: Reply("I\u2019m sorry, I can\u2019t help with that.")) as server:
+        first = annotate_mod.run(compose_cfg("annotate", [*over, f"annotator.base_url={server.base_url}"]))
+    assert set(first.statuses) == {"refused"}
+    with LLMServer(label_responder) as server:
+        same = annotate_mod.run(compose_cfg("annotate", [*over, f"annotator.base_url={server.base_url}",
+                                                         "annotation.export=true"]))  # any change: re-run, cache only
+        assert set(same.statuses) == {"refused"} and not server.requests
+        again = annotate_mod.run(compose_cfg("annotate", [*over, f"annotator.base_url={server.base_url}",
+                                                          "annotation.retry_refused=true"]))
+        assert again.statuses == {"ok": 18} and server.requests
