@@ -73,9 +73,13 @@ def run(cfg: DictConfig | ScoreConfig) -> ScoreResult:
         results = score_trials(client, trials, cfg.extraction.progress)
     finally:
         cache.close()
+    if client.usage.answered + client.usage.cached == 0:
+        raise UserError(f"no scoring request was answered ({client.broken or 'every request failed'}); no record "
+                        "was changed. Check the server and re-run")
     rows = []
     for t, s in zip(trials, results):
-        t.annotation.scores = s
+        if s["status"] == "ok" or not (t.annotation.scores or {}).get("status") == "ok":
+            t.annotation.scores = s  # never replace a score with a failed attempt
         rows.append({"layer": t.concept.layer, "concept_id": t.concept.concept_id, "label": t.annotation.label,
                      "prompt_id": t.annotation.prompt_id, "status": s["status"],
                      **{k: s.get(k) for k in ("precision", "recall", "f1")}})
@@ -88,6 +92,9 @@ def run(cfg: DictConfig | ScoreConfig) -> ScoreResult:
     atomic_write_text(crun.path / f"scores-K{crun.k}.csv", per_concept.to_csv(index=False))
     atomic_write_text(crun.path / f"scores-K{crun.k}-layers.csv", per_layer.to_csv(index=False))
     u = client.usage
+    if client.broken:
+        raise UserError(f"{client.broken}. The {u.answered + u.cached} scores received so far are kept (records and "
+                        f"{crun.path / f'scores-K{crun.k}.csv'}); re-run when the server is back")
     log.info("scored %d labels (%d unusable replies); mean F1 %.3f; requests sent %d, from cache %d",
              len(ok), len(per_concept) - len(ok), ok["f1"].mean() if len(ok) else float("nan"), u.requests, u.cached)
     if cfg.discovery.explorer:

@@ -190,7 +190,7 @@ class LLMClient:
                             where = getattr(self.backend, "where", None) or self.backend.name
                             self.broken = (f"{where} could not be reached: {self._connection_failures} connection "
                                            f"failures in a row ({last})")
-                            log.error("%s; stopping", self.broken)
+                            log.debug("%s; stopping", self.broken)  # the caller reports it once
                         if self.broken:
                             self.usage.failed += 1
                             return ChatResult("", None, cached=False, error=self.broken)
