@@ -581,3 +581,12 @@ def test_cached_refusals_are_asked_again_only_with_retry_refused(discovered, tmp
         again = annotate_mod.run(compose_cfg("annotate", [*over, f"annotator.base_url={server.base_url}",
                                                           "annotation.retry_refused=true"]))
         assert again.statuses == {"ok": 18} and server.requests
+
+
+def test_an_exhausted_quota_stops_the_run_at_once(discovered, tmp_path, monkeypatch):
+    monkeypatch.setenv("OPENAI_API_KEY", SECRET)
+    body = '{"error": {"message": "You exceeded your current quota", "type": "insufficient_quota", "code": "insufficient_quota"}}'
+    with LLMServer(lambda r, n: Status(429, body=body)) as server:
+        with pytest.raises(UserError, match="insufficient_quota") as err:
+            annotate_mod.run(compose_cfg("annotate", _openai(discovered, server.base_url, tmp_path, "annotator.concurrency=1")))
+        assert len(server.requests) == 1 and server.base_url in str(err.value)

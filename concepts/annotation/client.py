@@ -38,6 +38,10 @@ class PermanentError(Exception):
     """A failure that a retry would not fix (for example HTTP 400): recorded as an error."""
 
 
+class FatalError(Exception):
+    """A failure that ends the run for every request (an exhausted quota): opens the breaker."""
+
+
 class ChatBackend(Protocol):
     name: str  # openai | hf_local
     model: str
@@ -194,6 +198,12 @@ class LLMClient:
                         if self.broken:
                             self.usage.failed += 1
                             return ChatResult("", None, cached=False, error=self.broken)
+                except FatalError as e:
+                    self.usage.failed += 1
+                    if not self.broken:
+                        where = getattr(self.backend, "where", None) or self.backend.name
+                        self.broken = f"{where}: {e}"
+                    return ChatResult("", None, cached=False, error=self.broken)
                 except PermanentError as e:
                     self.usage.failed += 1
                     log.warning("request failed: %s", e)

@@ -10,7 +10,7 @@ import logging
 import os
 
 from concepts.annotation.cache import CachedReply
-from concepts.annotation.client import PermanentError, TransientError, parse_retry_after
+from concepts.annotation.client import FatalError, PermanentError, TransientError, parse_retry_after
 from concepts.errors import UserError
 from concepts.secrets import KEY_ENV_MESSAGE, looks_like_key
 
@@ -59,6 +59,8 @@ class OpenAIChat:
                                              self.where)
             return await self.complete(messages, json_mode=False)
         except (openai.RateLimitError, openai.InternalServerError) as e:
+            if getattr(e, "code", None) == "insufficient_quota":
+                raise FatalError("HTTP 429 insufficient_quota: the account has no quota left (check billing)") from None
             raise TransientError(f"HTTP {e.status_code}", parse_retry_after(e.response.headers)) from None
         except openai.APITimeoutError:
             raise TransientError("timed out") from None

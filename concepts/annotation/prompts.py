@@ -29,13 +29,14 @@ UH VB VBD VBG VBN VBP VBZ WDT WP WP$ WRB $ # `` '' -LRB- -RRB- , . : ADD AFX GW 
 _APOSTROPHES = str.maketrans({"\u2019": "'", "\u2018": "'", "\u02bc": "'", "\u2032": "'", "`": "'"})
 # a refusal: at the start of the reply, or a first sentence that says the model cannot or will not
 _REFUSAL_START = re.compile(
-    r"^\W*(i'?m sorry|i am sorry|sorry\b|i apologi[sz]e|my apologies|i can ?no?'?t\b|i cannot|i can not|"
+    r"^\W*(i'?m sorry|i am sorry|sorry(?:[,.!]|\s+(?:but|i)\b)|i apologi[sz]e|my apologies|i can ?no?'?t\b|i cannot|i can not|"
     r"i am unable|i'?m unable|i won'?t|i will not|as an ai\b|as a language model|as an? (ai )?assistant|"
-    r"i'?m not able|i am not able|i must decline|i do not feel comfortable|i don'?t feel comfortable|"
+    r"i'?m not able|i am not able|i must (?:respectfully )?decline|i do not feel comfortable|i don'?t feel comfortable|"
     r"i'?m afraid|unfortunately\b|regrettably\b)", re.IGNORECASE)
 _REFUSAL_ANY = re.compile(
     r"\b(i (?:can ?no?'?t|cannot|can not|am unable to|'?m unable to|won'?t|will not|must decline)\b|"
-    r"as an ai\b|as a language model|as an ai language model|unable to (?:help|assist|provide|comply|fulfil))",
+    r"as an ai\b|as a language model|as an ai language model|unable to (?:help|assist|provide|comply|fulfil)|"
+    r"i must (?:respectfully )?decline)",
     re.IGNORECASE)
 _NONE_WORDS = {"na", "n/a", "n.a.", "none", "null", "nil", "no label", "not applicable", "no pattern", "no tag",
                "unknown", "-", "--", "nothing"}
@@ -177,8 +178,25 @@ def _label_from_text(text: str) -> str | None:
             if len(after) == 2 and _clean(after[1]):
                 return _clean(after[1])
             continue
-        return _clean(line)
+        return _from_sentence(line)
     return None
+
+
+_QUOTED = re.compile(r'"([^"]+)"|\u201c([^\u201d]+)\u201d|\*\*([^*]+)\*\*')
+_LABEL_WORD_COLON = re.compile(r"\b(?:label|answer|tag|pattern|category|name)\b[^:]{0,40}:\s*(.+)$", re.IGNORECASE)
+
+
+def _from_sentence(line: str) -> str:
+    """A label line as is, unless it is a sentence around the label: "A suitable label would be:
+    Animals" -> "Animals"; 'The label for these words could be "Animals".' -> "Animals"."""
+    keyed = _LABEL_WORD_COLON.search(line)
+    if keyed and _clean(keyed.group(1)):
+        return _clean(keyed.group(1))
+    if len(line.split()) > 4:
+        quoted = [next(g for g in m.groups() if g) for m in _QUOTED.finditer(line)]
+        if len(quoted) == 1 and _clean(quoted[0]):
+            return _clean(quoted[0])
+    return _clean(line)
 
 
 def _screen(text: str, finish_reason: str | None) -> tuple[Parsed | None, str]:
