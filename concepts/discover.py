@@ -177,7 +177,11 @@ def run(cfg: DictConfig | DiscoverConfig) -> DiscoverResult:
         by_layer = {layer: read_concepts(out / f"layer_{layer:02d}" / f"concepts-K{k}.jsonl") for layer in done}
         sentences = [s.words for s in store.sentences()]
         write_explorer(out / f"explorer-K{k}.html", by_layer, sentences, f"{cfg.model.name or model_name} · {cfg.corpus.name} · K={k}")
-    manifest["layers_done"] = {str(k): done}
+    previous = read_manifest(out) or {}
+    # every K done so far, from the files (another K's run must not hide this one's layers)
+    ks = {int(f.stem.split("-K")[1]) for f in out.glob("layer_*/alignment-K*.json")} | {k}
+    manifest["layers_done"] = {**previous.get("layers_done", {}),
+                               **{str(kk): sorted(_done_layers(out, kk)) for kk in sorted(ks)}}
     manifest["complete"] = len(done) == store.n_layers
     write_manifest(out, manifest)
     log.info("concepts: %s (layers %s, K=%d)", out, ",".join(map(str, layers)), k)

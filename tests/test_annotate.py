@@ -590,3 +590,13 @@ def test_an_exhausted_quota_stops_the_run_at_once(discovered, tmp_path, monkeypa
         with pytest.raises(UserError, match="insufficient_quota") as err:
             annotate_mod.run(compose_cfg("annotate", _openai(discovered, server.base_url, tmp_path, "annotator.concurrency=1")))
         assert len(server.requests) == 1 and server.base_url in str(err.value)
+
+
+def test_a_second_k_keeps_the_first(discovered):
+    res, over = discovered
+    other = discover_mod.run(compose_cfg("discover", [*over, "discovery.k=4"]))
+    assert other.path == res.path
+    manifest = json.loads((res.path / "manifest.json").read_text())
+    assert manifest["layers_done"] == {"4": [0, 1, 2], "6": [0, 1, 2]}
+    again = annotate_mod.run(compose_cfg("annotate", [*over, f"annotation.concepts={res.path}"]))  # K=6 still there
+    assert again.k == 6 and sum(again.statuses.values()) == 18
