@@ -140,3 +140,18 @@ def test_missing_and_empty_corpus(tmp_path):
     (tmp_path / "d" / "x-train.conllu").write_text("")
     with pytest.raises(UserError, match="no file for split 'dev'"):
         load_corpus(CorpusConfig(path=str(tmp_path / "d"), splits=["dev"]))
+
+
+def test_non_utf8_and_bom_files(tmp_path):
+    block = conllu_block(["The", "café"], ["DET", "NOUN"], "s1")
+    (tmp_path / "bom.conllu").write_bytes(b"\xef\xbb\xbf" + block.encode())
+    (sent,) = list(read_conllu(tmp_path / "bom.conllu", "train"))  # a byte-order mark is accepted
+    assert sent.words == ["The", "café"]
+    (tmp_path / "latin1.conllu").write_bytes(block.encode("latin-1"))
+    with pytest.raises(UserError, match=r"latin1.conllu:2: not UTF-8 text \(byte 0xe9 at column 17\)"):
+        list(read_conllu(tmp_path / "latin1.conllu", "train"))
+    (tmp_path / "binary.txt").write_bytes(bytes(range(256)) * 4)
+    with pytest.raises(UserError, match=r"binary.txt:\d+: not UTF-8 text"):
+        list(read_plain_text(tmp_path / "binary.txt"))
+    (tmp_path / "bom.txt").write_bytes("\ufeffhello world\n".encode())
+    assert [s.words for s in read_plain_text(tmp_path / "bom.txt")] == [["hello", "world"]]

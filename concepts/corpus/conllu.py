@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from concepts.corpus.sentence import Sentence
+from concepts.corpus.textfile import utf8_lines
 from concepts.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -87,44 +88,39 @@ def read_conllu(
                 i += 1
         return Sentence(words, tags, source=source, sent_id=sent_id, split=split)
 
-    try:
-        fh = open(path, encoding="utf-8")
-    except OSError as e:
-        raise UserError(f"cannot read CoNLL-U file {path}: {e.strerror}") from None
-    with fh:
-        lineno = 0
-        for lineno, raw in enumerate(fh, start=1):
-            line = raw.rstrip("\n").rstrip("\r")
-            if not line.strip():
-                sent = finish(lineno)
-                if sent is not None:
-                    yield sent
-                rows, row_lines, ranges, sent_id = [], [], {}, ""
-                start_line = lineno + 1
-                continue
-            if line.startswith("#"):
-                if not rows and line.startswith("# sent_id"):
-                    sent_id = line.split("=", 1)[-1].strip()
-                continue
-            cols = line.split("\t")
-            if len(cols) != 10:
-                raise bad(lineno, f"expected 10 tab-separated columns, found {len(cols)}")
-            tid = cols[0]
-            if _WORD_ID.match(tid):
-                if not cols[1]:
-                    raise bad(lineno, "empty FORM column")
-                rows.append(cols)
-                row_lines.append(lineno)
-            elif m := _RANGE_ID.match(tid):
-                a, b = int(m.group(1)), int(m.group(2))
-                if b <= a:
-                    raise bad(lineno, f"multi-word token range {tid} is empty")
-                ranges[a] = (b, cols[1])
-                stats.multiword_tokens += 1
-            elif _EMPTY_ID.match(tid):
-                stats.empty_nodes += 1
-            else:
-                raise bad(lineno, f"ID column {tid!r} is not a word id, range or empty node")
-        sent = finish(lineno + 1)
-        if sent is not None:
-            yield sent
+    lineno = 0
+    for lineno, raw in utf8_lines(path, "CoNLL-U file"):
+        line = raw.rstrip("\n").rstrip("\r")
+        if not line.strip():
+            sent = finish(lineno)
+            if sent is not None:
+                yield sent
+            rows, row_lines, ranges, sent_id = [], [], {}, ""
+            start_line = lineno + 1
+            continue
+        if line.startswith("#"):
+            if not rows and line.startswith("# sent_id"):
+                sent_id = line.split("=", 1)[-1].strip()
+            continue
+        cols = line.split("\t")
+        if len(cols) != 10:
+            raise bad(lineno, f"expected 10 tab-separated columns, found {len(cols)}")
+        tid = cols[0]
+        if _WORD_ID.match(tid):
+            if not cols[1]:
+                raise bad(lineno, "empty FORM column")
+            rows.append(cols)
+            row_lines.append(lineno)
+        elif m := _RANGE_ID.match(tid):
+            a, b = int(m.group(1)), int(m.group(2))
+            if b <= a:
+                raise bad(lineno, f"multi-word token range {tid} is empty")
+            ranges[a] = (b, cols[1])
+            stats.multiword_tokens += 1
+        elif _EMPTY_ID.match(tid):
+            stats.empty_nodes += 1
+        else:
+            raise bad(lineno, f"ID column {tid!r} is not a word id, range or empty node")
+    sent = finish(lineno + 1)
+    if sent is not None:
+        yield sent

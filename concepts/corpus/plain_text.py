@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from concepts.corpus.sentence import Sentence
+from concepts.corpus.textfile import utf8_lines
 from concepts.errors import UserError
 
 REGEX_TOKEN = re.compile(r"\w+(?:[-'’]\w+)*|[^\w\s]")
@@ -28,14 +29,7 @@ def split_words(line: str, tokenizer: str) -> list[str]:
 def read_plain_text(path: Path, tokenizer: str = "whitespace", split: str = "") -> Iterator[Sentence]:
     path = Path(path)
     split_words("", tokenizer)  # validate the option before reading
-    try:
-        fh = open(path, encoding="utf-8")
-    except OSError as e:
-        raise UserError(f"cannot read text file {path}: {e.strerror}") from None
-    except UnicodeDecodeError:
-        raise UserError(f"{path} is not UTF-8 text") from None
-    with fh:
-        for lineno, line in enumerate(fh, start=1):
-            words = split_words(line.strip(), tokenizer)
-            if words:
-                yield Sentence(words, {}, source=f"{path.name}:{lineno}", split=split)
+    for lineno, line in utf8_lines(path, "text file"):
+        words = split_words(line.strip(), tokenizer)
+        if words:
+            yield Sentence(words, {}, source=f"{path.name}:{lineno}", split=split)
