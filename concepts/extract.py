@@ -93,11 +93,12 @@ def _token_table(sentences: list[Sentence], skipped: set[int], enc) -> pd.DataFr
     kept = [i for i in range(len(sentences)) if i not in skipped]
     lengths = np.array([len(sentences[i]) for i in kept], dtype=np.int64)
     cols: dict[str, object] = {
-        "sentence": np.repeat([sentences[i].index for i in kept], lengths).astype(np.int64),
+        "sentence": np.repeat(np.array([sentences[i].index for i in kept], dtype=np.int64), lengths),
         "position": (np.arange(lengths.sum()) - np.repeat(np.cumsum(lengths) - lengths, lengths)).astype(np.int32),
         "word": [w for i in kept for w in sentences[i].words],
-        "n_subwords": np.concatenate([enc.n_subwords[i] for i in kept]).astype(np.int32),
-        "replaced": np.concatenate([enc.replaced[i] for i in kept]).astype(bool),
+        # (a shard whose sentences were all skipped has an empty table, not a crash)
+        "n_subwords": np.concatenate([enc.n_subwords[i] for i in kept] or [np.zeros(0)]).astype(np.int32),
+        "replaced": np.concatenate([enc.replaced[i] for i in kept] or [np.zeros(0)]).astype(bool),
     }
     for t in sorted({t for s in sentences for t in s.tags}):
         cols[t] = [v for i in kept for v in sentences[i].tags.get(t, [""] * len(sentences[i]))]
