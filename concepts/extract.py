@@ -142,7 +142,7 @@ def _write_shard(
         "sentences": len(sentences) - len(skipped),
         "words": n_rows,
         "subwords": int(sum(enc.n_subwords[i].sum() for i in offsets)),
-        "sentences_skipped_too_long": len(skipped),
+        "sentences_skipped_subword_limit": len(skipped),
         "skipped_sentence_ids": sorted(sentences[i].index for i in skipped),
         "words_replaced_empty": int(sum(enc.replaced[i].sum() for i in offsets)),
         "sentences_windowed": len({s.sentence for s in enc.segments if s.word_offset > 0}),
@@ -187,13 +187,20 @@ def _finalize(path: Path, manifest: dict, n_shards: int) -> dict | None:
              if (root / shard_name(k) / "meta.json").exists()]
     if len(metas) < n_shards:
         return None
-    counts = {k: sum(m[k] for m in metas) for k in
-              ("sentences", "words", "subwords", "sentences_skipped_too_long", "words_replaced_empty", "sentences_windowed")}
+    # one counter per skip reason: the corpus reader's word limit (sentences_skipped_word_limit,
+    # corpus.max_sentence_length) and the model's subword limit here (shards written before the
+    # rename call it sentences_skipped_too_long)
+    counts = {k: sum(m.get(k, m.get("sentences_skipped_too_long", 0) if k == "sentences_skipped_subword_limit" else 0)
+                     for m in metas)
+              for k in ("sentences", "words", "subwords", "sentences_skipped_subword_limit", "words_replaced_empty",
+                        "sentences_windowed")}
     manifest = {**manifest, "complete": True, "counts": {**manifest["counts"], **counts}}
     write_manifest(path, manifest)
-    if counts["sentences_skipped_too_long"]:
+    for lock in root.glob("*.lock"):  # every shard is published: the shard locks have served
+        lock.unlink(missing_ok=True)
+    if counts["sentences_skipped_subword_limit"]:
         log.warning("%d sentences exceeded the model's input limit and were skipped (extraction.long_sentences=skip)",
-                    counts["sentences_skipped_too_long"])
+                    counts["sentences_skipped_subword_limit"])
     return counts
 
 

@@ -119,7 +119,7 @@ def test_length_filter_counts_and_seeded_subset(tmp_path):
     p.write_text("\n".join(" ".join(["w"] * n) for n in range(1, 21)) + "\n")
     cfg = CorpusConfig(name="c", format="text", path=str(p), splits=[], max_sentence_length=10)
     c = load_corpus(cfg)
-    assert c.stats["sentences_skipped_too_long"] == 10 and len(c.sentences) == 10
+    assert c.stats["sentences_skipped_word_limit"] == 10 and len(c.sentences) == 10
     assert max(len(s) for s in c.sentences) == 10  # skipped, never truncated
     sub = CorpusConfig(name="c", format="text", path=str(p), splits=[], max_sentence_length=None, max_sentences=5, seed=3)
     a, b = load_corpus(sub), load_corpus(sub)

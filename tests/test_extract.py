@@ -60,12 +60,14 @@ def test_long_sentences_skip_or_window(tiny_models, tmp_path):
     long_ = " ".join(["the quick brown fox jumps over the lazy dog ."] * 3)  # > 20 subwords
     p.write_text(f"{short}\n{long_}\n{short}\n")
     skip = ActivationStore(_run(tiny_models["bert"], p, tmp_path / "s", "extraction.max_length=20").store)
-    assert skip.manifest["counts"]["sentences_skipped_too_long"] == 1
+    assert skip.manifest["counts"]["sentences_skipped_subword_limit"] == 1
+    assert skip.manifest["counts"]["sentences_skipped_word_limit"] == 0  # its own counter
     assert sorted(set(skip.tokens()["sentence"])) == [0, 2]
     # one sentence a shard: the shard of the long sentence is written empty and the store completes
     one = ActivationStore(_run(tiny_models["bert"], p, tmp_path / "o", "extraction.max_length=20",
                                "extraction.shard_sentences=1").store)
     assert one.manifest["complete"] and sorted(set(one.tokens()["sentence"])) == [0, 2]
+    assert not list(one.path.rglob("*.lock"))  # shard locks are removed once the store is complete
     np.testing.assert_allclose(np.asarray(one.layer(2)), np.asarray(skip.layer(2)), atol=1e-6)
     win = ActivationStore(_run(tiny_models["bert"], p, tmp_path / "w", "extraction.max_length=20",
                                "extraction.long_sentences=window").store)

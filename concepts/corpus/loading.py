@@ -98,11 +98,11 @@ def load_corpus(cfg) -> Corpus:
     if not sentences:
         raise UserError(f"corpus {cfg.path} (splits {splits}) holds no sentences; check corpus.path and corpus.splits")
     keep = [s for s in sentences if cfg.max_sentence_length is None or len(s) <= cfg.max_sentence_length]
-    stats["sentences_skipped_too_long"] = len(sentences) - len(keep)
-    if stats["sentences_skipped_too_long"]:
+    stats["sentences_skipped_word_limit"] = len(sentences) - len(keep)
+    if stats["sentences_skipped_word_limit"]:
         log.info(
             "skipped %d sentences longer than corpus.max_sentence_length=%d words",
-            stats["sentences_skipped_too_long"], cfg.max_sentence_length,
+            stats["sentences_skipped_word_limit"], cfg.max_sentence_length,
         )
     if cfg.max_sentences is not None and len(keep) > cfg.max_sentences:
         rng = np.random.default_rng(cfg.seed)
