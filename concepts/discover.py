@@ -132,8 +132,6 @@ def run(cfg: DictConfig | DiscoverConfig) -> DiscoverResult:
         s = cfg.sampling
         rows, st = sample_tokens(tokens["word"].tolist(), s.min_count, s.max_per_type, s.seed, s.lowercase)
         stats = asdict(st)
-        atomic_write_json(out / "sample.json", stats)
-        atomic_save_npy(sample_file, rows)
     log.info("sampling kept %d of %d tokens (%d word types)", len(rows), len(tokens), stats["types_kept"])
     if len(rows) == 0:
         raise UserError(f"sampling kept no token of {store.path}; lower sampling.min_count (now {cfg.sampling.min_count})")
@@ -142,6 +140,9 @@ def run(cfg: DictConfig | DiscoverConfig) -> DiscoverResult:
             f"discovery.k={k} is larger than the {len(rows)} sampled tokens; lower discovery.k or "
             f"sampling.min_count, or use a larger corpus"
         )
+    if not sample_file.exists():  # written only once the run can go on: a failed check leaves no folder
+        atomic_write_json(out / "sample.json", stats)
+        atomic_save_npy(sample_file, rows)
     sample = tokens.iloc[rows].reset_index(drop=True)
     tags = compute_tag_sets(sample, list(cfg.discovery.tag_sets))
     model_name = cfg.model.name_or_path

@@ -106,6 +106,7 @@ def test_discover_other_methods(tiny_models, text_corpus, tmp_path):
 def test_discover_bad_input(tiny_models, text_corpus, tmp_path):
     with pytest.raises(UserError, match="discovery.k=500 is larger than the"):
         _discover(tiny_models["bert"], text_corpus, tmp_path, "discovery.k=500")
+    assert not list(tmp_path.rglob("concepts/*"))  # the failed discovery left no half-made concepts folder
     with pytest.raises(UserError, match="layer 9 does not exist"):
         _discover(tiny_models["bert"], text_corpus, tmp_path, "discovery.layers=[1,9]")
     store = _discover(tiny_models["bert"], text_corpus, tmp_path, "discovery.layers=0").store
