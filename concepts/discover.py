@@ -151,6 +151,15 @@ def run(cfg: DictConfig | DiscoverConfig) -> DiscoverResult:
         "inputs": {"store": str(store.path), "store_fingerprint": store.fingerprint},
         "versions": library_versions(), "counts": {"sampled_tokens": len(rows), **stats},
     }
+
+    def layers_done() -> dict:
+        """Every K done so far, from the files (another K's run must not hide this one's layers)."""
+        ks = {int(f.stem.split("-K")[1]) for f in out.glob("layer_*/alignment-K*.json")} | {k}
+        previous = (read_manifest(out) or {}).get("layers_done", {})
+        return {**previous, **{str(kk): sorted(_done_layers(out, kk)) for kk in sorted(ks)}}
+
+    # a manifest from the start (complete: false), so a folder in progress or killed says what it holds
+    write_manifest(out, {**manifest, "layers_done": layers_done(), "complete": False})
     for layer in tqdm(layers, desc="discover", unit="layer", disable=not cfg.extraction.progress):
         ldir = out / f"layer_{layer:02d}"
         if (ldir / f"alignment-K{k}.json").exists():
@@ -167,6 +176,7 @@ def run(cfg: DictConfig | DiscoverConfig) -> DiscoverResult:
             concepts.append(c)
         write_concepts(ldir / f"concepts-K{k}.jsonl", concepts)
         atomic_write_json(ldir / f"alignment-K{k}.json", [summ.to_row() for _, summ in per_set.values()])
+        write_manifest(out, {**manifest, "layers_done": layers_done(), "complete": False})  # per layer
     table = collect_alignment(out, k)
     atomic_write_text(out / f"alignment-K{k}.csv", table.to_csv(index=False))
     if cfg.discovery.plot and len(table):
@@ -178,11 +188,7 @@ def run(cfg: DictConfig | DiscoverConfig) -> DiscoverResult:
         by_layer = {layer: read_concepts(out / f"layer_{layer:02d}" / f"concepts-K{k}.jsonl") for layer in done}
         sentences = [s.words for s in store.sentences()]
         write_explorer(out / f"explorer-K{k}.html", by_layer, sentences, f"{cfg.model.name or model_name} · {cfg.corpus.name} · K={k}")
-    previous = read_manifest(out) or {}
-    # every K done so far, from the files (another K's run must not hide this one's layers)
-    ks = {int(f.stem.split("-K")[1]) for f in out.glob("layer_*/alignment-K*.json")} | {k}
-    manifest["layers_done"] = {**previous.get("layers_done", {}),
-                               **{str(kk): sorted(_done_layers(out, kk)) for kk in sorted(ks)}}
+    manifest["layers_done"] = layers_done()
     manifest["complete"] = len(done) == store.n_layers
     write_manifest(out, manifest)
     log.info("concepts: %s (layers %s, K=%d)", out, ",".join(map(str, layers)), k)

@@ -132,3 +132,29 @@ def test_wordnet_supersenses(monkeypatch):
     monkeypatch.setattr(wn_mod, "WORDNET_DIR", wn_mod.Path("/nonexistent"))
     assert compute_tag_sets(df, ["wordnet", "upos"]).keys() == {"upos"}  # skipped with a message
     wn_mod.wordnet_reader.cache_clear()
+
+
+def test_a_killed_discovery_leaves_a_folder_that_says_what_it_holds(tiny_models, text_corpus, tmp_path, monkeypatch):
+    import concepts.annotate as annotate_mod
+
+    real = discover_mod._layer_clustering
+
+    def dies_on_layer_2(store, rows, layer, ldir, cfg):
+        if layer == 2:
+            raise KeyboardInterrupt  # killed while clustering layer 2
+        return real(store, rows, layer, ldir, cfg)
+
+    monkeypatch.setattr(discover_mod, "_layer_clustering", dies_on_layer_2)
+    with pytest.raises(KeyboardInterrupt):
+        _discover(tiny_models["bert"], text_corpus, tmp_path)
+    (folder,) = list(tmp_path.rglob("concepts/ward-*"))
+    manifest = json.loads((folder / "manifest.json").read_text())
+    assert manifest["complete"] is False and manifest["layers_done"]["6"] == [0, 1]
+    # the next stage can use what is there
+    over = extract_overrides(tiny_models["bert"], text_corpus, tmp_path, "sampling.min_count=1", "sampling.max_per_type=3",
+                             "discovery.k=6", f"annotation.concepts={folder}")
+    res = annotate_mod.run(compose_cfg("annotate", over))
+    assert res.layers == [0, 1]
+    monkeypatch.undo()
+    done = _discover(tiny_models["bert"], text_corpus, tmp_path)  # resumes with layer 2
+    assert json.loads((done.path / "manifest.json").read_text())["complete"] is True
