@@ -42,6 +42,18 @@ def rewrite_model_shortcut(argv: list[str]) -> list[str]:
     return out
 
 
+def name_corpus_by_path(argv: list[str]) -> list[str]:
+    """`corpus.path=<file or folder>` without `corpus.name=` also sets `corpus.name` from the
+    path (file stem or folder name), so folder names and titles tell corpora apart."""
+    paths = [a.split("=", 1)[1] for a in argv if a.lstrip("+").startswith("corpus.path=")]
+    named = any(a.lstrip("+").startswith("corpus.name=") for a in argv)
+    if named or len(paths) != 1 or "," in paths[0] or not paths[0]:
+        return argv
+    p = Path(paths[0].rstrip("/"))
+    stem = p.stem if p.suffix else p.name
+    return [*argv, f"corpus.name={model_slug(stem) if stem else 'corpus'}"]
+
+
 def hydra_entry(config_name: str, run: Callable[[DictConfig], object],
                 on_result: Callable[[Path, object], None] | None = None) -> Callable[[], None]:
     """A console entry point: Hydra config `config_name`, then `run(cfg)` (and
@@ -69,7 +81,7 @@ def hydra_entry(config_name: str, run: Callable[[DictConfig], object],
             logging.basicConfig(level=logging.INFO, format="%(message)s")
             log.error("%s", problem)
             sys.exit(2)
-        sys.argv = [sys.argv[0], *rewrite_model_shortcut(sys.argv[1:])]
+        sys.argv = [sys.argv[0], *name_corpus_by_path(rewrite_model_shortcut(sys.argv[1:]))]
         _task()
 
     return main

@@ -66,6 +66,18 @@ def test_model_shortcut_loads_a_local_folder(tiny_models, text_corpus, tmp_path)
     manifests = list(Path(tmp_path / "ws").rglob("manifest.json"))
     assert len(manifests) == 1 and '"complete": true' in manifests[0].read_text()
     assert manifests[0].parent.parent.parent.name == Path(tiny_models["bert"]).name
+    # the corpus is named by its file when corpus.name is not given
+    assert manifests[0].parent.parent.name.startswith(f"{Path(text_corpus).stem}-")
+
+
+def test_corpus_name_comes_from_its_path():
+    from concepts.cli import name_corpus_by_path
+
+    assert name_corpus_by_path(["corpus.path=/data/ud-english-gum/"])[-1] == "corpus.name=ud-english-gum"
+    assert name_corpus_by_path(["corpus=text", "corpus.path=my corpus.txt"])[-1] == "corpus.name=my-corpus"
+    assert name_corpus_by_path(["corpus.path=a.txt", "corpus.name=x"]) == ["corpus.path=a.txt", "corpus.name=x"]
+    assert name_corpus_by_path(["corpus.path=a.txt,b.txt"]) == ["corpus.path=a.txt,b.txt"]  # a sweep: left alone
+    assert name_corpus_by_path(["layer=3"]) == ["layer=3"]
 
 
 def test_multirun_jobs_split_the_shards(tiny_models, text_corpus, tmp_path):
