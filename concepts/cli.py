@@ -54,6 +54,30 @@ def name_corpus_by_path(argv: list[str]) -> list[str]:
     return [*argv, f"corpus.name={model_slug(stem) if stem else 'corpus'}"]
 
 
+def config_error(config_name: str, argv: list[str]) -> str | None:
+    """One line for a config error that Hydra would otherwise report itself in several lines with
+    exit status 1 (an unknown key, a value of the wrong type, a missing option, bad override
+    syntax), by composing the config before Hydra runs. Multirun and flag invocations are left
+    to Hydra."""
+    if any(a.startswith("-") for a in argv):
+        return None
+    overrides = [a for a in argv if not a.lstrip("+~").startswith(("hydra.", "hydra/"))]
+    from hydra import compose, initialize_config_dir
+
+    try:
+        with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+            compose(config_name=config_name, overrides=overrides)
+    except Exception as e:  # noqa: BLE001 - any composition error becomes the one line
+        keep = [ln.strip() for ln in str(e).splitlines()
+                if ln.strip() and not ln.strip().startswith(("Config search path", "provider=", "See https"))]
+        if any(ln.startswith("Available options") for ln in keep):
+            i = next(i for i, ln in enumerate(keep) if ln.startswith("Available options"))
+            keep = keep[:i] + [keep[i] + " " + ", ".join(keep[i + 1:])]
+        cause = str(e.__cause__).splitlines()[0] if e.__cause__ is not None and str(e.__cause__) else ""
+        return "; ".join(keep + ([cause] if cause else [])) + " (see --help)"
+    return None
+
+
 def hydra_entry(config_name: str, run: Callable[[DictConfig], object],
                 on_result: Callable[[Path, object], None] | None = None) -> Callable[[], None]:
     """A console entry point: Hydra config `config_name`, then `run(cfg)` (and
@@ -82,6 +106,11 @@ def hydra_entry(config_name: str, run: Callable[[DictConfig], object],
             log.error("%s", problem)
             sys.exit(2)
         sys.argv = [sys.argv[0], *name_corpus_by_path(rewrite_model_shortcut(sys.argv[1:]))]
+        problem = config_error(config_name, sys.argv[1:])
+        if problem:
+            logging.basicConfig(level=logging.INFO, format="%(message)s")
+            log.error("%s", problem)
+            sys.exit(2)
         _task()
 
     return main

@@ -41,7 +41,7 @@ def test_bad_option_or_path(tmp_path, text_corpus, case, args, message):
         args = ["corpus=text", f"corpus.path={text_corpus}", *args]
     r = _cli(tmp_path, *args)
     out = r.stdout + r.stderr
-    assert r.returncode != 0, out
+    assert r.returncode == 2, out  # Hydra's own config errors too
     assert message in out, out
     assert "Traceback" not in out, out
     _no_complete_store(tmp_path)
@@ -90,3 +90,15 @@ def test_multirun_jobs_split_the_shards(tiny_models, text_corpus, tmp_path):
     store = ActivationStore(manifest.parent)
     assert store.manifest["n_shards"] == 4 and len(store.shard_dirs()) == 4
     assert store.tokens()["sentence"].nunique() == 8
+
+
+@pytest.mark.parametrize("override,says", [
+    ("extraction.nope=1", "Key 'nope' not in"),
+    ("extraction.batch_size=many", "could not be converted to Int"),
+    ("model=hf corpus=nonexistent", "Available options in 'corpus'"),
+])
+def test_config_errors_hydra_catches_are_one_line_and_exit_2(tmp_path, override, says):
+    r = _cli(tmp_path, *override.split())
+    assert r.returncode == 2, r.stderr
+    lines = [ln for ln in (r.stderr + r.stdout).splitlines() if ln.strip()]
+    assert len(lines) == 1 and says in lines[0] and "Traceback" not in lines[0]
