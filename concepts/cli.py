@@ -63,8 +63,11 @@ def config_error(config_name: str, argv: list[str]) -> str | None:
         return None
     overrides = [a for a in argv if not a.lstrip("+~").startswith(("hydra.", "hydra/"))]
     from hydra import compose, initialize_config_dir
+    from hydra.core.override_parser.overrides_parser import OverridesParser
 
     try:
+        if any(o.is_sweep_override() for o in OverridesParser.create().parse_overrides(overrides)):
+            return None  # a sweep (a preset may set hydra.mode=MULTIRUN): Hydra's to expand
         with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
             compose(config_name=config_name, overrides=overrides)
     except Exception as e:  # noqa: BLE001 - any composition error becomes the one line
