@@ -87,7 +87,7 @@ def open_concepts(cfg: AnnotateConfig) -> ConceptRun:
     else:
         path = discover_stage.run(cfg).path
         manifest = read_manifest(path)
-    done = sorted(discover_stage._done_layers(path, k))  # from the files: every K the folder holds
+    done = sorted(discover_stage.done_layers(path, k))  # from the files: every K the folder holds
     if not done:
         raise UserError(f"{path} has no layer clustered at K={k}; run concepts.discover with discovery.k={k}")
     store = ActivationStore(manifest["inputs"]["store"])

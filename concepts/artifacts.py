@@ -12,6 +12,7 @@ import os
 import platform
 import shutil
 import tempfile
+import uuid
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -92,6 +93,13 @@ def read_manifest(folder: Path) -> dict[str, Any] | None:
 
 def write_manifest(folder: Path, manifest: dict[str, Any]) -> None:
     atomic_write_json(Path(folder) / MANIFEST, manifest)
+
+
+def unique_tmp(path: Path) -> Path:
+    """A temp path beside `path`, unique to this process and call (parallel jobs writing the same
+    file must not share one), with the same suffix (so writers that infer a format still do)."""
+    path = Path(path)
+    return path.with_name(f".{path.stem}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp{path.suffix}")
 
 
 def atomic_save_npy(path: Path, arr) -> None:

@@ -117,7 +117,7 @@ def run(cfg: DictConfig | DiscoverConfig) -> DiscoverResult:
     store = open_store(cfg)
     layers = cfg.discovery.layer_list(store.n_layers)
     out, ident = concepts_path(store, cfg)
-    done_before = _done_layers(out, k)
+    done_before = done_layers(out, k)
     page = out / f"explorer-K{k}.html"
     if (all(layer in done_before for layer in layers) and (out / f"alignment-K{k}.csv").exists()
             and (page.exists() or not cfg.discovery.explorer)):
@@ -152,14 +152,14 @@ def run(cfg: DictConfig | DiscoverConfig) -> DiscoverResult:
         "versions": library_versions(), "counts": {"sampled_tokens": len(rows), **stats},
     }
 
-    def layers_done() -> dict:
+    def every_k_done() -> dict:
         """Every K done so far, from the files (another K's run must not hide this one's layers)."""
         ks = {int(f.stem.split("-K")[1]) for f in out.glob("layer_*/alignment-K*.json")} | {k}
         previous = (read_manifest(out) or {}).get("layers_done", {})
-        return {**previous, **{str(kk): sorted(_done_layers(out, kk)) for kk in sorted(ks)}}
+        return {**previous, **{str(kk): sorted(done_layers(out, kk)) for kk in sorted(ks)}}
 
     # a manifest from the start (complete: false), so a folder in progress or killed says what it holds
-    write_manifest(out, {**manifest, "layers_done": layers_done(), "complete": False})
+    write_manifest(out, {**manifest, "layers_done": every_k_done(), "complete": False})
     for layer in tqdm(layers, desc="discover", unit="layer", disable=not cfg.extraction.progress):
         ldir = out / f"layer_{layer:02d}"
         if (ldir / f"alignment-K{k}.json").exists():
@@ -176,19 +176,19 @@ def run(cfg: DictConfig | DiscoverConfig) -> DiscoverResult:
             concepts.append(c)
         write_concepts(ldir / f"concepts-K{k}.jsonl", concepts)
         atomic_write_json(ldir / f"alignment-K{k}.json", [summ.to_row() for _, summ in per_set.values()])
-        write_manifest(out, {**manifest, "layers_done": layers_done(), "complete": False})  # per layer
+        write_manifest(out, {**manifest, "layers_done": every_k_done(), "complete": False})  # per layer
     table = collect_alignment(out, k)
     atomic_write_text(out / f"alignment-K{k}.csv", table.to_csv(index=False))
     if cfg.discovery.plot and len(table):
         from concepts.plots import plot_alignment
 
         plot_alignment(table, out / f"alignment-K{k}.png", f"{cfg.model.name or model_name}: alignment at θ={cfg.discovery.theta}, K={k}")
-    done = sorted(_done_layers(out, k))
+    done = sorted(done_layers(out, k))
     if cfg.discovery.explorer:
         by_layer = {layer: read_concepts(out / f"layer_{layer:02d}" / f"concepts-K{k}.jsonl") for layer in done}
         sentences = [s.words for s in store.sentences()]
         write_explorer(out / f"explorer-K{k}.html", by_layer, sentences, f"{cfg.model.name or model_name} · {cfg.corpus.name} · K={k}")
-    manifest["layers_done"] = layers_done()
+    manifest["layers_done"] = every_k_done()
     manifest["complete"] = len(done) == store.n_layers
     write_manifest(out, manifest)
     log.info("concepts: %s (layers %s, K=%d)", out, ",".join(map(str, layers)), k)
@@ -206,14 +206,14 @@ def read_concepts_folder(path: str | Path, option: str) -> dict:
     return manifest
 
 
-def _done_layers(out: Path, k: int) -> dict[int, Path]:
+def done_layers(out: Path, k: int) -> dict[int, Path]:
     """Layers finished at this K (their alignment file, written last, exists)."""
     return {int(f.parent.name.split("_")[1]): f for f in out.glob(f"layer_*/alignment-K{k}.json")}
 
 
 def collect_alignment(out: Path, k: int) -> pd.DataFrame:
     rows = []
-    for layer, f in sorted(_done_layers(out, k).items()):
+    for layer, f in sorted(done_layers(out, k).items()):
         rows += [{"layer": layer, **r} for r in json.loads(f.read_text())]
     cols = ["layer", *AlignmentSummary("", 0, 0, 0, 0).to_row().keys()]
     return pd.DataFrame(rows, columns=cols)

@@ -24,7 +24,7 @@ from pathlib import Path
 import pandas as pd
 from hydra.experimental.callback import Callback
 
-from concepts.artifacts import atomic_write_text
+from concepts.artifacts import atomic_write_text, unique_tmp
 from probing.results import ProbeResult
 
 log = logging.getLogger(__name__)
@@ -97,7 +97,7 @@ def plot_summary(df: pd.DataFrame, path: Path, title: str) -> None:
     fig.suptitle(title)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.stem + ".tmp.png")
+    tmp = unique_tmp(path)  # parallel sweep jobs write the same summary
     fig.savefig(tmp, dpi=110)
     plt.close(fig)
     tmp.replace(path)
@@ -108,7 +108,7 @@ def write_summary(folder: Path, results: list[ProbeResult], title: str, plot: bo
     folder = Path(folder)
     df = summarize_results(results)
     atomic_write_text(folder / "summary.csv", df.to_csv(index=False))
-    tmp = folder / "summary.parquet.tmp"
+    tmp = unique_tmp(folder / "summary.parquet")
     df.to_parquet(tmp, index=False)
     tmp.replace(folder / "summary.parquet")
     if plot and len(df):

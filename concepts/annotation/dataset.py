@@ -46,11 +46,6 @@ def label_of_record(c: Concept, source: str | None = None) -> Annotation | None:
     return usable[-1] if usable else None
 
 
-def primary_annotation(c: Concept, source: str | None = None) -> Annotation | None:
-    """The label of record (`label_of_record`); kept under its former name."""
-    return label_of_record(c, source)
-
-
 def to_frame(concepts: list[Concept], source: str | None = None) -> pd.DataFrame:
     rows = []
     for c in concepts:
