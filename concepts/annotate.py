@@ -37,6 +37,7 @@ from concepts.artifacts import (
 )
 from concepts.cli import hydra_entry, model_slug
 from concepts.config import AnnotateConfig, register_configs, validate
+from concepts.confirm import confirm_large
 from concepts.errors import UserError
 from concepts.records import Annotation, Concept, read_concepts, write_concepts
 from concepts.store import ActivationStore
@@ -111,17 +112,27 @@ def _select(concepts: list[Concept], max_concepts: int | None) -> list[Concept]:
     return sorted(concepts, key=lambda c: (-c.size, c.concept_id))[:max_concepts]
 
 
-def _dry_run(annotator: Annotator, run: ConceptRun, targets: dict[int, list[Concept]], cfg, out: Path) -> AnnotateResult:
-    sentences = run.sentences()
-    lines, tokens = [], 0
+def _estimate(annotator: Annotator, targets: dict[int, list[Concept]], cfg, sentences) -> tuple[list[str], int, int, float]:
+    """The prompts (one JSON line per concept), the distinct requests among them (a prompt asked
+    for two concepts is sent once), their estimated tokens, and the cost at most (every distinct
+    prompt sent, every reply at `annotator.max_tokens`)."""
+    lines, seen, tokens = [], set(), 0
     for layer, cs in targets.items():
         for c in cs:
             msgs = annotator.messages(c, sentences)
-            tokens += estimate_tokens(msgs)
+            key = json.dumps(msgs, ensure_ascii=False, sort_keys=True)
+            if key not in seen:
+                seen.add(key)
+                tokens += estimate_tokens(msgs)
             lines.append(json.dumps({"layer": layer, "concept_id": c.concept_id, "messages": msgs}, ensure_ascii=False))
     a = cfg.annotator
-    n = len(lines)
-    cost = (tokens * a.price_input_per_1m + n * a.max_tokens * a.price_output_per_1m) / 1e6
+    cost = (tokens * a.price_input_per_1m + len(seen) * a.max_tokens * a.price_output_per_1m) / 1e6
+    return lines, len(seen), tokens, cost
+
+
+def _dry_run(annotator: Annotator, run: ConceptRun, targets: dict[int, list[Concept]], cfg, out: Path) -> AnnotateResult:
+    lines, n, tokens, cost = _estimate(annotator, targets, cfg, run.sentences())
+    a = cfg.annotator
     dump = out / f"dry-run-{cfg.prompt.id}-K{run.k}.jsonl"
     atomic_write_text(dump, "\n".join(lines) + "\n")
     if lines:
@@ -181,6 +192,12 @@ def run(cfg: DictConfig | AnnotateConfig) -> AnnotateResult:
             return _dry_run(annotator, crun, targets, cfg, out)
         sentences = crun.sentences()
         flat = [c for layer in crun.layers for c in targets[layer]]
+        if isinstance(annotator, LLMAnnotator):  # requests and cost, before any is sent
+            lines, n_distinct, tokens, cost_max = _estimate(annotator, targets, cfg, sentences)
+            what = (f"an LLM annotation: {len(lines)} concepts, {n_distinct} distinct prompts (cached replies are not "
+                    f"sent again), about {tokens:,} prompt tokens, at most ${cost_max:.4f}")
+            log.info("%s with %s at %s", what, a.model, a.base_url or "the OpenAI API")
+            confirm_large(what, cost_max, cfg.annotation.confirm_above_usd, "annotation.confirm_above_usd")
         log.info("annotating %d concepts of layers %s with %s (%s, prompt %s)", len(flat),
                  ",".join(map(str, crun.layers)), annotator.name, annotator.model, annotator.prompt_id)
         anns = annotator.annotate(flat, sentences)

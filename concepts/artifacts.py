@@ -13,9 +13,10 @@ import platform
 import shutil
 import tempfile
 import uuid
-from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
+
+from concepts.errors import UserError
 
 MANIFEST = "manifest.json"
 _UMASK = os.umask(0)
@@ -56,17 +57,6 @@ def fingerprint(obj: Any) -> str:
     return hashlib.sha256(blob).hexdigest()[:16]
 
 
-def file_fingerprint(paths: Iterable[Path]) -> str:
-    """Content hash of files (order-independent on names, reads each file once)."""
-    h = hashlib.sha256()
-    for p in sorted(Path(p) for p in paths):
-        h.update(p.name.encode())
-        with open(p, "rb") as fh:
-            for chunk in iter(lambda: fh.read(1 << 20), b""):
-                h.update(chunk)
-    return h.hexdigest()[:16]
-
-
 def library_versions() -> dict[str, str]:
     import numpy
     import torch
@@ -87,8 +77,18 @@ def read_manifest(folder: Path) -> dict[str, Any] | None:
     path = Path(folder) / MANIFEST
     if not path.exists():
         return None
-    with open(path, encoding="utf-8") as fh:
-        return json.load(fh)
+    try:
+        with open(path, encoding="utf-8") as fh:
+            manifest = json.load(fh)
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise UserError(f"{path} is not valid JSON ({e}); restore it or delete its folder to re-run the stage") from None
+    missing = [k for k in ("stage", "fingerprint") if k not in manifest] if isinstance(manifest, dict) else ["stage"]
+    if missing:
+        raise UserError(
+            f"{path} lacks {', '.join(missing)}: written by an older version or edited by hand; "
+            "delete its folder to re-run the stage"
+        )
+    return manifest
 
 
 def write_manifest(folder: Path, manifest: dict[str, Any]) -> None:

@@ -15,7 +15,8 @@ from omegaconf import DictConfig
 from concepts.errors import UserError
 from concepts.secrets import check_argv
 
-CONF_DIR = str(Path(__file__).resolve().parent.parent / "conf")
+# the top-level conf/, through the link concepts/conf (a checkout) or as package data (a wheel)
+CONF_DIR = str((Path(__file__).parent / "conf").resolve())
 log = logging.getLogger("concepts")
 
 
@@ -27,19 +28,76 @@ def model_slug(name_or_path: str) -> str:
     return "".join(c if c.isalnum() or c in "-_." else "-" for c in text) or "model"
 
 
+def hub_offline() -> bool:
+    return os.environ.get("HF_HUB_OFFLINE") == "1" or os.environ.get("TRANSFORMERS_OFFLINE") == "1"
+
+
+def _in_hub_cache(repo_id: str) -> bool:
+    try:
+        from huggingface_hub import try_to_load_from_cache
+
+        return isinstance(try_to_load_from_cache(repo_id, "config.json"), str)
+    except Exception:  # noqa: BLE001 - not a valid repo id, or no cache: not there
+        return False
+
+
 def rewrite_model_shortcut(argv: list[str]) -> list[str]:
     """`model=<hub id or path>` that is not a file of `conf/model/` becomes
-    `model=hf model.name_or_path=<it>`, so any model loads by name or path."""
-    known = {p.stem for p in (Path(CONF_DIR) / "model").glob("*.yaml")}
+    `model=hf model.name_or_path=<it>`, so any model loads by name or path. A value that is
+    neither, close to a name in `conf/model/`, gets a "did you mean" before any Hub call; with
+    the Hub off (HF_HUB_OFFLINE=1) and the model not in the local cache it is a `UserError` at once."""
+    import difflib
+
+    known = sorted(p.stem for p in (Path(CONF_DIR) / "model").glob("*.yaml"))
     out = []
     for arg in argv:
         if arg.startswith("model=") and "," not in arg:
             value = arg.split("=", 1)[1]
             if value not in known:
+                # a path (existing or not) is left to the model loader, which names what is missing
+                local = (value.startswith(("embedded:", "/", "~", ".")) or value.count("/") > 1
+                         or Path(value).expanduser().exists())
+                close = difflib.get_close_matches(value, known, n=1, cutoff=0.75)
+                hint = f" (did you mean model={close[0]}?)" if close else ""
+                if not local and hub_offline() and not _in_hub_cache(value):
+                    raise UserError(
+                        f"model={value} is not a config of conf/model/ ({', '.join(known)}) nor a local folder, and "
+                        f"the Hugging Face Hub is off (HF_HUB_OFFLINE=1) with no cached copy{hint}")
+                if not local and close:
+                    sys.stderr.write(f"model={value} is not a config of conf/model/ nor a local folder: loading it "
+                                     f"from the Hugging Face Hub{hint}\n")
                 out += ["model=hf", f"model.name_or_path={value}", f"model.name={model_slug(value)}"]
                 continue
         out.append(arg)
     return out
+
+
+def app_help(config_name: str, doc: str | None, command: str) -> str:
+    """The `--help` of one app: what it does (its module's first paragraph), the config groups it
+    uses with their options and defaults, and where to see every option."""
+    from omegaconf import OmegaConf
+
+    conf = Path(CONF_DIR)
+    defaults = OmegaConf.to_container(OmegaConf.load(conf / f"{config_name}.yaml")).get("defaults", [])
+    about = (doc or "").strip().split("\n\n")[0].replace("\n", " ")
+    lines = [about if about.startswith("`") else f"{command}: {about}", "",
+             f"Usage: {command} [group=option ...] [key=value ...]    (a sweep: -m key=a,b,c)", "",
+             "Config groups this command uses (option in use first):"]
+    for entry in defaults:
+        if not isinstance(entry, dict):
+            continue
+        (group, default), = entry.items()
+        group = group.removeprefix("optional ")
+        options = sorted(p.stem for p in (conf / group).glob("*.yaml")) if (conf / group).is_dir() else []
+        if not options:
+            continue
+        extra = "  (or any Hugging Face id or local folder)" if group == "model" else ""
+        others = [o for o in options if o != default]
+        shown = " | ".join(([default] if default in options else ["(none)"]) + others)
+        lines.append(f"  {group:<11} {shown}{extra}")
+    lines += ["", "Every option with its value: --cfg job (one group: --cfg job --package <group>).",
+              "Hydra's own flags (multirun, launchers, completion): --hydra-help.", ""]
+    return "\n".join(lines)
 
 
 def name_corpus_by_path(argv: list[str]) -> list[str]:
@@ -108,7 +166,18 @@ def hydra_entry(config_name: str, run: Callable[[DictConfig], object],
             logging.basicConfig(level=logging.INFO, format="%(message)s")
             log.error("%s", problem)
             sys.exit(2)
-        sys.argv = [sys.argv[0], *name_corpus_by_path(rewrite_model_shortcut(sys.argv[1:]))]
+        if "--help" in sys.argv[1:] or "-h" in sys.argv[1:]:
+            module = sys.modules.get(run.__module__)
+            spec = getattr(module, "__spec__", None)
+            command = f"python -m {spec.name if spec else run.__module__}"
+            sys.stdout.write(app_help(config_name, getattr(module, "__doc__", None), command))
+            return
+        try:
+            sys.argv = [sys.argv[0], *name_corpus_by_path(rewrite_model_shortcut(sys.argv[1:]))]
+        except UserError as e:
+            logging.basicConfig(level=logging.INFO, format="%(message)s")
+            log.error("%s", e)
+            sys.exit(2)
         problem = config_error(config_name, sys.argv[1:])
         if problem:
             logging.basicConfig(level=logging.INFO, format="%(message)s")

@@ -63,10 +63,11 @@ class ModelConfig:
 class CorpusConfig:
     name: str = "ewt"
     format: str = "conllu"  # conllu | text | table
-    path: str = "../shared/data/ud-english-ewt"
+    path: str = "builtin:ud-english-ewt"  # a file or folder, or a corpus shipped in the package
     splits: list[str] = field(default_factory=lambda: ["train"])
     multiword: str = "words"  # conllu: words | surface
     tokenizer: str = "whitespace"  # text: whitespace | regex
+    encoding: str = "utf-8"  # conllu, text: the files' text encoding (latin-1, cp1252, utf-16, ...)
     tokens_column: str = "tokens"  # table
     tag_columns: list[str] = field(default_factory=list)  # table
     dataset_config: str | None = None  # table: the datasets config name
@@ -104,6 +105,7 @@ class ExtractionConfig:
     max_length: int | None = None  # subwords incl. special tokens; null = the model's limit
     long_sentences: LongSentences = LongSentences.skip
     shard_sentences: int = 1000  # sentences per store shard (the unit of resume)
+    confirm_above_gb: float | None = None  # a new store estimated larger than this asks first (null = never)
     progress: bool = True
 
     def __post_init__(self) -> None:
@@ -257,6 +259,7 @@ class AnnotationConfig:
     human_eval_per_layer: int = 20  # concepts per layer in the human-evaluation CSV
     label_source: str | None = None  # the label of record: null = the rule (latest LLM label, else alignment);
     # or "annotator[:model[:prompt]]", e.g. alignment, openai, openai:gpt-4o-mini:default
+    confirm_above_usd: float | None = None  # an LLM annotation estimated to cost more asks first (null = never)
     retry_refused: bool = False  # ask again (not the cache) when the cached reply is a refusal or filtered
     seed: int = 0
 

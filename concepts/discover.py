@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import shutil
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -33,6 +35,7 @@ from concepts.artifacts import (
     fingerprint,
     library_versions,
     read_manifest,
+    unique_tmp,
     write_manifest,
 )
 from concepts.cli import hydra_entry
@@ -59,9 +62,10 @@ class DiscoverResult:
     seconds: float
 
 
-def open_store(cfg: DiscoverConfig) -> ActivationStore:
+def open_store(cfg: DiscoverConfig, for_discovery: bool = False) -> ActivationStore:
     """The store named by `discovery.store`, else the one `concepts.extract` makes for this
-    config (run now if missing or partial)."""
+    config (run now if missing or partial; `for_discovery`: first check that the corpus can give
+    `discovery.k` sampled tokens)."""
     explicit = getattr(cfg.discovery, "store", None)
     if explicit:
         store = ActivationStore(explicit)
@@ -71,23 +75,61 @@ def open_store(cfg: DiscoverConfig) -> ActivationStore:
                 f"{cfg.model.name_or_path!r}; pass the matching model or re-run concepts.extract"
             )
         return store
-    return ActivationStore(extract_stage.run(cfg).store)
+    return ActivationStore(extract_stage.run(cfg, check_k=for_discovery).store)
+
+
+def clustering_identity(store: ActivationStore, cfg: DiscoverConfig) -> dict:
+    """What determines the sample and the merge trees (not K, which is a cut of the tree)."""
+    cl = cfg.clustering
+    method: dict = {"method": cl.method}  # exact Ward (ours or scipy's) has no free setting
+    if cl.method == "kmeans_ward":
+        method.update(seed=cl.seed, micro_clusters=cl.micro_clusters, kmeans="faiss", kmeans_iters=cl.kmeans_iters)
+    elif cl.method == "kmeans":
+        method.update(seed=cl.seed)
+    return {"store": store.fingerprint, "sampling": asdict(cfg.sampling), "clustering": method}
 
 
 def concepts_path(store: ActivationStore, cfg: DiscoverConfig) -> tuple[Path, dict]:
-    cl = cfg.clustering
-    ident = {
-        "store": store.fingerprint,
-        "sampling": asdict(cfg.sampling),
-        "clustering": {"method": cl.method, "micro_clusters": cl.micro_clusters, "seed": cl.seed,
-                       **({"kmeans": "faiss", "kmeans_iters": cl.kmeans_iters} if cl.method == "kmeans_ward" else {})},
-    }
-    return store.path.parent / "concepts" / f"{cl.method}-{fingerprint(ident)[:8]}", ident
+    """The concepts folder of this config and its identity: the clustering plus the alignment
+    settings (θ and the tag sets change every record's alignment, so each choice has a folder of
+    its own; folders that differ only there share the merge trees, see `reuse_clustering`)."""
+    ident = {**clustering_identity(store, cfg),
+             "alignment": {"theta": float(cfg.discovery.theta), "tag_sets": list(dict.fromkeys(cfg.discovery.tag_sets))}}
+    return store.path.parent / "concepts" / f"{cfg.clustering.method}-{fingerprint(ident)[:8]}", ident
+
+
+def reuse_clustering(out: Path, layer: int, k: int, clustering_fp: str) -> bool:
+    """Link (or copy) a layer's merge tree from a sibling folder with the same clustering (another
+    θ or tag-set choice), so a new alignment never re-clusters. True when found."""
+    names = ["linkage.npy", "assign.npy", f"labels-K{k}.npy"]
+    for sib in sorted(out.parent.iterdir()) if out.parent.exists() else []:
+        if sib == out or not (sib / "manifest.json").exists():
+            continue
+        if (read_manifest(sib) or {}).get("clustering_fingerprint") != clustering_fp:
+            continue
+        src = sib / f"layer_{layer:02d}"
+        if not ((src / "linkage.npy").exists() or (src / f"labels-K{k}.npy").exists()):
+            continue
+        dst = out / f"layer_{layer:02d}"
+        dst.mkdir(parents=True, exist_ok=True)
+        for name in names:
+            if (src / name).exists() and not (dst / name).exists():
+                tmp = unique_tmp(dst / name)
+                try:
+                    os.link(src / name, tmp)
+                except OSError:
+                    shutil.copyfile(src / name, tmp)
+                tmp.replace(dst / name)
+        log.info("layer %d: merge tree reused from %s", layer, sib)
+        return True
+    return False
 
 
 def _layer_clustering(store, rows, layer: int, ldir: Path, cfg: DiscoverConfig) -> Clustering:
     k = cfg.discovery.k
     link, assign = ldir / "linkage.npy", ldir / "assign.npy"
+    if not link.exists() and not (ldir / f"labels-K{k}.npy").exists():
+        reuse_clustering(ldir.parent, layer, k, fingerprint(clustering_identity(store, cfg)))
     if link.exists():
         res = Clustering(np.empty(0), np.load(link), np.load(assign) if assign.exists() else None)
         res.labels = res.cut(k)
@@ -114,7 +156,7 @@ def run(cfg: DictConfig | DiscoverConfig) -> DiscoverResult:
     t_start = time.perf_counter()
     cfg = validate(cfg, DiscoverConfig)
     k = cfg.discovery.k
-    store = open_store(cfg)
+    store = open_store(cfg, for_discovery=True)
     layers = cfg.discovery.layer_list(store.n_layers)
     out, ident = concepts_path(store, cfg)
     done_before = done_layers(out, k)
@@ -148,6 +190,8 @@ def run(cfg: DictConfig | DiscoverConfig) -> DiscoverResult:
     model_name = cfg.model.name_or_path
     manifest = {
         "stage": "discover", "fingerprint": fingerprint(ident), "identity": ident,
+        "clustering_fingerprint": fingerprint(clustering_identity(store, cfg)),
+        "theta": float(cfg.discovery.theta), "tag_sets": list(tags),  # the tag sets computed here
         "inputs": {"store": str(store.path), "store_fingerprint": store.fingerprint},
         "versions": library_versions(), "counts": {"sampled_tokens": len(rows), **stats},
     }
@@ -175,7 +219,8 @@ def run(cfg: DictConfig | DiscoverConfig) -> DiscoverResult:
             c.alignment = {name: per[cid] for name, (per, _) in per_set.items()}
             concepts.append(c)
         write_concepts(ldir / f"concepts-K{k}.jsonl", concepts)
-        atomic_write_json(ldir / f"alignment-K{k}.json", [summ.to_row() for _, summ in per_set.values()])
+        atomic_write_json(ldir / f"alignment-K{k}.json",
+                          [{**summ.to_row(), "theta": float(cfg.discovery.theta)} for _, summ in per_set.values()])
         write_manifest(out, {**manifest, "layers_done": every_k_done(), "complete": False})  # per layer
     table = collect_alignment(out, k)
     atomic_write_text(out / f"alignment-K{k}.csv", table.to_csv(index=False))
@@ -215,7 +260,7 @@ def collect_alignment(out: Path, k: int) -> pd.DataFrame:
     rows = []
     for layer, f in sorted(done_layers(out, k).items()):
         rows += [{"layer": layer, **r} for r in json.loads(f.read_text())]
-    cols = ["layer", *AlignmentSummary("", 0, 0, 0, 0).to_row().keys()]
+    cols = ["layer", *AlignmentSummary("", 0, 0, 0, 0).to_row().keys(), "theta"]
     return pd.DataFrame(rows, columns=cols)
 
 

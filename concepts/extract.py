@@ -35,10 +35,11 @@ from concepts.artifacts import (
 )
 from concepts.cli import hydra_entry, model_slug
 from concepts.config import ExtractConfig, register_configs, validate
+from concepts.confirm import confirm_large
 from concepts.corpus import Corpus, Sentence, load_corpus
 from concepts.errors import UserError
 from concepts.extractor import Extractor
-from concepts.models import load_model
+from concepts.models import load_model, weights_signature
 from concepts.store import SHARDS, layer_file, shard_name
 from concepts.subwords import encode_shard
 
@@ -68,13 +69,13 @@ def store_identity(cfg: ExtractConfig, corpus: Corpus) -> dict:
     return {
         "model": cfg.model.name_or_path,
         "revision": cfg.model.revision,
+        "model_files": weights_signature(cfg.model.name_or_path),  # a local model saved anew is another store
         "corpus": corpus.fingerprint,
         "aggregation": ex.aggregation.value,
         "dtype": ex.dtype.value,
         "store_dtype": ex.store_dtype.value,
         "max_length": ex.max_length,
         "long_sentences": ex.long_sentences.value,
-        "shard_sentences": ex.shard_sentences,
     }
 
 
@@ -204,8 +205,27 @@ def _finalize(path: Path, manifest: dict, n_shards: int) -> dict | None:
     return counts
 
 
-def run(cfg: DictConfig | ExtractConfig) -> ExtractResult:
-    """Extract word representations of every layer into the activation store."""
+def check_k_fits(cfg, corpus: Corpus) -> None:
+    """Before an extraction for a discovery, check that the corpus can give K sampled tokens at
+    all, from word counts alone: at most
+    sum(min(count, max_per_type)) over types seen min_count times (sentences over the model's
+    limit only lower it)."""
+    from collections import Counter
+
+    s, k = cfg.sampling, cfg.discovery.k
+    counts = Counter(w.lower() if s.lowercase else w for sent in corpus.sentences for w in sent.words)
+    most = sum(min(c, s.max_per_type) for c in counts.values() if c >= s.min_count)
+    if most < k:
+        raise UserError(
+            f"discovery.k={k} cannot be reached: this corpus ({len(corpus.sentences):,} sentences) gives at most "
+            f"{most:,} sampled tokens at sampling.min_count={s.min_count} and sampling.max_per_type={s.max_per_type}. "
+            f"Set discovery.k to at most {most}, lower sampling.min_count, or use more sentences (corpus.max_sentences)"
+        )
+
+
+def run(cfg: DictConfig | ExtractConfig, check_k: bool = False) -> ExtractResult:
+    """Extract word representations of every layer into the activation store (`check_k`: run for
+    a discovery, so first check the corpus can give `discovery.k` sampled tokens)."""
     t_start = time.perf_counter()
     cfg = to_config(cfg)
     corpus = load_corpus(cfg.corpus)
@@ -215,20 +235,38 @@ def run(cfg: DictConfig | ExtractConfig) -> ExtractResult:
     existing = read_manifest(path)
     if existing is not None and existing.get("fingerprint") != fp:
         raise UserError(f"{path} holds a store with another fingerprint; delete it or use another paths.workspace")
-    if existing is not None and existing.get("complete"):
-        log.info("activation store is complete, nothing to do: %s", path)
-        return ExtractResult(path, True, 0, 0, time.perf_counter() - t_start, 0.0)
-
-    n_shards = -(-len(corpus.sentences) // cfg.extraction.shard_sentences)
+    # the layout of a store that exists wins (extraction.shard_sentences does not change the vectors)
+    step = int(existing["config"]["extraction"]["shard_sentences"]) if existing is not None else cfg.extraction.shard_sentences
+    if step != cfg.extraction.shard_sentences:
+        log.info("the store at %s has shards of %d sentences; extraction.shard_sentences=%d applies to new stores",
+                 path, step, cfg.extraction.shard_sentences)
+    n_shards = -(-len(corpus.sentences) // step)
     mine = [k for k in range(n_shards) if k % cfg.corpus.num_shards == cfg.corpus.shard]
     todo = [k for k in mine if not (path / SHARDS / shard_name(k) / "meta.json").exists()]
+    if existing is not None and existing.get("complete") and not todo:
+        log.info("activation store is complete, nothing to do: %s", path)
+        return ExtractResult(path, True, 0, 0, time.perf_counter() - t_start, 0.0)
+    if existing is None and check_k:
+        check_k_fits(cfg, corpus)  # before any model is loaded: a discovery that cannot run says so now
     lm = load_model(cfg.model, cfg.extraction.device, cfg.extraction.dtype.value)
+    if cfg.extraction.max_length is not None and cfg.extraction.max_length > lm.max_length:
+        raise UserError(
+            f"extraction.max_length={cfg.extraction.max_length} is beyond what {cfg.model.name_or_path} takes "
+            f"({lm.max_length} subwords, special tokens included); set at most {lm.max_length} or null for the model's limit"
+        )
+    if existing is None:  # a new store: say what it will take, and ask first above the user's limit
+        words = sum(len(s) for s in corpus.sentences)
+        gb = words * lm.n_layers * lm.hidden_size * (2 if cfg.extraction.store_dtype.value != "float32" else 4) / 1e9
+        what = (f"a new activation store: {len(corpus.sentences):,} sentences, {words:,} words x {lm.n_layers} layers x "
+                f"{lm.hidden_size} ({cfg.extraction.store_dtype.value}), about {gb:.3g} GB on disk")
+        log.info("%s, in %s", what, path)
+        confirm_large(what, gb, cfg.extraction.confirm_above_gb, "extraction.confirm_above_gb")
     manifest = {
         "stage": "extract",
         "complete": False,
         "fingerprint": fp,
         "identity": ident,
-        "config": _config_record(cfg),
+        "config": {**(rec := _config_record(cfg)), "extraction": {**rec["extraction"], "shard_sentences": step}},
         "inputs": {"corpus_files": corpus.files, "corpus_fingerprint": corpus.fingerprint, "model_source": lm.source},
         "versions": library_versions(),
         "n_layers": lm.n_layers,
@@ -246,7 +284,6 @@ def run(cfg: DictConfig | ExtractConfig) -> ExtractResult:
     log.info("extracting %d of %d shards into %s (%d layers, %d-d, %s)", len(todo), n_shards, path,
              lm.n_layers, lm.hidden_size, cfg.extraction.aggregation.value)
 
-    step = cfg.extraction.shard_sentences
     shard_sents = {k: corpus.sentences[k * step : (k + 1) * step] for k in todo}
     total_words = sum(len(s) for k in todo for s in shard_sents[k])
     batch_size = cfg.extraction.batch_size or (16 if next(lm.model.parameters()).device.type == "cpu" else 64)

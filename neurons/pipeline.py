@@ -103,7 +103,7 @@ def run(cfg: DictConfig | PipelineConfig) -> PipelineResult:
         return out
 
     logger = {"kind": "wandb" if p.wandb else cfg.logger.kind}
-    ex = timed("extract", extract_stage.run, cfg)
+    ex = timed("extract", lambda c: extract_stage.run(c, check_k=True), cfg)  # K is checked before extracting
     cfg = _with(cfg, discovery={"store": str(ex.store)})  # later stages open this store directly
     disc = timed("discover", discover_stage.run, cfg)
     ann = timed("annotate", annotate_stage.run, cfg)

@@ -41,7 +41,7 @@ from neurons.scale import describe, scale_report
 from probing.config import register_probing_configs
 from probing.data import ArrayDataModule, check_finite, split_examples
 from probing.fit import FitOptions, fit_probe
-from probing.train import ConceptSource, tasks_for
+from probing.train import ConceptSource, labels_identity, tasks_for
 
 log = logging.getLogger(__name__)
 register_configs()
@@ -58,6 +58,9 @@ class RankResult:
     seconds: float
     scale: dict = field(default_factory=dict)  # unit -> neurons.scale.scale_report
     super_sub_missing: list = field(default_factory=list)  # layers without concepts at this K
+
+
+CURVE_COLUMNS = ["model", "unit", "task", "method", "k", "neurons", "accuracy", "kind", "ablated", "value", "full", "drop"]
 
 
 def _concepts_if_any(cfg: RankConfig, store) -> ConceptSource | None:
@@ -144,9 +147,15 @@ def run(cfg: DictConfig | RankConfig) -> RankResult:
     concepts = _concepts_if_any(cfg, store) if (cfg.labels.source != "tag" or cfg.neurons.super_sub) else None
     tokens = store.tokens()
     model = cfg.model.name or model_slug(cfg.model.name_or_path)
-    ident = {"store": store.fingerprint, "labels": asdict(cfg.labels), "ranking": asdict(cfg.ranking),
-             "neurons": {k: v for k, v in asdict(cfg.neurons).items() if k != "plot"}, "split": asdict(cfg.split),
-             "concepts": concepts.fingerprint if concepts else None}
+    nrn = {k: v for k, v in asdict(cfg.neurons).items() if k != "plot"}
+    if not cfg.neurons.super_sub:
+        for key in ("super_tag_set", "top"):
+            nrn.pop(key)
+    if not cfg.neurons.ablation:
+        nrn.pop("ablate")
+    ident = {"store": store.fingerprint, "labels": labels_identity(cfg.labels),
+             "ranking": {"method": cfg.ranking.method, **cfg.ranking.params()},
+             "neurons": nrn, "split": asdict(cfg.split), "concepts": concepts.fingerprint if concepts else None}
     fp = fingerprint(ident)
     family = cfg.labels.tag if cfg.labels.source == "tag" else f"concepts-top{cfg.labels.top}"
     out = store.path.parent / "neurons" / f"{family}-{cfg.ranking.method}-{fp[:8]}"
@@ -236,6 +245,8 @@ def run(cfg: DictConfig | RankConfig) -> RankResult:
         top = [ranking.neurons[i] for i in ranking.order()[:5]]
         log.info("%s %s: ranked %d neurons in %.1f s; top %s", unit, ranking.method, ranking.dim, rank_seconds, ", ".join(top))
     curves_df = pd.DataFrame(curves)
+    # one column order whether rows were computed now or read back from eval.json (sorted keys)
+    curves_df = curves_df[[c for c in CURVE_COLUMNS if c in curves_df] + [c for c in curves_df if c not in CURVE_COLUMNS]]
     sub_df = pd.concat(tables, ignore_index=True) if tables else pd.DataFrame()
     if len(curves_df):
         atomic_write_text(out / "curves.csv", curves_df.to_csv(index=False))

@@ -14,6 +14,7 @@ summary in its sweep folder (probing.summary).
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import time
 from dataclasses import asdict, dataclass, replace
@@ -76,7 +77,24 @@ class ConceptSource:
                 f"probed here ({store.path}): another model or corpus; pass matching model/corpus options or "
                 "re-run concepts.discover on this store")
         self.path, self.k = path, cfg.discovery.k
-        self.fingerprint = manifest["fingerprint"]
+        if cfg.labels.source != "tag" and cfg.labels.require_label and not self._has_labels():
+            # chaining: labels come from concepts.annotate (offline alignment unless an LLM is configured)
+            import concepts.annotate as annotate_stage
+
+            log.info("the concepts in %s have no labels yet: running concepts.annotate first (annotator.backend=%s)",
+                     path, cfg.annotator.backend)
+            annotate_stage.run(replace(cfg, annotation=replace(cfg.annotation, concepts=str(path))))
+        # the records as they stand (annotation adds labels to them later) and the label rule:
+        # a probe on concept labels is stale once either changes
+        h = hashlib.sha256()
+        for f in sorted(path.glob(f"layer_*/concepts-K{self.k}.jsonl")):
+            h.update(f.parent.name.encode() + f.read_bytes())
+        self.fingerprint = fingerprint({"concepts": manifest["fingerprint"], "k": self.k, "records": h.hexdigest(),
+                                        "label_source": cfg.annotation.label_source})
+
+    def _has_labels(self) -> bool:
+        return any(a.label for f in self.path.glob(f"layer_*/concepts-K{self.k}.jsonl")
+                   for c in read_concepts(f) for a in c.annotations)
 
     def has_layer(self, layer: int) -> bool:
         return (self.path / f"layer_{layer:02d}" / f"concepts-K{self.k}.jsonl").exists()
@@ -159,9 +177,34 @@ def probe_one(cfg: TrainConfig, store, layer: int, ls: LabelSet, fp: str, model:
     return result
 
 
+def labels_identity(lab) -> dict:
+    """The label options that apply to `lab.source` (the concepts folder counts by its content,
+    see `ConceptSource.fingerprint`, not by its path)."""
+    if lab.source == "tag":
+        return {"source": "tag", "tag": lab.tag, "max_tokens": lab.max_tokens}
+    out = {"source": lab.source, "concept_layer": lab.concept_layer, "top": lab.top, "require_label": lab.require_label}
+    if lab.source == "concept_binary":
+        out.update(negatives=lab.negatives, min_rows=lab.min_rows)
+    return out
+
+
+def probe_identity(probe) -> dict:
+    """The probe options that change a fit of this kind and optimizer (not the device)."""
+    out = {"kind": probe.kind, "optimizer": probe.optimizer, "transform": probe.transform, "balanced": probe.balanced,
+           "l1": probe.l1, "lr": probe.lr}
+    if probe.kind == "mlp":
+        out["hidden"] = probe.hidden
+    if probe.optimizer == "lbfgs":
+        out.update(max_iter=probe.max_iter, tol=probe.tol, select=probe.select)
+        out.update(c_grid=list(probe.c_grid)) if probe.select else out.update(l2=probe.l2)
+    else:
+        out.update(batch_size=probe.batch_size, max_epochs=probe.max_epochs, patience=probe.patience, l2=probe.l2)
+    return out
+
+
 def probing_path(cfg: TrainConfig, store, concepts: ConceptSource | None) -> tuple[Path, str]:
-    ident = {"store": store.fingerprint, "labels": asdict(cfg.labels), "split": asdict(cfg.split),
-             "probe": {k: v for k, v in asdict(cfg.probe).items() if k != "device"},
+    ident = {"store": store.fingerprint, "labels": labels_identity(cfg.labels), "split": asdict(cfg.split),
+             "probe": probe_identity(cfg.probe),
              "probing": {k: v for k, v in asdict(cfg.probing).items() if k != "plot"},
              "concepts": concepts.fingerprint if concepts else None}
     fp = fingerprint(ident)

@@ -119,17 +119,17 @@ LEXICON = {
 }
 
 
-@pytest.fixture
-def tagged_corpus(tmp_path) -> Path:
-    """A CoNLL-U file of 60 generated sentences `DET NOUN VERB DET NOUN ADV PUNCT` (UPOS tags)."""
+def write_tagged_corpus(p: Path, n: int = 60) -> Path:
+    """A CoNLL-U file of `n` generated sentences `DET NOUN VERB DET NOUN ADV PUNCT` (UPOS tags)."""
     import random
 
     rng = random.Random(0)
     pattern = ["DET", "NOUN", "VERB", "DET", "NOUN", "ADV", "PUNCT"]
-    blocks = []
-    for i in range(60):
-        words = [rng.choice(LEXICON[t]) for t in pattern]
-        blocks.append(conllu_block(words, pattern, f"s{i}"))
-    p = tmp_path / "tagged.conllu"
-    p.write_text("".join(blocks))
+    p.write_text("".join(conllu_block([rng.choice(LEXICON[t]) for t in pattern], pattern, f"s{i}") for i in range(n)))
     return p
+
+
+@pytest.fixture
+def tagged_corpus(tmp_path) -> Path:
+    """A CoNLL-U file of 60 generated sentences `DET NOUN VERB DET NOUN ADV PUNCT` (UPOS tags)."""
+    return write_tagged_corpus(tmp_path / "tagged.conllu")

@@ -600,3 +600,27 @@ def test_a_second_k_keeps_the_first(discovered):
     assert manifest["layers_done"] == {"4": [0, 1, 2], "6": [0, 1, 2]}
     again = annotate_mod.run(compose_cfg("annotate", [*over, f"annotation.concepts={res.path}"]))  # K=6 still there
     assert again.k == 6 and sum(again.statuses.values()) == 18
+
+
+def test_a_costly_annotation_asks_first_and_says_what_it_will_send(discovered, tmp_path, monkeypatch, caplog):
+    """Above annotation.confirm_above_usd the run stops before any request (no terminal here) or asks
+    at a terminal; the estimate is logged either way."""
+    import concepts.confirm as confirm_mod
+
+    monkeypatch.setenv("OPENAI_API_KEY", SECRET)
+    with LLMServer(label_responder) as server:
+        over = _openai(discovered, server.base_url, tmp_path)
+        before = _records(discovered[0].path)
+        with caplog.at_level("INFO"), pytest.raises(UserError, match=r"an LLM annotation: 18 concepts, 6 distinct prompts.*above "
+                                                                     r"annotation.confirm_above_usd=1e-09"):
+            annotate_mod.run(compose_cfg("annotate", [*over, "annotation.confirm_above_usd=0.000000001"]))
+        assert not server.requests and _records(discovered[0].path) == before
+        assert "an LLM annotation: 18 concepts, 6 distinct prompts" in caplog.text
+        monkeypatch.setattr(confirm_mod.sys, "stdin", type("Tty", (), {"isatty": lambda self: True})())
+        monkeypatch.setattr("builtins.input", lambda prompt: "n")
+        with pytest.raises(UserError, match="not confirmed"):
+            annotate_mod.run(compose_cfg("annotate", [*over, "annotation.confirm_above_usd=0.000000001"]))
+        assert not server.requests
+        monkeypatch.setattr("builtins.input", lambda prompt: "y")
+        res = annotate_mod.run(compose_cfg("annotate", [*over, "annotation.confirm_above_usd=0.000000001"]))
+        assert res.statuses == {"ok": 18} and len(server.requests) == 6

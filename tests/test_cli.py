@@ -102,3 +102,37 @@ def test_config_errors_hydra_catches_are_one_line_and_exit_2(tmp_path, override,
     assert r.returncode == 2, r.stderr
     lines = [ln for ln in (r.stderr + r.stdout).splitlines() if ln.strip()]
     assert len(lines) == 1 and says in lines[0] and "Traceback" not in lines[0]
+
+
+def _app(tmp_path, module, *args):
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    return subprocess.run([sys.executable, "-m", module, *args], cwd=tmp_path, env=env, capture_output=True,
+                          text=True, timeout=300)
+
+
+@pytest.mark.parametrize("module, config, absent", [
+    ("concepts.extract", "extract", {"clustering", "probe", "ranking", "annotator"}),
+    ("concepts.discover", "discover", {"probe", "ranking", "annotator", "labels"}),
+    ("probing.train", "train", {"ranking", "neurons", "experiment"}),
+    ("neurons.pipeline", "pipeline", set()),
+])
+def test_help_lists_only_the_groups_an_app_uses(tmp_path, module, config, absent):
+    from omegaconf import OmegaConf
+
+    out = _app(tmp_path, module, "--help")
+    assert out.returncode == 0, out.stderr
+    text = out.stdout
+    assert text.startswith(f"`python -m {module}`")  # its description, from the module
+    listed = {ln.split()[0] for ln in text.split("option in use first):")[1].split("\n\n")[0].splitlines() if ln.strip()}
+    used = {next(iter(d)).removeprefix("optional ") for d in OmegaConf.load(Path(REPO) / "conf" / f"{config}.yaml").defaults
+            if not isinstance(d, str)}
+    assert listed == used and not listed & absent
+    assert "model       minilm | " in text and "--cfg job" in text
+
+
+def test_a_mistyped_model_gets_a_did_you_mean_and_offline_fails_at_once(tmp_path):
+    out = _app(tmp_path, "concepts.extract", "model=minlm", f"paths.workspace={tmp_path / 'ws'}")
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    assert "did you mean model=minilm?" in out.stderr and "HF_HUB_OFFLINE=1" in out.stderr
+    assert len(out.stderr.strip().splitlines()) == 1  # one line: no Hub call, no retry warnings
+    assert not (tmp_path / "ws").exists()

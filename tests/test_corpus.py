@@ -155,3 +155,24 @@ def test_non_utf8_and_bom_files(tmp_path):
         list(read_plain_text(tmp_path / "binary.txt"))
     (tmp_path / "bom.txt").write_bytes("\ufeffhello world\n".encode())
     assert [s.words for s in read_plain_text(tmp_path / "bom.txt")] == [["hello", "world"]]
+
+
+def test_corpus_encoding_option(tmp_path):
+    """corpus.encoding reads Latin-1 and UTF-16 files to the same sentences as their UTF-8 copy; the
+    corpus fingerprint is the content's (the same sentences in another encoding are the same corpus)."""
+    block = conllu_block(["The", "café", "naïve"], ["DET", "NOUN", "ADJ"], "s1")
+    for name, enc in (("utf8", "utf-8"), ("latin1", "latin-1"), ("utf16", "utf-16")):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "x-train.conllu").write_bytes(block.encode(enc))
+    ref = load_corpus(CorpusConfig(path=str(tmp_path / "utf8")))
+    for name, enc in (("latin1", "latin-1"), ("utf16", "utf-16")):
+        got = load_corpus(CorpusConfig(path=str(tmp_path / name), encoding=enc))
+        assert [s.words for s in got.sentences] == [["The", "café", "naïve"]]
+        assert got.fingerprint == ref.fingerprint
+    with pytest.raises(UserError, match="corpus.encoding='klingon' is not a known text encoding"):
+        load_corpus(CorpusConfig(path=str(tmp_path / "latin1"), encoding="klingon"))
+    (tmp_path / "t.txt").write_bytes("très bien\n".encode("cp1252"))
+    assert [s.words for s in read_plain_text(tmp_path / "t.txt", encoding="cp1252")] == [["très", "bien"]]
+    # a corpus option that changes nothing (the seed without a sentence cap) keeps the fingerprint
+    assert load_corpus(CorpusConfig(path=str(tmp_path / "utf8"), seed=5)).fingerprint == ref.fingerprint
+    assert load_corpus(CorpusConfig(path=str(tmp_path / "utf8"), multiword="surface")).fingerprint == ref.fingerprint

@@ -104,9 +104,15 @@ def test_discover_other_methods(tiny_models, text_corpus, tmp_path):
 
 
 def test_discover_bad_input(tiny_models, text_corpus, tmp_path):
+    # said before anything is extracted: the corpus's word counts bound the sample
+    with pytest.raises(UserError, match=r"discovery.k=500 cannot be reached: .* at most (\d+) sampled tokens.*"
+                                        r"Set discovery.k to at most \1"):
+        _discover(tiny_models["bert"], text_corpus, tmp_path, "discovery.k=500")
+    assert not list(tmp_path.rglob("activations"))
+    _discover(tiny_models["bert"], text_corpus, tmp_path, "discovery.layers=0")  # the store now exists
     with pytest.raises(UserError, match="discovery.k=500 is larger than the"):
         _discover(tiny_models["bert"], text_corpus, tmp_path, "discovery.k=500")
-    assert not list(tmp_path.rglob("concepts/*"))  # the failed discovery left no half-made concepts folder
+    assert len(list(tmp_path.rglob("concepts/*"))) == 1  # the failed discovery left no half-made concepts folder
     with pytest.raises(UserError, match="layer 9 does not exist"):
         _discover(tiny_models["bert"], text_corpus, tmp_path, "discovery.layers=[1,9]")
     store = _discover(tiny_models["bert"], text_corpus, tmp_path, "discovery.layers=0").store
@@ -158,3 +164,36 @@ def test_a_killed_discovery_leaves_a_folder_that_says_what_it_holds(tiny_models,
     monkeypatch.undo()
     done = _discover(tiny_models["bert"], text_corpus, tmp_path)  # resumes with layer 2
     assert json.loads((done.path / "manifest.json").read_text())["complete"] is True
+
+
+def test_theta_and_tag_sets_have_outputs_of_their_own(tiny_models, text_corpus, tmp_path, monkeypatch):
+    """θ and the tag sets change every record's alignment: each choice gets its own complete folder,
+    recorded in its manifest and alignment files, sharing the merge trees (no re-clustering), and
+    the first folder is left as it was."""
+    base = _discover(tiny_models["bert"], text_corpus, tmp_path, "discovery.theta=0.9")
+    before = {f: f.read_bytes() for f in base.path.rglob("*") if f.is_file()}
+    monkeypatch.setattr(discover_mod, "cluster", lambda *a, **k: pytest.fail("re-clustered"))
+    low = _discover(tiny_models["bert"], text_corpus, tmp_path, "discovery.theta=0.3")
+    sets = _discover(tiny_models["bert"], text_corpus, tmp_path, "discovery.theta=0.9", "discovery.tag_sets=[casing]")
+    assert len({base.path, low.path, sets.path}) == 3
+    assert {f: f.read_bytes() for f in base.path.rglob("*") if f.is_file()} == before
+    for res, theta, tag_sets in ((base, 0.9, None), (low, 0.3, None), (sets, 0.9, ["casing"])):
+        manifest = json.loads((res.path / "manifest.json").read_text())
+        assert manifest["complete"] and manifest["theta"] == theta
+        assert manifest["identity"]["alignment"]["theta"] == theta
+        assert set(res.alignment["theta"]) == {theta}
+        if tag_sets:
+            assert manifest["tag_sets"] == tag_sets and set(res.alignment["tag_set"]) == set(tag_sets)
+    # the same clusters, aligned at each θ by hand
+    for layer in range(3):
+        a = read_concepts(base.path / f"layer_{layer:02d}" / "concepts-K6.jsonl")
+        b = read_concepts(low.path / f"layer_{layer:02d}" / "concepts-K6.jsonl")
+        assert [c.members for c in a] == [c.members for c in b]
+        for ca, cb in zip(a, b):
+            best = ca.alignment["casing"]["best"][0][1]
+            assert (ca.alignment["casing"]["aligned"] is not None) == (best >= 0.9)
+            assert (cb.alignment["casing"]["aligned"] is not None) == (best >= 0.3)
+    lo, hi = (r.alignment.query("tag_set == 'casing'")["concepts_aligned"].sum() for r in (low, base))
+    assert lo > hi
+    # each is reused as it stands
+    assert _discover(tiny_models["bert"], text_corpus, tmp_path, "discovery.theta=0.3").path == low.path

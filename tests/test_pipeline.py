@@ -72,7 +72,7 @@ def test_rerun_reuses_everything_and_a_new_probe_reruns_only_probing(tiny_models
     again = pipeline_mod.run(compose_cfg("pipeline", over))
     assert again.probing["accuracy"].tolist() == first.probing["accuracy"].tolist()
     assert sum(v for k, v in again.stages.items() if k != "report") < first.seconds / 2
-    changed = pipeline_mod.run(compose_cfg("pipeline", [*over, "probe.l2=0.001"]))  # still no re-ranking
+    changed = pipeline_mod.run(compose_cfg("pipeline", [*over, "probe.select=false", "probe.l2=0.001"]))  # no re-ranking
     assert set(changed.probing["fingerprint"]).isdisjoint(first.probing["fingerprint"])  # probes trained anew
 
 
@@ -99,3 +99,15 @@ def test_layer_sweep_preset_runs_as_a_multirun(tiny_models, tagged_corpus, tmp_p
     summary = (sweep / "summary.csv").read_text().splitlines()
     assert len(summary) == 3  # header + layers 0 and 2
     assert (sweep / "curves.csv").exists()
+
+
+def test_a_corpus_too_small_for_k_is_refused_before_anything_runs(tiny_models, tagged_corpus, tmp_path):
+    """The demo's K=600 on a few sentences: one message with the largest K that fits, and no work done."""
+    over = tiny(tiny_models, tagged_corpus, tmp_path, "discovery.k=600")
+    with pytest.raises(UserError, match=r"discovery.k=600 cannot be reached: .*at most (\d+) sampled tokens") as err:
+        pipeline_mod.run(compose_cfg("pipeline", over))
+    assert not list(tmp_path.rglob("activations"))
+    most = int(str(err.value).split("at most ")[1].split()[0].replace(",", ""))
+    res = pipeline_mod.run(compose_cfg("pipeline", [*over, f"discovery.k={most}", "pipeline.neurons=false",
+                                                    "pipeline.concept_probes=false", "pipeline.wandb=false"]))
+    assert res.index.exists()  # the advised K works (every sentence fits the tiny model here)

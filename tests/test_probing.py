@@ -205,3 +205,20 @@ def test_type_split_flags_selectivity_and_results_carry_intervals(tiny_models, t
     assert "type_split_control" in summary and "accuracy_low" in summary
     with pytest.raises(UserError, match="probe.c_grid"):
         train_mod.run(compose_cfg("train", [*over, "probe.c_grid=[]"]))
+
+
+def test_concept_probes_on_a_fresh_workspace_run_every_stage_before(tiny_models, tagged_corpus, tmp_path):
+    """labels=concept_binary with nothing made yet: extraction, discovery and (offline) annotation run
+    first, and the probes train on the labels they made; a later annotation makes the probes stale."""
+    over = _over(tiny_models, tagged_corpus, tmp_path, "sampling.min_count=1", "sampling.max_per_type=20",
+                 "discovery.k=6", "labels=concept_binary", "labels.top=2", "labels.min_rows=60", "layer=2",
+                 "probing.min_test=5")
+    res = train_mod.run(compose_cfg("train", over))
+    assert res.results and all(r.source == "concept_binary" for r in res.results)
+    (concepts,) = list(tmp_path.rglob("concepts/ward-*"))
+    assert list((concepts / "annotations").glob("alignment-*.json"))
+    # the probes' identity covers the labels: new records are a new probing folder
+    f = concepts / "layer_02" / "concepts-K6.jsonl"
+    f.write_text(f.read_text().replace('"label": "', '"label": "relabelled ', 1))
+    again = train_mod.run(compose_cfg("train", over))
+    assert again.path != res.path

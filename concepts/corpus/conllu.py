@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from concepts.corpus.sentence import Sentence
-from concepts.corpus.textfile import utf8_lines
+from concepts.corpus.textfile import text_lines
 from concepts.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -36,7 +36,8 @@ class ConlluStats:
 
 
 def read_conllu(
-    path: Path, split: str = "", multiword: str = "words", stats: ConlluStats | None = None
+    path: Path, split: str = "", multiword: str = "words", stats: ConlluStats | None = None,
+    encoding: str = "utf-8",
 ) -> Iterator[Sentence]:
     """Yield the sentences of one CoNLL-U file.
 
@@ -66,7 +67,7 @@ def read_conllu(
             if last > len(rows):
                 raise bad(start_line, f"multi-word token {first}-{last} goes past the sentence end")
         stats.sentences += 1
-        source = f"{path.name}:{start_line}"
+        source = f"{path.name.removesuffix('.xz')}:{start_line}"
         if multiword == "words" or not ranges:
             words = [r[1] for r in rows]
             tags = {c: [r[i] for r in rows] for i, c in enumerate(COLUMNS) if c in TAG_COLUMNS}
@@ -89,7 +90,7 @@ def read_conllu(
         return Sentence(words, tags, source=source, sent_id=sent_id, split=split)
 
     lineno = 0
-    for lineno, raw in utf8_lines(path, "CoNLL-U file"):
+    for lineno, raw in text_lines(path, "CoNLL-U file", encoding):
         line = raw.rstrip("\n").rstrip("\r")
         if not line.strip():
             sent = finish(lineno)

@@ -6,13 +6,14 @@ random subset is kept, in corpus order.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from concepts.artifacts import file_fingerprint, fingerprint
 from concepts.corpus.conllu import ConlluStats, read_conllu
 from concepts.corpus.plain_text import read_plain_text
 from concepts.corpus.sentence import Sentence
@@ -40,14 +41,18 @@ def _files_for(path: Path, fmt: str, splits: list[str]) -> list[tuple[Path, str]
     if path.is_file():
         return [(path, splits[0] if len(splits) == 1 else "")]
     suffix = {"conllu": ".conllu", "text": ".txt"}[fmt]
-    found = sorted(path.glob(f"*{suffix}"))
+    found = sorted({*path.glob(f"*{suffix}"), *path.glob(f"*{suffix}.xz")})  # plain or xz-compressed
     if not found:
         raise UserError(f"corpus folder {path} has no *{suffix} files (corpus.path, corpus.format={fmt})")
     if not splits:
         return [(p, "") for p in found]
+
+    def stem(p: Path) -> str:
+        return p.name.removesuffix(".xz").removesuffix(suffix)
+
     out = []
     for split in splits:
-        match = [p for p in found if p.stem == split or p.stem.endswith(f"-{split}") or p.stem.endswith(f"_{split}")]
+        match = [p for p in found if stem(p) == split or stem(p).endswith((f"-{split}", f"_{split}"))]
         if not match:
             raise UserError(
                 f"corpus folder {path} has no file for split {split!r} (corpus.splits); "
@@ -55,6 +60,34 @@ def _files_for(path: Path, fmt: str, splits: list[str]) -> list[tuple[Path, str]
             )
         out.extend((p, split) for p in match)
     return out
+
+
+BUILTIN = "builtin:"
+CORPUS_DATA = Path(__file__).resolve().parent.parent / "data"  # corpora shipped with the package
+
+
+def resolve_corpus_path(path: str) -> Path:
+    """`builtin:<name>` is a corpus shipped in the package (`concepts/data/<name>`); other values
+    are paths (`~` expanded)."""
+    if path.startswith(BUILTIN):
+        name = path[len(BUILTIN):]
+        folder = CORPUS_DATA / name
+        if not folder.is_dir():
+            have = ", ".join(sorted(p.name for p in CORPUS_DATA.iterdir() if p.is_dir())) if CORPUS_DATA.exists() else "none"
+            raise UserError(f"corpus.path={path!r}: no built-in corpus {name!r} (built-in: {have})")
+        return folder
+    return Path(path).expanduser()
+
+
+def sentences_fingerprint(sentences: list[Sentence]) -> str:
+    """Content hash of the sentences as read and selected (words, tags, ids, order): every corpus
+    option that changes them (files, splits, encoding, tokenizer, length limit, sample...) changes
+    it, and no other (a copied file or an unused option does not)."""
+    h = hashlib.sha256()
+    for s in sentences:
+        h.update(json.dumps(s.to_json(), ensure_ascii=False, sort_keys=True).encode("utf-8"))
+        h.update(b"\n")
+    return h.hexdigest()[:16]
 
 
 def load_corpus(cfg) -> Corpus:
@@ -69,14 +102,12 @@ def load_corpus(cfg) -> Corpus:
     if fmt == "table" and not Path(cfg.path).exists():
         for split in splits or ["train"]:
             sentences.extend(read_table(cfg.path, cfg.tokens_column, cfg.tag_columns, split, cfg.dataset_config))
-        content_fp = fingerprint([cfg.path, splits])
     else:
-        path = Path(cfg.path).expanduser()
+        path = resolve_corpus_path(cfg.path)
         if not path.exists():
             raise UserError(
                 f"corpus path {path} does not exist (corpus.path). Put the corpus there or point "
-                f"corpus.path at it; the default corpus is UD English EWT, expected at "
-                f"../shared/data/ud-english-ewt relative to the working folder."
+                f"corpus.path at it; the default, {BUILTIN}ud-english-ewt, is UD English EWT as shipped with the package."
             )
         if fmt == "table":
             sentences.extend(read_table(str(path), cfg.tokens_column, cfg.tag_columns, splits[0] if splits else "train"))
@@ -87,13 +118,12 @@ def load_corpus(cfg) -> Corpus:
             cstats = ConlluStats()
             for p, split in pairs:
                 if fmt == "conllu":
-                    sentences.extend(read_conllu(p, split, cfg.multiword, cstats))
+                    sentences.extend(read_conllu(p, split, cfg.multiword, cstats, cfg.encoding))
                 else:
-                    sentences.extend(read_plain_text(p, cfg.tokenizer, split))
+                    sentences.extend(read_plain_text(p, cfg.tokenizer, split, cfg.encoding))
             if fmt == "conllu":
                 stats.update(multiword_tokens=cstats.multiword_tokens, empty_nodes_skipped=cstats.empty_nodes)
         files = [str(p) for p in paths]
-        content_fp = file_fingerprint(p for p in paths if p.is_file())
     stats["sentences_read"] = len(sentences)
     if not sentences:
         raise UserError(f"corpus {cfg.path} (splits {splits}) holds no sentences; check corpus.path and corpus.splits")
@@ -114,11 +144,4 @@ def load_corpus(cfg) -> Corpus:
         s.index = i
     stats["sentences"] = len(keep)
     stats["words"] = sum(len(s) for s in keep)
-    selection = {
-        k: getattr(cfg, k)
-        for k in ("format", "splits", "multiword", "tokenizer", "tokens_column", "tag_columns",
-                  "max_sentences", "max_sentence_length", "seed")
-    }
-    selection = {k: list(v) if isinstance(v, (list, tuple)) or hasattr(v, "__iter__") and not isinstance(v, str) else v
-                 for k, v in selection.items()}
-    return Corpus(keep, fingerprint([content_fp, selection]), stats, files)
+    return Corpus(keep, sentences_fingerprint(keep), stats, files)

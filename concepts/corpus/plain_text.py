@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from concepts.corpus.sentence import Sentence
-from concepts.corpus.textfile import utf8_lines
+from concepts.corpus.textfile import text_lines
 from concepts.errors import UserError
 
 REGEX_TOKEN = re.compile(r"\w+(?:[-'’]\w+)*|[^\w\s]")
@@ -26,10 +26,11 @@ def split_words(line: str, tokenizer: str) -> list[str]:
     raise UserError(f"corpus.tokenizer={tokenizer!r} is unknown; use one of {', '.join(TOKENIZERS)}")
 
 
-def read_plain_text(path: Path, tokenizer: str = "whitespace", split: str = "") -> Iterator[Sentence]:
+def read_plain_text(path: Path, tokenizer: str = "whitespace", split: str = "",
+                    encoding: str = "utf-8") -> Iterator[Sentence]:
     path = Path(path)
     split_words("", tokenizer)  # validate the option before reading
-    for lineno, line in utf8_lines(path, "text file"):
+    for lineno, line in text_lines(path, "text file", encoding):
         words = split_words(line.strip(), tokenizer)
         if words:
-            yield Sentence(words, {}, source=f"{path.name}:{lineno}", split=split)
+            yield Sentence(words, {}, source=f"{path.name.removesuffix('.xz')}:{lineno}", split=split)

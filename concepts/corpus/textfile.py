@@ -1,29 +1,59 @@
-"""Reading a corpus file as UTF-8 lines, with errors a user can act on: a byte that is not
-UTF-8 is reported with the file, line and column (no traceback), and a UTF-8 byte-order mark
-at the start is accepted."""
+"""Reading a corpus file as text lines, with errors a user can act on: a byte that does not
+decode is reported with the file, line and column (no traceback), and a byte-order mark at the
+start is accepted. UTF-8 by default; `corpus.encoding` names another (latin-1, cp1252, utf-16...)."""
 
 from __future__ import annotations
 
+import codecs
+import lzma
 from collections.abc import Iterator
 from pathlib import Path
 
 from concepts.errors import UserError
 
 
-def utf8_lines(path: Path, what: str = "file") -> Iterator[tuple[int, str]]:
-    """(line number from 1, line with its newline) of a UTF-8 text file."""
-    path = Path(path)
+def check_encoding(encoding: str) -> str:
+    """The codec's canonical name; a `UserError` for an unknown one."""
     try:
-        fh = open(path, "rb")
+        return codecs.lookup(encoding).name
+    except LookupError:
+        raise UserError(f"corpus.encoding={encoding!r} is not a known text encoding; "
+                        "use e.g. utf-8, latin-1, cp1252 or utf-16") from None
+
+
+def text_lines(path: Path, what: str = "file", encoding: str = "utf-8") -> Iterator[tuple[int, str]]:
+    """(line number from 1, line with its newline) of a text file in `encoding`."""
+    path = Path(path)
+    codec = check_encoding(encoding)
+    try:
+        fh = lzma.open(path, "rb") if path.suffix == ".xz" else open(path, "rb")  # .xz: read compressed
     except OSError as e:
         raise UserError(f"cannot read {what} {path}: {e.strerror}") from None
+    name = "UTF-8" if codec == "utf-8" else encoding
+    hint = ("is it a text file? Save it as UTF-8 (e.g. iconv -f latin1 -t utf-8) or name its encoding "
+            "with corpus.encoding=...")
     with fh:
-        for lineno, raw in enumerate(fh, start=1):
+        if codec.startswith(("utf-16", "utf-32")):  # newlines are several bytes: decode as a stream
             try:
-                line = raw.decode("utf-8")
+                text = codecs.getreader(codec)(fh).read()
             except UnicodeDecodeError as e:
-                raise UserError(f"{path}:{lineno}: not UTF-8 text (byte 0x{raw[e.start]:02x} at column {e.start + 1}); "
-                                "is it a text file? Save it as UTF-8 (e.g. iconv -f latin1 -t utf-8)") from None
-            if lineno == 1:
-                line = line.removeprefix("\ufeff")
-            yield lineno, line
+                raise UserError(f"{path}: not {name} text ({e.reason} at byte {e.start}); {hint}") from None
+            for lineno, line in enumerate(text.splitlines(keepends=True), start=1):
+                yield lineno, line.removeprefix("\ufeff") if lineno == 1 else line
+            return
+        try:
+            yield from _decoded(fh, path, codec, name, hint)
+        except lzma.LZMAError as e:
+            raise UserError(f"{path}: not a valid .xz file ({e}); decompress it or fetch it again") from None
+
+
+def _decoded(fh, path: Path, codec: str, name: str, hint: str) -> Iterator[tuple[int, str]]:
+    for lineno, raw in enumerate(fh, start=1):
+        try:
+            line = raw.decode(codec)
+        except UnicodeDecodeError as e:
+            raise UserError(f"{path}:{lineno}: not {name} text (byte 0x{raw[e.start]:02x} at column "
+                            f"{e.start + 1}); {hint}") from None
+        if lineno == 1:
+            line = line.removeprefix("\ufeff")
+        yield lineno, line
