@@ -7,6 +7,7 @@ than a type live in `__post_init__`, which runs when `OmegaConf.to_object` build
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
@@ -44,7 +45,8 @@ class StoreDType(str, Enum):
 
 @dataclass
 class PathsConfig:
-    workspace: str = "workspace"  # root of every stage's outputs
+    # root of every stage's outputs; a config built in Python honours $CONCEPTS_WORKSPACE like the YAML
+    workspace: str = field(default_factory=lambda: os.environ.get("CONCEPTS_WORKSPACE", "workspace"))
 
 
 @dataclass
@@ -63,7 +65,8 @@ class ModelConfig:
 class CorpusConfig:
     name: str = "ewt"
     format: str = "conllu"  # conllu | text | table
-    path: str = "builtin:ud-english-ewt"  # a file or folder, or a corpus shipped in the package
+    # a file or folder, or a corpus shipped in the package; honours $CONCEPTS_EWT like the YAML
+    path: str = field(default_factory=lambda: os.environ.get("CONCEPTS_EWT", "builtin:ud-english-ewt"))
     splits: list[str] = field(default_factory=lambda: ["train"])
     multiword: str = "words"  # conllu: words | surface
     tokenizer: str = "whitespace"  # text: whitespace | regex

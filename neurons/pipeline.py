@@ -14,6 +14,7 @@ package that may import every stage.
 from __future__ import annotations
 
 import copy
+import html
 import json
 import logging
 import os
@@ -102,7 +103,10 @@ def run(cfg: DictConfig | PipelineConfig) -> PipelineResult:
         stages[name] = time.perf_counter() - t
         return out
 
-    logger = {"kind": "wandb" if p.wandb else cfg.logger.kind}
+    model = cfg.model.name or model_slug(cfg.model.name_or_path)
+    # one W&B group for the pipeline's runs (a sweep's own group when run as a multirun)
+    group = train_stage.sweep_group(cfg, f"pipeline-{model}-{cfg.corpus.name}")
+    logger = {"kind": "wandb" if p.wandb else cfg.logger.kind, "group": group}
     ex = timed("extract", lambda c: extract_stage.run(c, check_k=True), cfg)  # K is checked before extracting
     cfg = _with(cfg, discovery={"store": str(ex.store)})  # later stages open this store directly
     disc = timed("discover", discover_stage.run, cfg)
@@ -126,16 +130,22 @@ def run(cfg: DictConfig | PipelineConfig) -> PipelineResult:
         r_cfg = _with(cfg, labels={"source": "tag", "tag": p.tag}, logger={"kind": "none"})
         ranked = timed("rank neurons", rank_stage.run, r_cfg)
     t = time.perf_counter()
-    model = cfg.model.name or model_slug(cfg.model.name_or_path)
     root = Path(p.report) if p.report else Path(cfg.paths.workspace) / "report" / f"{model}-{cfg.corpus.name}"
     probing = summarize_results(probe_results)
     inputs = fingerprint({"concepts": str(disc.path), "annotation": ann.statuses, "probes": sorted(probing["fingerprint"]),
                           "ranked": str(ranked.path) if ranked is not None else None, "wandb": p.wandb})
+    if p.wandb:  # every run, cached results included
+        from neurons.wandb_summary import log_pipeline
+
+        log_pipeline(cfg, group, model, disc, ann, probing, ranked,
+                     {"store": read_manifest(Path(ex.store))["fingerprint"], "concepts": read_manifest(disc.path)["fingerprint"],
+                      "probes": sorted(set(probing["fingerprint"])) if len(probing) else [],
+                      "ranking": ranked.path.name.rsplit("-", 1)[-1] if ranked is not None else None})
     marker = root / "report.json"
     if (root / "index.html").exists() and marker.exists() and json.loads(marker.read_text()).get("inputs") == inputs:
         index = root / "index.html"  # nothing upstream changed
     else:
-        index = write_report(cfg, root, model, ex, disc, ann, probing, probe_plots, ranked)
+        index = write_report(cfg, root, model, ex, disc, ann, probing, probe_plots, ranked, group)
         atomic_write_json(marker, {"inputs": inputs, "stages": stages})
     stages["report"] = time.perf_counter() - t
     total = time.perf_counter() - t0
@@ -144,7 +154,8 @@ def run(cfg: DictConfig | PipelineConfig) -> PipelineResult:
     return PipelineResult(root, index, stages, probing, disc.alignment, probe_results, ranked, total)
 
 
-def write_report(cfg, root: Path, model: str, ex, disc, ann, probing: pd.DataFrame, probe_plots, ranked) -> Path:
+def write_report(cfg, root: Path, model: str, ex, disc, ann, probing: pd.DataFrame, probe_plots, ranked,
+                 group: str) -> Path:
     k = disc.k
     root.mkdir(parents=True, exist_ok=True)
     neurons_words = {}
@@ -191,12 +202,6 @@ def write_report(cfg, root: Path, model: str, ex, disc, ann, probing: pd.DataFra
                        + rep.table(pivot, 60) + rep.scale_section(ranked.scale)
                        + "<h3>Super and sub concepts (top-10 neuron overlap)</h3>"
                        + rep.table(ranked.super_sub, 40) + missing + "".join(parts[:9]))
-    wandb_dir = None
-    if cfg.pipeline.wandb and len(probing):
-        from probing.summary import log_summary_wandb
-
-        wandb_dir = log_summary_wandb(probing, root / "probing-0.png", cfg.logger.project, f"pipeline-{model}",
-                                      root / "wandb", cfg.logger.mode, cfg.logger.entity)
     align = disc.alignment
     align_view = (align.pivot_table(index="layer", columns="tag_set", values="concept_share").reset_index()
                   if len(align) else align)
@@ -216,9 +221,13 @@ def write_report(cfg, root: Path, model: str, ex, disc, ann, probing: pd.DataFra
          + "".join(rep.img(f"probing-{i}.png", "probing") for i in range(len(probe_plots)))),
         ("Neurons", neuron_html),
     ]
-    if wandb_dir:
-        sections.append(("Weights & Biases", f"<p>Offline run: <code>{Path(wandb_dir).parent}</code> "
-                                              "(<code>wandb sync</code> uploads it).</p>"))
+    if cfg.pipeline.wandb:
+        from probing.loggers import wandb_root
+
+        runs = wandb_root(cfg) / "wandb"
+        sections.append(("Weights & Biases", f"<p>Every run of this workspace (probes, rankings, this pipeline's "
+                                              f"tables) is in <code>{runs}</code>, group <code>{html.escape(group)}</code>. "
+                                              f"Upload them all with <code>wandb sync {runs}/offline-run-*</code>.</p>"))
     counts = (read_manifest(Path(ex.store)) or {}).get("counts", {})
     meta = {"model": cfg.model.name_or_path, "corpus": f"{cfg.corpus.name} ({', '.join(cfg.corpus.splits)})",
             "sentences": counts.get("sentences", "-"), "words": counts.get("words", "-"), "K": k,

@@ -252,27 +252,42 @@ def run(cfg: DictConfig | RankConfig) -> RankResult:
         atomic_write_text(out / "curves.csv", curves_df.to_csv(index=False))
     if len(sub_df):
         atomic_write_text(out / "super_sub.csv", sub_df.to_csv(index=False))
-    _log_wandb(cfg, out, rankings, curves_df, sub_df, model)
+    _log_wandb(cfg, out, rankings, curves_df, sub_df, model,
+               {"store": store.fingerprint, "concepts": concepts.fingerprint if concepts else None})
     log.info("neuron rankings: %s", out)
     return RankResult(out, rankings, curves_df, sub_df, time.perf_counter() - t0, scales, sorted(set(missing)))
 
 
-def _log_wandb(cfg: RankConfig, out: Path, rankings, curves: pd.DataFrame, sub: pd.DataFrame, model: str) -> None:
+def rankings_table(rankings: dict, top: int = 50) -> pd.DataFrame:
+    """unit, rank, neuron, overall salience: the first `top` neurons of each unit."""
+    rows = []
+    for unit, r in sorted(rankings.items()):
+        for rank, i in enumerate(r.order()[:top], start=1):
+            rows.append({"unit": unit, "rank": rank, "neuron": r.neurons[i], "salience": float(r.overall[i])})
+    return pd.DataFrame(rows, columns=["unit", "rank", "neuron", "salience"])
+
+
+def _log_wandb(cfg: RankConfig, out: Path, rankings, curves: pd.DataFrame, sub: pd.DataFrame, model: str,
+               fps: dict | None = None) -> None:
+    fps = fps or {}
     if cfg.logger.kind != "wandb":
         return
     import wandb
 
-    from probing.loggers import wandb_env
+    from probing.loggers import run_config, start_run, wandb_root
 
-    wandb_env(cfg.logger.mode)
-    (out / "wandb").mkdir(parents=True, exist_ok=True)
-    run = wandb.init(project=cfg.logger.project, entity=cfg.logger.entity, group=cfg.logger.group or "neurons",
-                     job_type="rank", name=f"{model}-{out.name}", dir=str(out / "wandb"), reinit="finish_previous",
-                     tags=[model, cfg.ranking.method, cfg.labels.tag if cfg.labels.source == "tag" else cfg.labels.source],
-                     config={"ranking": asdict(cfg.ranking), "neurons": asdict(cfg.neurons)})
-    payload = {}
+    run = start_run(cfg.logger, wandb_root(cfg), f"{model}-{out.name}", cfg.logger.group or "neurons", "rank",
+                    [model, cfg.ranking.method, cfg.labels.tag if cfg.labels.source == "tag" else cfg.labels.source],
+                    run_config(cfg, store=fps.get("store"), ranking=out.name.rsplit("-", 1)[-1], concepts=fps.get("concepts")))
+    payload = {"rankings": wandb.Table(dataframe=rankings_table(rankings))}
     if len(curves):
         payload["curves"] = wandb.Table(dataframe=curves)
+        top = curves[curves["kind"] == "retrain"]
+        for unit, part in top.groupby("unit"):  # accuracy against k: top, random and bottom neurons
+            wide = part.pivot_table(index="k", columns="neurons", values="accuracy")
+            payload[f"{unit}/accuracy_vs_k"] = wandb.plot.line_series(
+                xs=[float(k) for k in wide.index], ys=[wide[c].tolist() for c in wide.columns],
+                keys=[str(c) for c in wide.columns], title=f"{unit}: probe accuracy on k neurons", xname="k")
     if len(sub):
         payload["super_sub"] = wandb.Table(dataframe=sub)
     for unit in rankings:

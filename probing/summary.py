@@ -131,11 +131,17 @@ def log_summary_wandb(df: pd.DataFrame, png: Path | None, project: str, group: s
     payload = {"probe_summary": wandb.Table(dataframe=df.drop(columns=["fingerprint"]))}
     if png is not None and png.exists():
         payload["probe_summary_plot"] = wandb.Image(str(png))
-    agg = df.groupby("layer")[["accuracy", "selectivity"]].mean().reset_index()
-    payload["accuracy_by_layer"] = wandb.plot.line(
-        wandb.Table(dataframe=agg), "layer", "accuracy", title="mean probe accuracy by layer")
+    summary = {"probes": len(df)}
+    # a line across layers only for gold-tag probes (the same classes in every layer), one per task
+    # and model; concept probes are compared in the table
+    gold = df[df["source"] == "tag"]
+    for (model, task), part in gold.groupby(["model", "task"]):
+        agg = part.groupby("layer")[["accuracy", "selectivity"]].mean().reset_index()
+        payload[f"{model}/{task}/accuracy_by_layer"] = wandb.plot.line(
+            wandb.Table(dataframe=agg), "layer", "accuracy", title=f"{model}: {task} probe accuracy by layer")
+        summary[f"{model}/{task}/best_accuracy"] = float(agg["accuracy"].max())
     run.log(payload)
-    run.summary.update({"probes": len(df), "mean_accuracy": float(df["accuracy"].mean())})
+    run.summary.update(summary)
     folder = run.dir
     run.finish()
     return folder
@@ -165,8 +171,11 @@ class SweepSummary(Callback):
         log.info("sweep summary (%d probes): %s", len(df), sweep / "summary.csv")
         lg = config.get("logger", {})
         if lg.get("kind") == "wandb":
+            root = Path(config.get("paths", {}).get("workspace", "workspace")) / "wandb"  # with the probes' runs
             log_summary_wandb(df, sweep / "summary.png", lg.get("project", "latent-concepts"),
-                              lg.get("group") or f"sweep-{sweep.name}", sweep / "wandb", lg.get("mode"), lg.get("entity"))
+                              lg.get("group") or f"sweep-{sweep.name}", root, lg.get("mode"), lg.get("entity"))
+            log.info("W&B runs of this sweep (group %s): %s; upload with: wandb sync %s/wandb/offline-run-*",
+                     lg.get("group") or f"sweep-{sweep.name}", root, root)
 
 
 def main(argv: list[str] | None = None) -> int:

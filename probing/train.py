@@ -34,7 +34,7 @@ from probing.config import TrainConfig, register_probing_configs
 from probing.data import LabelSet, StoreDataModule, control_labels, split_examples
 from probing.fit import FitOptions, evaluate, fit_probe
 from probing.labels import concept_binary_labels, concept_labels, tag_labels
-from probing.loggers import finish, make_logger
+from probing.loggers import finish, make_logger, run_config, start_run, wandb_root
 from probing.results import ProbeResult
 from probing.stats import lexical_baseline, majority_baseline, paired_bootstrap, wilson
 from probing.summary import summarize_results, write_summary
@@ -122,8 +122,22 @@ def tasks_for(cfg: TrainConfig, tokens: pd.DataFrame, layer: int, concepts: Conc
                                  lab.negatives, lab.min_rows, source)
 
 
+def probe_config(cfg: TrainConfig, store, fp: str, concepts_fp: str | None, layer: int, task: str) -> dict:
+    """A probe run's W&B config: the full resolved config, this run's layer and task, fingerprints."""
+    return {**run_config(cfg, store=store.fingerprint, probes=fp, concepts=concepts_fp), "layer": layer, "task": task}
+
+
+def log_cached(cfg: TrainConfig, r: ProbeResult, config: dict, group: str, model: str) -> None:
+    """A result reused from disk still gets its W&B run (marked cached), so a re-run with W&B on
+    logs everything it reports."""
+    run = start_run(cfg.logger, wandb_root(cfg), f"{model}-L{r.layer}-{r.task}", group, "probe",
+                    [model, f"layer{r.layer}", cfg.labels.source, r.task, "cached"], config)
+    run.summary.update({**{k: v for k, v in r.row().items() if isinstance(v, float)}, "cached": True})
+    run.finish()
+
+
 def probe_one(cfg: TrainConfig, store, layer: int, ls: LabelSet, fp: str, model: str, group: str,
-              out: Path) -> ProbeResult | None:
+              out: Path, concepts_fp: str | None = None) -> ProbeResult | None:
     """Train and score one probe (and its control task); None when the test split is smaller
     than `probing.min_test` rows (logged: a number from so few rows is noise)."""
     split = split_examples(ls, cfg.split.by, cfg.split.train, cfg.split.dev, cfg.split.seed)
@@ -136,8 +150,7 @@ def probe_one(cfg: TrainConfig, store, layer: int, ls: LabelSet, fp: str, model:
     opts = fit_options(cfg)
     tags = [model, f"layer{layer}", cfg.labels.source, ls.name]
     logger = make_logger(cfg.logger, out, f"{model}-L{layer}-{ls.name}", group, tags,
-                         {"model": model, "layer": layer, "task": ls.name, "source": cfg.labels.source,
-                          "probe": asdict(cfg.probe), "split": asdict(cfg.split)})
+                         probe_config(cfg, store, fp, concepts_fp, layer, ls.name), wandb_root(cfg))
     fitted = fit_probe(dm, len(ls.classes), opts, logger)
     X_test, y_test = dm.arrays["test"]
     pred = fitted.predict(X_test)
@@ -242,6 +255,7 @@ def run(cfg: DictConfig | TrainConfig) -> TrainResult:
                     "selectivity is inflated (flagged type_split_control); compare with lexical_accuracy, or use "
                     "split=sentence for selectivity")
     group = sweep_group(cfg, out.name.rsplit("-", 1)[0])
+    concepts_fp = concepts.fingerprint if concepts else None
     tokens = store.tokens()
     results, trained = [], 0
     bar = tqdm(layers, desc=f"probe {out.name.rsplit('-', 1)[0]}", unit="layer", disable=not cfg.extraction.progress)
@@ -253,8 +267,10 @@ def run(cfg: DictConfig | TrainConfig) -> TrainResult:
                 r = ProbeResult.load(f)
                 if r.fingerprint == fp:
                     results.append(r)
+                    if cfg.logger.kind == "wandb":
+                        log_cached(cfg, r, probe_config(cfg, store, fp, concepts_fp, layer, ls.name), group, model)
                     continue
-            r = probe_one(cfg, store, layer, ls, fp, model, group, out)
+            r = probe_one(cfg, store, layer, ls, fp, model, group, out, concepts_fp)
             if r is None:
                 continue
             r.save(f)

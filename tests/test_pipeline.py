@@ -111,3 +111,37 @@ def test_a_corpus_too_small_for_k_is_refused_before_anything_runs(tiny_models, t
     res = pipeline_mod.run(compose_cfg("pipeline", [*over, f"discovery.k={most}", "pipeline.neurons=false",
                                                     "pipeline.concept_probes=false", "pipeline.wandb=false"]))
     assert res.index.exists()  # the advised K works (every sentence fits the tiny model here)
+
+
+def test_wandb_runs_carry_the_config_share_a_group_and_live_in_one_folder(tiny_models, tagged_corpus, tmp_path, capfd):
+    from wandb_files import read_run
+
+    over = tiny(tiny_models, tagged_corpus, tmp_path / "ws", "pipeline.wandb=true")
+    pipeline_mod.run(compose_cfg("pipeline", over))
+    root = tmp_path / "ws" / "wandb" / "wandb"
+    runs = [read_run(d) for d in sorted(root.glob("offline-run-*"))]
+    assert not [d for d in (tmp_path / "ws").rglob("offline-run-*") if root not in d.parents]  # one folder only
+    assert {r["job_type"] for r in runs} == {"probe", "pipeline"}
+    assert {r["group"] for r in runs} == {"pipeline-tiny-tagged"}
+    for r in runs:  # the full resolved config, so the UI filters and groups by any option
+        c = r["config"]
+        assert c["model"]["name_or_path"] == str(tiny_models["bert"])
+        assert c["corpus"]["name"] == "tagged" and c["discovery"]["k"] == 12
+        assert c["extraction"]["aggregation"] == "last" and c["fingerprints"]["store"]
+    probes = [r for r in runs if r["job_type"] == "probe"]
+    assert {(r["config"]["layer"], r["config"]["labels"]["source"]) for r in probes} >= {(0, "tag"), (2, "concepts")}
+    (pipe,) = [r for r in runs if r["job_type"] == "pipeline"]
+    # a table is logged as <key>/_type, a plot as <key>_table/_type
+    keys = {k.removesuffix("/_type").removesuffix("_table") for h in pipe["history"] for k in h if k.endswith("/_type")}
+    assert {"alignment", "concepts", "probes/gold/upos", "probes/gold/upos/accuracy", "probes/concepts",
+            "neurons/rankings", "neurons/curves"} <= keys
+    assert not any("accuracy_by_layer" in k for k in keys)  # no line mixing gold and concept probes
+    assert pipe["summary"]["probes/gold/upos/best_accuracy"] > 0.5
+    # a re-run with everything cached still logs: a new pipeline run and the reused probes, marked cached
+    pipeline_mod.run(compose_cfg("pipeline", over))
+    again = [read_run(d) for d in sorted(root.glob("offline-run-*"))]
+    assert len([r for r in again if r["job_type"] == "pipeline"]) == 2
+    assert len([r for r in again if "cached" in r["tags"]]) == len(probes)
+    assert "anonymous setting" not in capfd.readouterr().err
+    index = (tmp_path / "ws" / "report" / "tiny-tagged" / "index.html").read_text()
+    assert f"wandb sync {root}/offline-run-*" in index

@@ -164,8 +164,14 @@ def test_multirun_with_joblib_gives_one_result_per_layer_and_one_summary(tiny_mo
     summary = (sweep / "summary.csv").read_text().splitlines()
     assert len(summary) == 4 and (sweep / "summary.png").exists()
     # W&B offline: one run per probe plus the summary run, grouped by the sweep, metrics on disk
-    runs = [read_run(d) for d in tmp_path.rglob("offline-run-*") if d.is_dir()]
+    dirs = [d for d in tmp_path.rglob("offline-run-*") if d.is_dir()]
+    assert all(d.parent == tmp_path / "wandb" / "wandb" for d in dirs)  # one folder: one `wandb sync` for all
+    runs = [read_run(d) for d in dirs]
     assert len(runs) == 4 and {r["group"] for r in runs} == {f"sweep-{sweep.name}"}
+    for r in runs:  # each probe run carries the resolved config with its own layer
+        if r["job_type"] == "probe":
+            assert r["config"]["layer"] == int(r["name"].split("-L")[1].split("-")[0])
+            assert r["config"]["model"]["name"] == "tiny" and r["config"]["fingerprints"]["store"]
     results = {json.loads(f.read_text())[0]["layer"]: json.loads(f.read_text())[0] for f in per_job}
     probes = sorted((r for r in runs if "accuracy" in r["summary"]), key=lambda r: r["name"])
     assert [r["name"] for r in probes] == ["tiny-L0-upos", "tiny-L1-upos", "tiny-L2-upos"]

@@ -39,14 +39,23 @@ def records(path: Path):
             yield r
 
 
+def _unwrap(v):
+    """Some W&B versions store each top-level config value as {"value": ..., "desc": ...}."""
+    return v["value"] if isinstance(v, dict) and "value" in v and set(v) <= {"value", "desc"} else v
+
+
 def read_run(run_dir: Path) -> dict:
-    """{"group", "tags", "name", "history": [{key: value}], "summary": {key: value}} of an offline run."""
+    """{"group", "tags", "name", "job_type", "config", "history": [{key: value}], "summary": {key: value}} of an
+    offline run."""
     (f,) = list(Path(run_dir).glob("run-*.wandb"))
-    out = {"group": None, "tags": [], "name": None, "history": [], "summary": {}}
+    out = {"group": None, "tags": [], "name": None, "job_type": None, "config": {}, "history": [], "summary": {}}
     for r in records(f):
         kind = r.WhichOneof("record_type")
         if kind == "run":
-            out.update(group=r.run.run_group, tags=list(r.run.tags), name=r.run.display_name)
+            out.update(group=r.run.run_group, tags=list(r.run.tags), name=r.run.display_name, job_type=r.run.job_type)
+            out["config"].update({i.key: _unwrap(json.loads(i.value_json)) for i in r.run.config.update})
+        elif kind == "config":
+            out["config"].update({i.key: _unwrap(json.loads(i.value_json)) for i in r.config.update})
         elif kind == "history":
             out["history"].append({i.key or "/".join(i.nested_key): json.loads(i.value_json) for i in r.history.item})
         elif kind == "summary":

