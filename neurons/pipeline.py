@@ -192,6 +192,7 @@ def write_report(cfg, root: Path, model: str, ex, disc, ann, probing: pd.DataFra
         top = ranked.curves[(ranked.curves["kind"] == "retrain")] if len(ranked.curves) else ranked.curves
         pivot = (top.pivot_table(index=["unit", "k"], columns="neurons", values="accuracy").reset_index()
                  if len(top) else pd.DataFrame())
+        pivot.columns.name = None  # no empty header column over the index
         first = ranked.rankings[next(iter(ranked.rankings))] if ranked.rankings else None
         inputs = ("standardised activations" if first is not None and first.meta.get("standardized")
                   else "raw activations")
@@ -201,11 +202,16 @@ def write_report(cfg, root: Path, model: str, ex, disc, ann, probing: pd.DataFra
                        "Probes retrained on the top / random / bottom k neurons (test accuracy):</p>"
                        + rep.table(pivot, 60) + rep.scale_section(ranked.scale)
                        + "<h3>Super and sub concepts (top-10 neuron overlap)</h3>"
-                       + rep.table(ranked.super_sub, 40) + missing + "".join(parts[:9]))
+                       + rep.super_sub_table(ranked.super_sub, disc.path, k, cfg.annotation.label_source)
+                       + missing + "".join(parts[:9]))
     align = disc.alignment
     align_view = (align.pivot_table(index="layer", columns="tag_set", values="concept_share").reset_index()
                   if len(align) else align)
     align_view.columns.name = None
+    gone = [t for t in cfg.discovery.tag_sets if len(align) and t not in set(align["tag_set"])]
+    gone_note = (f"<p><em>Tag sets not computed here: {', '.join(gone)} (the corpus has no such column, or a "
+                 "resource is missing, e.g. Debian's wordnet-base for wordnet; the discovery log says which).</em></p>"
+                 if gone else "")
     probe_view, probe_notes = rep.probe_table(probing)
     sections = [
         ("Contents", "<p class='links'>" + " ".join([
@@ -214,7 +220,7 @@ def write_report(cfg, root: Path, model: str, ex, disc, ann, probing: pd.DataFra
             rep.link("dataset/", "concept dataset")]) + "</p>"),
         ("Concepts and their alignment with human-defined tags",
          f"<p>{len(disc.layers)} layers x K={k} concepts. Share of concepts aligned (θ={cfg.discovery.theta}) per tag set:</p>"
-         + rep.table(align_view) + rep.img("alignment.png", "alignment across layers")),
+         + rep.table(align_view) + gone_note + rep.img("alignment.png", "alignment across layers")),
         ("Annotation", "<p>Labels: " + ", ".join(f"{s} {n}" for s, n in sorted(ann.statuses.items()))
          + f" ({cfg.annotator.backend}; {cfg.annotator.model if cfg.annotator.backend != 'alignment' else 'aligned tags'}).</p>"),
         ("Probing (accuracy, control task, selectivity)", rep.table(probe_view, 60) + probe_notes

@@ -135,3 +135,31 @@ def scale_section(scale: dict) -> str:
         text += ("<p>Raw and standardised rankings disagree; on raw activations wide neurons can lead without carrying "
                  "class information:</p><ul>" + "".join(f"<li>{html.escape(d)}</li>" for d in disagree) + "</ul>")
     return text
+
+
+def super_sub_table(sub: pd.DataFrame, concepts_dir: Path, k: int, label_source: str | None, top_words: int = 5) -> str:
+    """The super/sub overlap with each sub concept's label of record and top words, linked into
+    the explorer (explorer.html#L<layer>-C<id>)."""
+    from collections import Counter
+
+    from concepts.annotation.dataset import label_of_record
+    from concepts.records import read_concepts
+
+    if sub is None or sub.empty:
+        return table(sub)
+    info = {}
+    for layer in sorted(set(sub["layer"])):
+        f = Path(concepts_dir) / f"layer_{int(layer):02d}" / f"concepts-K{k}.jsonl"
+        for c in read_concepts(f) if f.exists() else []:
+            ann = label_of_record(c, label_source)
+            words = ", ".join(w for w, _ in Counter(m.word for m in c.members).most_common(top_words))
+            info[(int(layer), f"C{c.concept_id}")] = (ann.label if ann else "", words)
+    rows = []
+    for _, r in sub.iterrows():
+        label, words = info.get((int(r["layer"]), str(r["sub"])), ("", ""))
+        rows.append(f"<tr><td>{int(r['layer'])}</td><td>{html.escape(str(r['super']))}</td>"
+                    f"<td><a href='explorer.html#L{int(r['layer'])}-{html.escape(str(r['sub']))}'>{html.escape(str(r['sub']))}</a></td>"
+                    f"<td>{html.escape(label or '')}</td><td>{html.escape(words)}</td><td>{int(r['sub_tokens'])}</td>"
+                    f"<td>{int(r['shared'])}</td><td>{float(r['share']):.2f}</td></tr>")
+    head = "".join(f"<th>{h}</th>" for h in ("layer", "super", "sub", "label", "top words", "tokens", "shared", "share"))
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(rows[:40])}</tbody></table>"

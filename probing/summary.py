@@ -77,8 +77,20 @@ def plot_summary(df: pd.DataFrame, path: Path, title: str) -> None:
     df = df.assign(line=df.apply(line_key, axis=1))
     agg = layer_means(df)
     fig, (a1, a2) = plt.subplots(1, 2, figsize=(11, 4))
+    # concept probes classify other concepts in every layer: points with intervals, no line across layers
+    per_layer = set(df.loc[df["source"] != "tag", "line"])
     for i, (name, g) in enumerate(agg.groupby("line")):
         color = f"C{i % 10}"
+        if name in per_layer:
+            for ax, col, lab in ((a1, "accuracy", f"{name} (classes differ by layer)"), (a2, "selectivity", name)):
+                if g[col].notna().any():
+                    ax.errorbar(g["layer"], g[col], yerr=[g[col] - g[f"{col}_lo"], g[f"{col}_hi"] - g[col]],
+                                fmt="o", color=color, capsize=3, label=lab)
+            if g["control_accuracy"].notna().any():
+                a1.plot(g["layer"], g["control_accuracy"], "x", color=color, alpha=0.6, label=f"{name} (control)")
+            if g["lexical_accuracy"].notna().any():
+                a1.plot(g["layer"], g["lexical_accuracy"], "_", color=color, markersize=10, label=f"{name} (word-type lookup)")
+            continue
         a1.plot(g["layer"], g["accuracy"], "o-", color=color, label=name)
         a1.fill_between(g["layer"], g["accuracy_lo"], g["accuracy_hi"], color=color, alpha=0.15, linewidth=0)
         if g["lexical_accuracy"].notna().any():

@@ -145,3 +145,26 @@ def test_wandb_runs_carry_the_config_share_a_group_and_live_in_one_folder(tiny_m
     assert "anonymous setting" not in capfd.readouterr().err
     index = (tmp_path / "ws" / "report" / "tiny-tagged" / "index.html").read_text()
     assert f"wandb sync {root}/offline-run-*" in index
+
+
+def test_report_names_missing_tag_sets_and_links_super_sub_concepts(tiny_models, tagged_corpus, tmp_path, monkeypatch):
+    import re
+
+    import concepts.tagsets as tagsets
+    from concepts.annotation.dataset import label_of_record
+    from concepts.records import read_concepts
+
+    monkeypatch.setitem(tagsets.TAG_SETS, "wordnet", lambda tokens: None)  # as without wordnet-base
+    over = tiny(tiny_models, tagged_corpus, tmp_path, "pipeline.wandb=false", "discovery.tag_sets=[upos,wordnet,casing]")
+    res = pipeline_mod.run(compose_cfg("pipeline", over))
+    index = res.index.read_text()
+    assert "Tag sets not computed here: wordnet" in index
+    assert "<th></th>" not in index  # the neuron table has no empty pivot-header column
+    links = re.findall(r"<a href='explorer.html#L(\d+)-C(\d+)'>C\d+</a></td><td>([^<]*)</td><td>([^<]*)</td>", index)
+    assert links and len(res.ranked.super_sub)
+    (concepts_dir,) = list(tmp_path.rglob("concepts/ward-*"))
+    for layer, cid, label, words in links:  # each sub concept: its label of record and its top words
+        (c,) = [c for c in read_concepts(concepts_dir / f"layer_{int(layer):02d}" / "concepts-K12.jsonl")
+                if c.concept_id == int(cid)]
+        ann = label_of_record(c)
+        assert label == (ann.label if ann else "") and words.split(", ")[0] in c.type_counts
