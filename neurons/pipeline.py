@@ -244,6 +244,7 @@ def write_report(cfg, root: Path, model: str, ex, disc, ann, probing: pd.DataFra
 def _save_for_sweep(job_dir: Path, result: PipelineResult) -> None:
     """Leave the probe and ranking results where the sweep summaries look for them."""
     train_stage.save_results(job_dir, result.probe_results)
+    (Path(job_dir) / "report-path.txt").write_text(str(Path(result.report).resolve()) + "\n")  # for the comparison page
     if result.ranked is not None:
         rank_stage.save_results(job_dir, result.ranked)
 

@@ -168,3 +168,31 @@ def test_report_names_missing_tag_sets_and_links_super_sub_concepts(tiny_models,
                 if c.concept_id == int(cid)]
         ann = label_of_record(c)
         assert label == (ann.label if ann else "") and words.split(", ")[0] in c.type_counts
+
+
+def test_a_model_sweep_gets_a_comparison_page(tiny_models, tagged_corpus, tmp_path):
+    """Two models of different depth: the sweep callback writes one page with a line per model on a
+    relative-depth axis; its tables match the reports'."""
+    from omegaconf import OmegaConf
+
+    from neurons.compare import CompareSweep, load_report
+    from neurons.compare import main as compare_main
+
+    sweep = tmp_path / "sweep"
+    for i, arch in enumerate(["bert", "roberta"]):
+        over = tiny(tiny_models, tagged_corpus, tmp_path / "ws", "pipeline.wandb=false", "pipeline.concept_probes=false")
+        over = [o for o in over if not o.startswith("model.")] + [f"model.name_or_path={tiny_models[arch]}", f"model.name={arch}"]
+        res = pipeline_mod.run(compose_cfg("pipeline", over))
+        (sweep / str(i)).mkdir(parents=True)
+        pipeline_mod._save_for_sweep(sweep / str(i), res)
+    CompareSweep().on_multirun_end(OmegaConf.create({"hydra": {"sweep": {"dir": str(sweep)}},
+                                                     "paths": {"workspace": str(tmp_path / "ws")}}))
+    page = tmp_path / "ws" / "report" / "compare-sweep"
+    index = (page / "index.html").read_text()
+    assert "relative depth" in index and "bert-tagged 3" in index and "roberta-tagged 4" in index
+    for png in ("alignment.png", "probing.png", "neurons.png"):
+        assert (page / png).stat().st_size > 5000
+    bert = load_report(tmp_path / "ws" / "report" / "bert-tagged")
+    best = bert["probing"].query("source == 'tag'").groupby("layer")["accuracy"].mean()
+    assert f"{best.iloc[-1]:.3f}"[:4] in index  # the comparison table holds the report's numbers
+    assert compare_main([str(tmp_path / "nope"), "--out", str(tmp_path / "x")]) == 2

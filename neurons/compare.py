@@ -1,0 +1,156 @@
+"""A page that compares pipeline reports: a model sweep (or any set of runs), one line per report.
+
+    python -m neurons.compare workspace/report/minilm-ewt workspace/report/gpt2-ewt --out workspace/report/compare
+    (a `neurons.pipeline -m model=...` sweep writes one by itself: `<workspace>/report/compare-<sweep>/`)
+
+Sections: alignment per tag set (small multiples: concept share by layer, one line per report),
+gold-tag probe accuracy and selectivity, and the accuracy of probes retrained on the top-k
+neurons (one panel per k). The x axis is the layer, or the relative depth layer / (layers - 1)
+when the reports' models differ in depth.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+
+import pandas as pd
+from hydra.experimental.callback import Callback
+
+from neurons import report as rep
+
+log = logging.getLogger(__name__)
+
+
+def load_report(folder: Path) -> dict:
+    """The tables of one pipeline report folder (any may be empty)."""
+    folder = Path(folder)
+
+    def read(name: str) -> pd.DataFrame:
+        f = folder / name
+        return pd.read_csv(f) if f.exists() and f.stat().st_size > 1 else pd.DataFrame()
+
+    return {"name": folder.name, "alignment": read("alignment.csv"), "probing": read("probing.csv"),
+            "curves": read("neurons-curves.csv")}
+
+
+def _depth(r: dict) -> int:
+    layers = [int(x) for df in (r["alignment"], r["probing"]) if "layer" in df for x in df["layer"]]
+    return max(layers) + 1 if layers else 1
+
+
+def _x(df: pd.DataFrame, depth: int, relative: bool) -> pd.Series:
+    return df["layer"] / max(depth - 1, 1) if relative else df["layer"]
+
+
+def _panels(path: Path, panels: dict[str, list[tuple[str, pd.Series, pd.Series]]], xlabel: str, ylabel: str) -> None:
+    """Small multiples: one panel per key, one line per (name, x, y)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    n = max(len(panels), 1)
+    cols = min(n, 3)
+    rows = -(-n // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.2 * rows), squeeze=False)
+    for ax, (title, lines) in zip(axes.flat, panels.items()):
+        for i, (name, x, y) in enumerate(lines):
+            ax.plot(x, y, "o-", color=f"C{i % 10}", label=name, markersize=3)
+        ax.set(title=title, xlabel=xlabel, ylabel=ylabel)
+        ax.grid(alpha=0.3)
+    for ax in list(axes.flat)[len(panels):]:
+        ax.axis("off")
+    axes.flat[0].legend(fontsize=7)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def write_comparison(folders: list[Path], out: Path) -> Path:
+    """The comparison page of these report folders; returns its index.html."""
+    reports = [load_report(f) for f in folders]
+    depths = {r["name"]: _depth(r) for r in reports}
+    relative = len(set(depths.values())) > 1
+    xlabel = "relative depth (layer / last layer)" if relative else "layer"
+    out = Path(out)
+    sections = []
+    # alignment: one panel per tag set
+    panels: dict = {}
+    for r in reports:
+        a = r["alignment"]
+        for tag_set, part in (a.groupby("tag_set") if len(a) else []):
+            part = part.sort_values("layer")
+            panels.setdefault(tag_set, []).append((r["name"], _x(part, depths[r["name"]], relative), part["concept_share"]))
+    if panels:
+        _panels(out / "alignment.png", panels, xlabel, "share of concepts aligned")
+        sections.append(("Alignment with human-defined tags", rep.img("alignment.png", "alignment by tag set")))
+    # gold-tag probes
+    acc: dict = {}
+    for r in reports:
+        p = r["probing"]
+        gold = p[p["source"] == "tag"] if len(p) else p
+        for task, part in (gold.groupby("task") if len(gold) else []):
+            part = part.groupby("layer", as_index=False)[["accuracy", "selectivity"]].mean().sort_values("layer")
+            x = _x(part, depths[r["name"]], relative)
+            acc.setdefault(f"{task} accuracy", []).append((r["name"], x, part["accuracy"]))
+            acc.setdefault(f"{task} selectivity", []).append((r["name"], x, part["selectivity"]))
+    if acc:
+        _panels(out / "probing.png", acc, xlabel, "test accuracy / selectivity")
+        table = pd.concat([r["probing"].assign(report=r["name"]) for r in reports if len(r["probing"])])
+        table = table[table["source"] == "tag"].pivot_table(index="layer", columns="report", values="accuracy").reset_index()
+        table.columns.name = None
+        sections.append(("Gold-tag probes", rep.img("probing.png", "probe accuracy and selectivity") + rep.table(table, 60)))
+    # neuron top-k curves: accuracy of probes retrained on the top-k neurons, one panel per k
+    tops: dict = {}
+    for r in reports:
+        c = r["curves"]
+        if not len(c):
+            continue
+        top = c[(c["kind"] == "retrain") & (c["neurons"] == "top") & c["unit"].str.startswith("layer_")]
+        top = top.assign(layer=top["unit"].str.split("_").str[1].astype(int))
+        for k, part in top.groupby("k"):
+            part = part.sort_values("layer")
+            tops.setdefault(f"top {k} neurons", []).append((r["name"], _x(part, depths[r["name"]], relative), part["accuracy"]))
+    if tops:
+        _panels(out / "neurons.png", tops, xlabel, "probe accuracy on the top-k neurons")
+        sections.append(("Neurons", rep.img("neurons.png", "top-k neuron probes by layer")))
+    links = " ".join(rep.link(str(Path(f).resolve() / "index.html"), Path(f).name) for f in folders)
+    sections.insert(0, ("Reports", f"<p class='links'>{links}</p>"))
+    meta = {"reports": len(reports), "x axis": xlabel,
+            "layers": ", ".join(f"{n} {d}" for n, d in depths.items())}
+    return rep.write_index(out, "Comparison of " + ", ".join(r["name"] for r in reports), meta, sections)
+
+
+class CompareSweep(Callback):
+    """Hydra callback: at the end of a neurons.pipeline multirun, a comparison page of its reports."""
+
+    def on_multirun_end(self, config, **kwargs) -> None:
+        sweep = Path(config.hydra.sweep.dir)
+        folders = sorted({Path(f.read_text().strip()) for f in sweep.glob("*/report-path.txt")})
+        folders = [f for f in folders if (f / "index.html").exists()]
+        if len(folders) < 2:
+            return
+        root = Path(config.get("paths", {}).get("workspace", "workspace")) / "report" / f"compare-{sweep.name}"
+        index = write_comparison(folders, root)
+        log.info("comparison of %d reports: %s", len(folders), index.resolve().as_uri())
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    ap = argparse.ArgumentParser(description="Compare pipeline report folders (one line per report).")
+    ap.add_argument("folders", nargs="+", type=Path)
+    ap.add_argument("--out", type=Path, required=True)
+    args = ap.parse_args(argv)
+    missing = [f for f in args.folders if not (f / "index.html").exists()]
+    if missing:
+        log.error("%s is not a pipeline report folder (no index.html)", missing[0])
+        return 2
+    log.info("%s", write_comparison(args.folders, args.out).resolve().as_uri())
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
