@@ -19,6 +19,7 @@ import pandas as pd
 from hydra.experimental.callback import Callback
 
 from neurons import report as rep
+from neurons.plots import small_multiples
 
 log = logging.getLogger(__name__)
 
@@ -44,31 +45,6 @@ def _x(df: pd.DataFrame, depth: int, relative: bool) -> pd.Series:
     return df["layer"] / max(depth - 1, 1) if relative else df["layer"]
 
 
-def _panels(path: Path, panels: dict[str, list[tuple[str, pd.Series, pd.Series]]], xlabel: str, ylabel: str) -> None:
-    """Small multiples: one panel per key, one line per (name, x, y)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    n = max(len(panels), 1)
-    cols = min(n, 3)
-    rows = -(-n // cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.2 * rows), squeeze=False)
-    for ax, (title, lines) in zip(axes.flat, panels.items()):
-        for i, (name, x, y) in enumerate(lines):
-            ax.plot(x, y, "o-", color=f"C{i % 10}", label=name, markersize=3)
-        ax.set(title=title, xlabel=xlabel, ylabel=ylabel)
-        ax.grid(alpha=0.3)
-    for ax in list(axes.flat)[len(panels):]:
-        ax.axis("off")
-    axes.flat[0].legend(fontsize=7)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-
-
 def write_comparison(folders: list[Path], out: Path) -> Path:
     """The comparison page of these report folders; returns its index.html."""
     reports = [load_report(f) for f in folders]
@@ -85,7 +61,7 @@ def write_comparison(folders: list[Path], out: Path) -> Path:
             part = part.sort_values("layer")
             panels.setdefault(tag_set, []).append((r["name"], _x(part, depths[r["name"]], relative), part["concept_share"]))
     if panels:
-        _panels(out / "alignment.png", panels, xlabel, "share of concepts aligned")
+        small_multiples(out / "alignment.png", panels, xlabel, "share of concepts aligned")
         sections.append(("Alignment with human-defined tags", rep.img("alignment.png", "alignment by tag set")))
     # gold-tag probes
     acc: dict = {}
@@ -98,7 +74,7 @@ def write_comparison(folders: list[Path], out: Path) -> Path:
             acc.setdefault(f"{task} accuracy", []).append((r["name"], x, part["accuracy"]))
             acc.setdefault(f"{task} selectivity", []).append((r["name"], x, part["selectivity"]))
     if acc:
-        _panels(out / "probing.png", acc, xlabel, "test accuracy / selectivity")
+        small_multiples(out / "probing.png", acc, xlabel, "test accuracy / selectivity")
         table = pd.concat([r["probing"].assign(report=r["name"]) for r in reports if len(r["probing"])])
         table = table[table["source"] == "tag"].pivot_table(index="layer", columns="report", values="accuracy").reset_index()
         table.columns.name = None
@@ -115,7 +91,7 @@ def write_comparison(folders: list[Path], out: Path) -> Path:
             part = part.sort_values("layer")
             tops.setdefault(f"top {k} neurons", []).append((r["name"], _x(part, depths[r["name"]], relative), part["accuracy"]))
     if tops:
-        _panels(out / "neurons.png", tops, xlabel, "probe accuracy on the top-k neurons")
+        small_multiples(out / "neurons.png", tops, xlabel, "probe accuracy on the top-k neurons")
         sections.append(("Neurons", rep.img("neurons.png", "top-k neuron probes by layer")))
     links = " ".join(rep.link(str(Path(f).resolve() / "index.html"), Path(f).name) for f in folders)
     sections.insert(0, ("Reports", f"<p class='links'>{links}</p>"))

@@ -183,12 +183,15 @@ def write_report(cfg, root: Path, model: str, ex, disc, ann, probing: pd.DataFra
         ranked.curves.to_csv(root / "neurons-curves.csv", index=False)
         if len(ranked.super_sub):
             ranked.super_sub.to_csv(root / "neurons-super-sub.csv", index=False)
-        parts = []
-        for unit in sorted(ranked.rankings):
-            for png in ("accuracy_vs_k.png", "salience.png", "layers.png"):
+        copied = []
+        for unit in sorted(ranked.rankings):  # every per-layer plot is in the folder, linked; the page shows
+            for png in ("accuracy_vs_k.png", "salience.png", "layers.png"):  # small multiples instead
                 if rep.copy_into(ranked.path / unit / png, root / "neurons" / f"{unit}-{png}"):
-                    parts.append(rep.img(f"neurons/{unit}-{png}", f"{unit} {png}"))
+                    copied.append(f"neurons/{unit}-{png}")
             rep.copy_into(ranked.path / unit / "top_words.json", root / "neurons" / f"{unit}-top_words.json")
+        parts = neuron_figures(ranked, root, model)
+        if copied:
+            parts.append("<p class='links'>Per layer: " + " ".join(rep.link(c, c.split("/")[1]) for c in copied) + "</p>")
         top = ranked.curves[(ranked.curves["kind"] == "retrain")] if len(ranked.curves) else ranked.curves
         pivot = (top.pivot_table(index=["unit", "k"], columns="neurons", values="accuracy").reset_index()
                  if len(top) else pd.DataFrame())
@@ -203,7 +206,7 @@ def write_report(cfg, root: Path, model: str, ex, disc, ann, probing: pd.DataFra
                        + rep.table(pivot, 60) + rep.scale_section(ranked.scale)
                        + "<h3>Super and sub concepts (top-10 neuron overlap)</h3>"
                        + rep.super_sub_table(ranked.super_sub, disc.path, k, cfg.annotation.label_source)
-                       + missing + "".join(parts[:9]))
+                       + missing + "".join(parts))
     align = disc.alignment
     align_view = (align.pivot_table(index="layer", columns="tag_set", values="concept_share").reset_index()
                   if len(align) else align)
@@ -239,6 +242,30 @@ def write_report(cfg, root: Path, model: str, ex, disc, ann, probing: pd.DataFra
             "sentences": counts.get("sentences", "-"), "words": counts.get("words", "-"), "K": k,
             "preset": cfg.preset or "-", "written": time.strftime("%Y-%m-%d %H:%M")}
     return rep.write_index(root, f"Latent concepts of {model}", meta, sections)
+
+
+def neuron_figures(ranked, root: Path, model: str) -> list[str]:
+    """The report's neuron plots: the curves across layers, accuracy against k as small multiples
+    (one panel per layer), and the salience heatmap of the last unit."""
+    from neurons.plots import curves_by_layer, small_multiples
+
+    out = []
+    curves = ranked.curves
+    if len(curves) and curves_by_layer(curves, root / "neurons-by-layer.png", f"{model}: neurons across layers"):
+        out.append(rep.img("neurons-by-layer.png", "top-k neurons across layers"))
+    retrain = curves[curves["kind"] == "retrain"] if len(curves) else curves
+    if len(retrain):
+        panels = {}
+        for unit, g in retrain.groupby("unit"):
+            panels[unit] = [(which, gg.groupby("k")["accuracy"].mean().index, gg.groupby("k")["accuracy"].mean().values,
+                             {"top": "o-", "random": "s--", "bottom": "v:"}.get(which, "o-"))
+                            for which, gg in g.groupby("neurons")]
+        small_multiples(root / "neurons-vs-k.png", panels, "k neurons", "test accuracy", logx=True)
+        out.append(rep.img("neurons-vs-k.png", "probe accuracy on k neurons, per layer"))
+    last = sorted(ranked.rankings)[-1] if ranked.rankings else None
+    if last and (root / "neurons" / f"{last}-salience.png").exists():
+        out.append(rep.img(f"neurons/{last}-salience.png", f"{last} salience"))
+    return out
 
 
 def _save_for_sweep(job_dir: Path, result: PipelineResult) -> None:

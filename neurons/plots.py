@@ -86,3 +86,58 @@ def accuracy_vs_k(curves: pd.DataFrame, path: Path, title: str) -> None:
         axes[0, 1].set(xscale="log", xlabel="k neurons ablated", ylabel="accuracy drop", title="ablation in the trained probe")
     fig.suptitle(title)
     _save(fig, path)
+
+
+def small_multiples(path: Path, panels: dict, xlabel: str, ylabel: str, logx: bool = False) -> None:
+    """One panel per key; each panel a list of (label, x, y[, style]) lines."""
+    plt = _plt()
+    n = max(len(panels), 1)
+    cols = min(n, 3)
+    rows = -(-n // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.2 * rows), squeeze=False)
+    for ax, (title, lines) in zip(axes.flat, panels.items()):
+        for i, (label, x, y, *style) in enumerate(lines):
+            ax.plot(x, y, style[0] if style else "o-", color=f"C{i % 10}", label=label, markersize=3)
+        ax.set(title=title, xlabel=xlabel, ylabel=ylabel, xscale="log" if logx else "linear")
+        ax.grid(alpha=0.3)
+    for ax in list(axes.flat)[len(panels):]:
+        ax.axis("off")
+    if panels:
+        axes.flat[0].legend(fontsize=7)
+    _save(fig, path)
+
+
+def unit_layer(units: pd.Series) -> pd.Series:
+    """`layer_NN` -> NN (other units, e.g. concatenated layers, -> NaN)."""
+    return pd.to_numeric(units.str.extract(r"^layer_(\d+)$")[0], errors="coerce")
+
+
+def curves_by_layer(curves: pd.DataFrame, path: Path, title: str) -> bool:
+    """Across layers: accuracy of probes retrained on the top-k (solid) and random-k (dashed)
+    neurons, one colour per k; and the drop when the top-k are ablated. False when there is no
+    per-layer unit to draw."""
+    c = curves.assign(layer=unit_layer(curves["unit"].astype(str))).dropna(subset=["layer"])
+    if c.empty or c["layer"].nunique() < 2:
+        return False
+    plt = _plt()
+    abl = c[c["kind"] == "ablation"]
+    fig, axes = plt.subplots(1, 2 if len(abl) else 1, figsize=(11 if len(abl) else 6, 4), squeeze=False)
+    ret = c[c["kind"] == "retrain"]
+    for i, (k, g) in enumerate(ret.groupby("k", sort=False)):
+        for which, style in (("top", "o-"), ("random", "s--")):
+            gg = g[g["neurons"] == which].groupby("layer")["accuracy"].mean()
+            if len(gg):
+                axes[0, 0].plot(gg.index, gg.values, style, color=f"C{i % 10}", label=f"{which} {k}", markersize=3)
+    axes[0, 0].set(xlabel="layer", ylabel="test accuracy", title="probe retrained on k neurons")
+    if len(abl):
+        for i, (k, g) in enumerate(abl[abl["ablated"] == "top"].groupby("k", sort=False)):
+            gg = g.groupby("layer")["drop"].mean()
+            axes[0, 1].plot(gg.index, gg.values, "o-", color=f"C{i % 10}", label=f"top {k} ablated", markersize=3)
+        axes[0, 1].set(xlabel="layer", ylabel="accuracy drop", title="ablation in the trained probe")
+    for ax in axes.flat:
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+        ax.xaxis.get_major_locator().set_params(integer=True)
+    fig.suptitle(title)
+    _save(fig, path)
+    return True

@@ -160,6 +160,10 @@ def test_report_names_missing_tag_sets_and_links_super_sub_concepts(tiny_models,
     index = res.index.read_text()
     assert "Tag sets not computed here: wordnet" in index
     assert "<th></th>" not in index  # the neuron table has no empty pivot-header column
+    # neuron plots as small multiples and one cross-layer figure, not one repeat per layer
+    assert "src='neurons-by-layer.png'" in index and "src='neurons-vs-k.png'" in index
+    assert index.count("-salience.png' alt") == 1 and index.count("accuracy_vs_k.png' alt") == 0
+    assert (res.report / "neurons-by-layer.png").stat().st_size > 5000
     links = re.findall(r"<a href='explorer.html#L(\d+)-C(\d+)'>C\d+</a></td><td>([^<]*)</td><td>([^<]*)</td>", index)
     assert links and len(res.ranked.super_sub)
     (concepts_dir,) = list(tmp_path.rglob("concepts/ward-*"))
