@@ -94,9 +94,9 @@ def extract(sentences: list[str] | list[list[str]], model: str = "embedded:gt-al
 
     from concepts.config import ModelConfig
     from concepts.corpus import Sentence
+    from concepts.extract import encode_and_extract, token_table
     from concepts.extractor import Extractor
     from concepts.models import load_model
-    from concepts.subwords import encode_shard
 
     if aggregation not in ("first", "last", "mean"):
         raise UserError(f"aggregation={aggregation!r}: use first, last or mean")
@@ -108,24 +108,7 @@ def extract(sentences: list[str] | list[list[str]], model: str = "embedded:gt-al
         if not words:
             raise UserError(f"sentence {i} is empty")
         sents.append(Sentence(words, {}, index=i))
-    enc = encode_shard(lm.tokenizer, sents, lm.max_length, lm.n_special, long_sentences)
-    skipped = set(enc.skipped)
-    offsets, n = {}, 0
-    for i, s in enumerate(sents):
-        if i not in skipped:
-            offsets[i], n = n, n + len(s)
-    out = torch.empty((lm.n_layers, n, lm.hidden_size), dtype=torch.float32)
-
-    def sink(batch, vecs) -> None:
-        rows = np.concatenate([offsets[s.sentence] + s.word_offset + np.flatnonzero(s.own) for s in batch])
-        out.index_copy_(1, torch.from_numpy(rows), vecs.float())
-
-    Extractor(lm, aggregation, batch_size).run(enc.segments, sink, lambda words, subwords: None)
-    kept = [i for i in range(len(sents)) if i not in skipped]
-    tokens = pd.DataFrame({
-        "sentence": [i for i in kept for _ in sents[i].words],
-        "position": [p for i in kept for p in range(len(sents[i].words))],
-        "word": [w for i in kept for w in sents[i].words],
-        "n_subwords": np.concatenate([enc.n_subwords[i] for i in kept] or [np.zeros(0)]).astype(np.int32),
-    })
-    return WordVectors(out.numpy(), tokens, sorted(skipped))
+    enc, skipped, arrays = encode_and_extract(lm, Extractor(lm, aggregation, batch_size), sents, lm.max_length,
+                                              long_sentences, torch.float32)
+    tokens = token_table(sents, skipped, enc)[["sentence", "position", "word", "n_subwords"]]
+    return WordVectors(arrays.numpy(), tokens, sorted(skipped))

@@ -90,7 +90,29 @@ def _config_record(cfg: ExtractConfig) -> dict:
     return json.loads(json.dumps(d, default=lambda o: getattr(o, "value", str(o))))
 
 
-def _token_table(sentences: list[Sentence], skipped: set[int], enc) -> pd.DataFrame:
+def encode_and_extract(lm, extractor: Extractor, sentences: list[Sentence], max_length: int, long_sentences: str,
+                       dtype: torch.dtype, progress=None):
+    """Tokenize `sentences` and run the model over them: `(enc, skipped, arrays)` with `arrays`
+    `[n_layers, n_words, hidden]` holding every kept sentence's words in order (the sentences
+    `enc.skipped` are over the limit and hold no row). Shared by the store and `concepts.api.extract`."""
+    enc = encode_shard(lm.tokenizer, sentences, max_length, lm.n_special, long_sentences)
+    skipped = set(enc.skipped)
+    offsets, n_rows = {}, 0
+    for i, s in enumerate(sentences):
+        if i not in skipped:
+            offsets[i] = n_rows
+            n_rows += len(s)
+    arrays = torch.empty((lm.n_layers, n_rows, lm.hidden_size), dtype=dtype)
+
+    def sink(batch, vecs: torch.Tensor) -> None:
+        rows = np.concatenate([offsets[s.sentence] + s.word_offset + np.flatnonzero(s.own) for s in batch])
+        arrays.index_copy_(1, torch.from_numpy(rows), vecs.to(dtype))
+
+    extractor.run(enc.segments, sink, progress)
+    return enc, skipped, arrays
+
+
+def token_table(sentences: list[Sentence], skipped: set[int], enc) -> pd.DataFrame:
     kept = [i for i in range(len(sentences)) if i not in skipped]
     lengths = np.array([len(sentences[i]) for i in kept], dtype=np.int64)
     cols: dict[str, object] = {
@@ -112,25 +134,10 @@ def _write_shard(
     """Compute one shard into its temp folder; return its counts and the function that
     finishes it (token table, meta, atomic publish)."""
     ex = cfg.extraction
-    enc = encode_shard(lm.tokenizer, sentences, ex.max_length or lm.max_length, lm.n_special, ex.long_sentences.value)
-    skipped = set(enc.skipped)
-    offsets, n_rows = {}, 0
-    for i, s in enumerate(sentences):
-        if i not in skipped:
-            offsets[i] = n_rows
-            n_rows += len(s)
     tmp = final.with_name(final.name + ".tmp")
     if tmp.exists():
         shutil.rmtree(tmp)
     tmp.mkdir(parents=True)
-    # filled in memory, saved on the writer thread while the next shard computes, and the
-    # shard folder published by one rename once it is whole
-    dtype = getattr(torch, ex.store_dtype.value)
-    arrays = torch.empty((lm.n_layers, n_rows, lm.hidden_size), dtype=dtype)
-
-    def sink(batch, vecs: torch.Tensor) -> None:
-        rows = np.concatenate([offsets[s.sentence] + s.word_offset + np.flatnonzero(s.own) for s in batch])
-        arrays.index_copy_(1, torch.from_numpy(rows), vecs.to(dtype))
 
     def progress(words: int, subwords: int) -> None:
         if bar is not None:
@@ -138,21 +145,25 @@ def _write_shard(
             elapsed = max(time.perf_counter() - extractor.timing.started, 1e-9)
             bar.set_postfix_str(f"{extractor.timing.subwords / elapsed:,.0f} subword/s", refresh=False)
 
-    extractor.run(enc.segments, sink, progress)
+    # filled in memory, saved on the writer thread while the next shard computes, and the
+    # shard folder published by one rename once it is whole
+    enc, skipped, arrays = encode_and_extract(lm, extractor, sentences, ex.max_length or lm.max_length,
+                                              ex.long_sentences.value, getattr(torch, ex.store_dtype.value), progress)
+    kept = [i for i in range(len(sentences)) if i not in skipped]
     meta = {
-        "sentences": len(sentences) - len(skipped),
-        "words": n_rows,
-        "subwords": int(sum(enc.n_subwords[i].sum() for i in offsets)),
+        "sentences": len(kept),
+        "words": arrays.shape[1],
+        "subwords": int(sum(enc.n_subwords[i].sum() for i in kept)),
         "sentences_skipped_subword_limit": len(skipped),
         "skipped_sentence_ids": sorted(sentences[i].index for i in skipped),
-        "words_replaced_empty": int(sum(enc.replaced[i].sum() for i in offsets)),
+        "words_replaced_empty": int(sum(enc.replaced[i].sum() for i in kept)),
         "sentences_windowed": len({s.sentence for s in enc.segments if s.word_offset > 0}),
     }
 
     def save() -> None:  # runs on the writer thread while the next shard computes
         for layer in range(lm.n_layers):
             np.save(tmp / layer_file(layer), arrays[layer].numpy())
-        _token_table(sentences, skipped, enc).to_parquet(tmp / "tokens.parquet", index=False)
+        token_table(sentences, skipped, enc).to_parquet(tmp / "tokens.parquet", index=False)
         atomic_write_json(tmp / "meta.json", meta)
         atomic_publish_dir(tmp, final)
 

@@ -84,6 +84,18 @@ class LayerArray:
         return arr.astype(dtype) if dtype is not None else arr
 
 
+def _damaged(f: Path, why) -> UserError:
+    """A damaged shard file: what is wrong, and the repair (rewrite that shard alone)."""
+    if isinstance(why, FileNotFoundError):
+        what = "is missing"
+    elif isinstance(why, BaseException):
+        what = f"cannot be read ({str(why).splitlines()[0] if str(why) else type(why).__name__})"
+    else:
+        what = f"has {why}"
+    return UserError(f"{f} {what}; delete the folder {f.parent} and re-run concepts.extract with the same config "
+                     "to rewrite it")
+
+
 class ActivationStore:
     """Reader for a complete activation store folder."""
 
@@ -101,6 +113,7 @@ class ActivationStore:
                 "re-run concepts.extract with the same config to finish it"
             )
         self.manifest = manifest
+        self._rows: dict[Path, int] = {}  # words per shard, from meta.json
 
     @property
     def fingerprint(self) -> str:
@@ -124,20 +137,26 @@ class ActivationStore:
             raise UserError(f"layer {layer} does not exist: this store has layers 0..{self.n_layers - 1}")
         return LayerArray([self._load_shard_layer(d, layer) for d in self.shard_dirs()])
 
+    def _shard_rows(self, shard: Path) -> int:
+        """Words in a shard, from its meta.json (read once per shard)."""
+        if shard not in self._rows:
+            try:
+                self._rows[shard] = int(json.loads((shard / "meta.json").read_text(encoding="utf-8"))["words"])
+            except (ValueError, OSError, KeyError, TypeError) as e:
+                raise _damaged(shard / "meta.json", e) from None
+        return self._rows[shard]
+
     def _load_shard_layer(self, shard: Path, layer: int) -> np.ndarray:
         """One shard's `[n_words, hidden]` array, checked against the shard's meta.json: a truncated
         or replaced file is a `UserError` naming it, never a wrong array."""
         f = shard / layer_file(layer)
-        fix = f"delete the folder {shard} and re-run concepts.extract with the same config to rewrite it"
+        rows = self._shard_rows(shard)
         try:
             arr = np.load(f, mmap_mode="r", allow_pickle=False)
-            rows = json.loads((shard / "meta.json").read_text(encoding="utf-8"))["words"]
-        except FileNotFoundError:
-            raise UserError(f"{f} is missing; {fix}") from None
-        except (ValueError, OSError, EOFError, KeyError, json.JSONDecodeError) as e:
-            raise UserError(f"{f} cannot be read ({str(e).splitlines()[0] if str(e) else type(e).__name__}); {fix}") from None
+        except (ValueError, OSError, EOFError) as e:  # FileNotFoundError included
+            raise _damaged(f, e) from None
         if arr.ndim != 2 or arr.shape != (rows, self.hidden_size):
-            raise UserError(f"{f} has shape {arr.shape}, expected ({rows}, {self.hidden_size}); {fix}")
+            raise _damaged(f, f"shape {arr.shape}, expected ({rows}, {self.hidden_size})")
         return arr
 
     @cached_property
@@ -147,9 +166,7 @@ class ActivationStore:
             try:
                 parts.append(pd.read_parquet(d / "tokens.parquet"))
             except Exception as e:  # pyarrow raises several types for a damaged file
-                raise UserError(
-                    f"{d / 'tokens.parquet'} cannot be read ({str(e).splitlines()[0] if str(e) else type(e).__name__}); "
-                    f"delete the folder {d} and re-run concepts.extract with the same config to rewrite it") from None
+                raise _damaged(d / "tokens.parquet", e) from None
         return pd.concat(parts, ignore_index=True)
 
     def tokens(self) -> pd.DataFrame:
