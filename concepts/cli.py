@@ -139,6 +139,13 @@ def config_error(config_name: str, argv: list[str]) -> str | None:
     return None
 
 
+def _exit_user_error(message: str) -> None:
+    """A user error found before Hydra runs: one line, exit status 2."""
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    log.error("%s", message)
+    sys.exit(2)
+
+
 def hydra_entry(config_name: str, run: Callable[[DictConfig], object],
                 on_result: Callable[[Path, object], None] | None = None) -> Callable[[], None]:
     """A console entry point: Hydra config `config_name`, then `run(cfg)` (and
@@ -163,9 +170,7 @@ def hydra_entry(config_name: str, run: Callable[[DictConfig], object],
         os.environ.setdefault("CONCEPTS_RUN_STAMP", time.strftime("%Y-%m-%d_%H-%M-%S"))
         problem = check_argv(sys.argv[1:])  # before Hydra saves the overrides anywhere
         if problem:
-            logging.basicConfig(level=logging.INFO, format="%(message)s")
-            log.error("%s", problem)
-            sys.exit(2)
+            _exit_user_error(problem)
         if "--help" in sys.argv[1:] or "-h" in sys.argv[1:]:
             module = sys.modules.get(run.__module__)
             spec = getattr(module, "__spec__", None)
@@ -175,14 +180,10 @@ def hydra_entry(config_name: str, run: Callable[[DictConfig], object],
         try:
             sys.argv = [sys.argv[0], *name_corpus_by_path(rewrite_model_shortcut(sys.argv[1:]))]
         except UserError as e:
-            logging.basicConfig(level=logging.INFO, format="%(message)s")
-            log.error("%s", e)
-            sys.exit(2)
+            _exit_user_error(str(e))
         problem = config_error(config_name, sys.argv[1:])
         if problem:
-            logging.basicConfig(level=logging.INFO, format="%(message)s")
-            log.error("%s", problem)
-            sys.exit(2)
+            _exit_user_error(problem)
         _task()
 
     return main

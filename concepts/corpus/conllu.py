@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from concepts.corpus.sentence import Sentence
-from concepts.corpus.textfile import text_lines
+from concepts.corpus.textfile import source_name, text_lines
 from concepts.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -67,7 +67,7 @@ def read_conllu(
             if last > len(rows):
                 raise bad(start_line, f"multi-word token {first}-{last} goes past the sentence end")
         stats.sentences += 1
-        source = f"{path.name.removesuffix('.xz')}:{start_line}"
+        source = f"{source_name(path)}:{start_line}"
         if multiword == "words" or not ranges:
             words = [r[1] for r in rows]
             tags = {c: [r[i] for r in rows] for i, c in enumerate(COLUMNS) if c in TAG_COLUMNS}

@@ -18,6 +18,7 @@ from concepts.corpus.conllu import ConlluStats, read_conllu
 from concepts.corpus.plain_text import read_plain_text
 from concepts.corpus.sentence import Sentence
 from concepts.corpus.tabular import read_table
+from concepts.corpus.textfile import source_name
 from concepts.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -48,7 +49,7 @@ def _files_for(path: Path, fmt: str, splits: list[str]) -> list[tuple[Path, str]
         return [(p, "") for p in found]
 
     def stem(p: Path) -> str:
-        return p.name.removesuffix(".xz").removesuffix(suffix)
+        return source_name(p).removesuffix(suffix)
 
     out = []
     for split in splits:

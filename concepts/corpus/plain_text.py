@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from concepts.corpus.sentence import Sentence
-from concepts.corpus.textfile import text_lines
+from concepts.corpus.textfile import source_name, text_lines
 from concepts.errors import UserError
 
 REGEX_TOKEN = re.compile(r"\w+(?:[-'’]\w+)*|[^\w\s]")
@@ -33,4 +33,4 @@ def read_plain_text(path: Path, tokenizer: str = "whitespace", split: str = "",
     for lineno, line in text_lines(path, "text file", encoding):
         words = split_words(line.strip(), tokenizer)
         if words:
-            yield Sentence(words, {}, source=f"{path.name.removesuffix('.xz')}:{lineno}", split=split)
+            yield Sentence(words, {}, source=f"{source_name(path)}:{lineno}", split=split)

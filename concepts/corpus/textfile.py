@@ -21,6 +21,11 @@ def check_encoding(encoding: str) -> str:
                         "use e.g. utf-8, latin-1, cp1252 or utf-16") from None
 
 
+def source_name(path: Path) -> str:
+    """A corpus file's name as sentences cite it: without `.xz`, so a compressed copy reads the same."""
+    return Path(path).name.removesuffix(".xz")
+
+
 def text_lines(path: Path, what: str = "file", encoding: str = "utf-8") -> Iterator[tuple[int, str]]:
     """(line number from 1, line with its newline) of a text file in `encoding`."""
     path = Path(path)
