@@ -19,7 +19,7 @@ import pandas as pd
 from hydra.experimental.callback import Callback
 
 from neurons import report as rep
-from neurons.plots import small_multiples
+from neurons.plots import small_multiples, unit_layer
 
 log = logging.getLogger(__name__)
 
@@ -85,8 +85,8 @@ def write_comparison(folders: list[Path], out: Path) -> Path:
         c = r["curves"]
         if not len(c):
             continue
-        top = c[(c["kind"] == "retrain") & (c["neurons"] == "top") & c["unit"].str.startswith("layer_")]
-        top = top.assign(layer=top["unit"].str.split("_").str[1].astype(int))
+        top = c[(c["kind"] == "retrain") & (c["neurons"] == "top")]
+        top = top.assign(layer=unit_layer(top["unit"].astype(str))).dropna(subset=["layer"])
         for k, part in top.groupby("k"):
             part = part.sort_values("layer")
             tops.setdefault(f"top {k} neurons", []).append((r["name"], _x(part, depths[r["name"]], relative), part["accuracy"]))

@@ -247,20 +247,13 @@ def write_report(cfg, root: Path, model: str, ex, disc, ann, probing: pd.DataFra
 def neuron_figures(ranked, root: Path, model: str) -> list[str]:
     """The report's neuron plots: the curves across layers, accuracy against k as small multiples
     (one panel per layer), and the salience heatmap of the last unit."""
-    from neurons.plots import curves_by_layer, small_multiples
+    from neurons.plots import accuracy_vs_k_grid, curves_by_layer
 
     out = []
     curves = ranked.curves
     if len(curves) and curves_by_layer(curves, root / "neurons-by-layer.png", f"{model}: neurons across layers"):
         out.append(rep.img("neurons-by-layer.png", "top-k neurons across layers"))
-    retrain = curves[curves["kind"] == "retrain"] if len(curves) else curves
-    if len(retrain):
-        panels = {}
-        for unit, g in retrain.groupby("unit"):
-            panels[unit] = [(which, gg.groupby("k")["accuracy"].mean().index, gg.groupby("k")["accuracy"].mean().values,
-                             {"top": "o-", "random": "s--", "bottom": "v:"}.get(which, "o-"))
-                            for which, gg in g.groupby("neurons")]
-        small_multiples(root / "neurons-vs-k.png", panels, "k neurons", "test accuracy", logx=True)
+    if accuracy_vs_k_grid(curves, root / "neurons-vs-k.png"):
         out.append(rep.img("neurons-vs-k.png", "probe accuracy on k neurons, per layer"))
     last = sorted(ranked.rankings)[-1] if ranked.rankings else None
     if last and (root / "neurons" / f"{last}-salience.png").exists():

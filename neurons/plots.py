@@ -88,23 +88,27 @@ def accuracy_vs_k(curves: pd.DataFrame, path: Path, title: str) -> None:
     _save(fig, path)
 
 
-def small_multiples(path: Path, panels: dict, xlabel: str, ylabel: str, logx: bool = False) -> None:
-    """One panel per key; each panel a list of (label, x, y[, style]) lines."""
-    plt = _plt()
-    n = max(len(panels), 1)
+def small_multiples(path: Path, panels: dict, xlabel: str, ylabel: str) -> None:
+    """One panel per key; each panel a list of (label, x, y) lines."""
+    fig, axes = _grid(len(panels))
+    for ax, (title, lines) in zip(axes, panels.items()):
+        for i, (label, x, y) in enumerate(lines):
+            ax.plot(x, y, "o-", color=f"C{i % 10}", label=label, markersize=3)
+        ax.set(title=title, xlabel=xlabel, ylabel=ylabel)
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=7)
+    _save(fig, path)
+
+
+def _grid(n: int):
+    """A figure of `n` panels (at least one), three a row; the panels' axes, spare ones hidden."""
+    n = max(n, 1)
     cols = min(n, 3)
     rows = -(-n // cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.2 * rows), squeeze=False)
-    for ax, (title, lines) in zip(axes.flat, panels.items()):
-        for i, (label, x, y, *style) in enumerate(lines):
-            ax.plot(x, y, style[0] if style else "o-", color=f"C{i % 10}", label=label, markersize=3)
-        ax.set(title=title, xlabel=xlabel, ylabel=ylabel, xscale="log" if logx else "linear")
-        ax.grid(alpha=0.3)
-    for ax in list(axes.flat)[len(panels):]:
+    fig, axes = _plt().subplots(rows, cols, figsize=(4.2 * cols, 3.2 * rows), squeeze=False)
+    for ax in list(axes.flat)[n:]:
         ax.axis("off")
-    if panels:
-        axes.flat[0].legend(fontsize=7)
-    _save(fig, path)
+    return fig, list(axes.flat)[:n]
 
 
 def unit_layer(units: pd.Series) -> pd.Series:
@@ -139,5 +143,21 @@ def curves_by_layer(curves: pd.DataFrame, path: Path, title: str) -> bool:
         ax.legend(fontsize=7)
         ax.xaxis.get_major_locator().set_params(integer=True)
     fig.suptitle(title)
+    _save(fig, path)
+    return True
+
+
+def accuracy_vs_k_grid(curves: pd.DataFrame, path: Path) -> bool:
+    """Retrained-probe accuracy against k, one panel per unit (small multiples of
+    `accuracy_vs_k`'s left panel). False when there is nothing to draw."""
+    retrain = curves[curves["kind"] == "retrain"] if len(curves) else curves
+    if not len(retrain):
+        return False
+    units = sorted(retrain["unit"].unique())
+    fig, axes = _grid(len(units))
+    for ax, unit in zip(axes, units):
+        _curves(ax, retrain[retrain["unit"] == unit], "neurons", "accuracy")
+        ax.set(xscale="log", xlabel="k neurons", ylabel="test accuracy", title=unit)
+        ax.grid(alpha=0.3)
     _save(fig, path)
     return True

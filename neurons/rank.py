@@ -269,11 +269,12 @@ def rankings_table(rankings: dict, top: int = 50) -> pd.DataFrame:
 
 def _log_wandb(cfg: RankConfig, out: Path, rankings, curves: pd.DataFrame, sub: pd.DataFrame, model: str,
                fps: dict | None = None) -> None:
-    fps = fps or {}
     if cfg.logger.kind != "wandb":
         return
+    fps = fps or {}
     import wandb
 
+    from neurons.wandb_summary import accuracy_vs_k_plots
     from probing.loggers import run_config, start_run, wandb_root
 
     run = start_run(cfg.logger, wandb_root(cfg), f"{model}-{out.name}", cfg.logger.group or "neurons", "rank",
@@ -282,12 +283,7 @@ def _log_wandb(cfg: RankConfig, out: Path, rankings, curves: pd.DataFrame, sub: 
     payload = {"rankings": wandb.Table(dataframe=rankings_table(rankings))}
     if len(curves):
         payload["curves"] = wandb.Table(dataframe=curves)
-        top = curves[curves["kind"] == "retrain"]
-        for unit, part in top.groupby("unit"):  # accuracy against k: top, random and bottom neurons
-            wide = part.pivot_table(index="k", columns="neurons", values="accuracy")
-            payload[f"{unit}/accuracy_vs_k"] = wandb.plot.line_series(
-                xs=[float(k) for k in wide.index], ys=[wide[c].tolist() for c in wide.columns],
-                keys=[str(c) for c in wide.columns], title=f"{unit}: probe accuracy on k neurons", xname="k")
+        payload.update(accuracy_vs_k_plots(wandb, curves))
     if len(sub):
         payload["super_sub"] = wandb.Table(dataframe=sub)
     for unit in rankings:

@@ -140,8 +140,6 @@ def scale_section(scale: dict) -> str:
 def super_sub_table(sub: pd.DataFrame, concepts_dir: Path, k: int, label_source: str | None, top_words: int = 5) -> str:
     """The super/sub overlap with each sub concept's label of record and top words, linked into
     the explorer (explorer.html#L<layer>-C<id>)."""
-    from collections import Counter
-
     from concepts.annotation.dataset import label_of_record
     from concepts.records import read_concepts
 
@@ -152,7 +150,7 @@ def super_sub_table(sub: pd.DataFrame, concepts_dir: Path, k: int, label_source:
         f = Path(concepts_dir) / f"layer_{int(layer):02d}" / f"concepts-K{k}.jsonl"
         for c in read_concepts(f) if f.exists() else []:
             ann = label_of_record(c, label_source)
-            words = ", ".join(w for w, _ in Counter(m.word for m in c.members).most_common(top_words))
+            words = ", ".join(list(c.type_counts)[:top_words])  # most frequent first
             info[(int(layer), f"C{c.concept_id}")] = (ann.label if ann else "", words)
     rows = []
     for _, r in sub.iterrows():

@@ -11,7 +11,6 @@ and `neurons/<unit>/accuracy_vs_k`. The config is the full resolved config plus 
 
 from __future__ import annotations
 
-from collections import Counter
 from pathlib import Path
 
 import pandas as pd
@@ -29,11 +28,10 @@ def concepts_table(path: Path, k: int, layers: list[int], label_source: str | No
     for layer in layers:
         for c in read_concepts(path / f"layer_{layer:02d}" / f"concepts-K{k}.jsonl"):
             ann = label_of_record(c, label_source)
-            words = Counter(m.word for m in c.members).most_common(TOP_WORDS)
             aligned = {name: a.get("aligned") for name, a in c.alignment.items() if a.get("aligned")}
-            rows.append({"layer": layer, "concept_id": c.concept_id, "size": len(c.members),
+            rows.append({"layer": layer, "concept_id": c.concept_id, "size": c.size,
                          "label": ann.label if ann else None, "label_source": ann.annotator if ann else None,
-                         "top_words": ", ".join(w for w, _ in words),
+                         "top_words": ", ".join(list(c.type_counts)[:TOP_WORDS]),  # most frequent first
                          "aligned": "; ".join(f"{k}={v}" for k, v in sorted(aligned.items()))})
     return pd.DataFrame(rows, columns=["layer", "concept_id", "size", "label", "label_source", "top_words", "aligned"])
 
@@ -42,6 +40,17 @@ def _lines(wandb, df: pd.DataFrame, x: str, cols: list[str], title: str):
     cols = [c for c in cols if c in df and df[c].notna().any()]
     return wandb.plot.line_series(xs=df[x].tolist(), ys=[df[c].fillna(float("nan")).tolist() for c in cols],
                                   keys=cols, title=title, xname=x)
+
+
+def accuracy_vs_k_plots(wandb, curves: pd.DataFrame, prefix: str = "") -> dict:
+    """`<prefix><unit>/accuracy_vs_k`: accuracy of probes retrained on the top, random and bottom k
+    neurons against k, one plot per unit."""
+    out = {}
+    for unit, part in curves[curves["kind"] == "retrain"].groupby("unit"):
+        wide = part.pivot_table(index="k", columns="neurons", values="accuracy").reset_index()
+        out[f"{prefix}{unit}/accuracy_vs_k"] = _lines(wandb, wide, "k", [c for c in wide.columns if c != "k"],
+                                                      f"{unit}: probe accuracy on k neurons")
+    return out
 
 
 def log_pipeline(cfg, group: str, model: str, disc, ann, probing: pd.DataFrame, ranked, fingerprints: dict) -> Path:
@@ -80,10 +89,7 @@ def log_pipeline(cfg, group: str, model: str, disc, ann, probing: pd.DataFrame, 
         curves = ranked.curves
         if len(curves):
             payload["neurons/curves"] = wandb.Table(dataframe=curves)
-            for unit, part in curves[curves["kind"] == "retrain"].groupby("unit"):
-                wide = part.pivot_table(index="k", columns="neurons", values="accuracy").reset_index()
-                payload[f"neurons/{unit}/accuracy_vs_k"] = _lines(wandb, wide, "k", [c for c in wide.columns if c != "k"],
-                                                                  f"{unit}: probe accuracy on k neurons")
+            payload.update(accuracy_vs_k_plots(wandb, curves, "neurons/"))
     run.log(payload)
     run.summary.update(summary)
     folder = Path(run.dir).parent
