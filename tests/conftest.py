@@ -13,7 +13,9 @@ os.environ.setdefault("WANDB_MODE", "offline")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 REPO = Path(__file__).resolve().parent.parent
-EWT = Path(os.environ.get("CONCEPTS_EWT", REPO.parent / "shared" / "data" / "ud-english-ewt"))
+SHARED_EWT = REPO.parent / "shared" / "data" / "ud-english-ewt"  # the project's reference copy, beside the checkout
+PACKAGED_EWT = REPO / "concepts" / "data" / "ud-english-ewt"  # the copy the package ships (xz)
+EWT = Path(os.environ.get("CONCEPTS_EWT") or (SHARED_EWT if SHARED_EWT.exists() else PACKAGED_EWT))
 
 SENTENCES = [
     "The quick brown fox jumps over the lazy dog .",

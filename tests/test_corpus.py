@@ -1,7 +1,7 @@
 import json
 
 import pytest
-from conftest import EWT, conllu_block
+from conftest import EWT, PACKAGED_EWT, SHARED_EWT, conllu_block
 
 from concepts.config import CorpusConfig
 from concepts.corpus import load_corpus
@@ -18,7 +18,8 @@ def test_ewt_counts_and_gold_columns():
     stats = ConlluStats()
     sents = []
     for split in ("train", "dev", "test"):
-        sents += list(read_conllu(EWT / f"en_ewt-ud-{split}.conllu", split, stats=stats))
+        (f,) = EWT.glob(f"en_ewt-ud-{split}.conllu*")  # plain or xz
+        sents += list(read_conllu(f, split, stats=stats))
     assert len(sents) == 16622  # the documented size of UD English EWT
     first = sents[0]
     assert first.words[:3] == ["Al", "-", "Zaman"]
@@ -176,3 +177,14 @@ def test_corpus_encoding_option(tmp_path):
     # a corpus option that changes nothing (the seed without a sentence cap) keeps the fingerprint
     assert load_corpus(CorpusConfig(path=str(tmp_path / "utf8"), seed=5)).fingerprint == ref.fingerprint
     assert load_corpus(CorpusConfig(path=str(tmp_path / "utf8"), multiword="surface")).fingerprint == ref.fingerprint
+
+
+@pytest.mark.skipif(not SHARED_EWT.exists(), reason=f"the reference copy of UD English EWT is not at {SHARED_EWT}")
+def test_the_packaged_ewt_is_the_reference_corpus():
+    """The xz copy shipped in the package reads to the same sentences (same fingerprint) as the
+    uncompressed reference, every split."""
+    for split in ("train", "dev", "test"):
+        ref = load_corpus(CorpusConfig(path=str(SHARED_EWT), splits=[split], max_sentence_length=None))
+        packaged = load_corpus(CorpusConfig(path="builtin:ud-english-ewt", splits=[split], max_sentence_length=None))
+        assert packaged.fingerprint == ref.fingerprint and len(packaged.sentences) == len(ref.sentences)
+        assert packaged.files == [str(p) for p in sorted(PACKAGED_EWT.glob(f"*-{split}.conllu.xz"))]
