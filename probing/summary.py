@@ -84,8 +84,9 @@ def plot_summary(df: pd.DataFrame, path: Path, title: str) -> None:
         if name in per_layer:
             for ax, col, lab in ((a1, "accuracy", f"{name} (classes differ by layer)"), (a2, "selectivity", name)):
                 if g[col].notna().any():
-                    ax.errorbar(g["layer"], g[col], yerr=[g[col] - g[f"{col}_lo"], g[f"{col}_hi"] - g[col]],
-                                fmt="o", color=color, capsize=3, label=lab)
+                    # an interval need not hold the mean (a bootstrap interval, or rounding at 1.0): draw it clipped
+                    yerr = [(g[col] - g[f"{col}_lo"]).clip(lower=0), (g[f"{col}_hi"] - g[col]).clip(lower=0)]
+                    ax.errorbar(g["layer"], g[col], yerr=yerr, fmt="o", color=color, capsize=3, label=lab)
             if g["control_accuracy"].notna().any():
                 a1.plot(g["layer"], g["control_accuracy"], "x", color=color, alpha=0.6, label=f"{name} (control)")
             if g["lexical_accuracy"].notna().any():

@@ -228,3 +228,19 @@ def test_concept_probes_on_a_fresh_workspace_run_every_stage_before(tiny_models,
     f.write_text(f.read_text().replace('"label": "', '"label": "relabelled ', 1))
     again = train_mod.run(compose_cfg("train", over))
     assert again.path != res.path
+
+
+def test_summary_plot_draws_concept_probes_whose_interval_misses_the_mean(tmp_path):
+    """Concept-probe points whose interval does not hold the mean (seen in the demo: accuracy at 1.0
+    rounded above its upper bound) are drawn, not a crash."""
+    import pandas as pd
+
+    from probing.summary import plot_summary
+
+    rows = [{"model": "m", "layer": layer, "source": "concepts", "task": f"concepts-L{layer}-top2", "accuracy": acc,
+             "accuracy_low": acc - 0.01, "accuracy_high": acc - 1e-9, "control_accuracy": 0.5, "control_low": 0.4,
+             "control_high": 0.6, "selectivity": acc - 0.5, "selectivity_low": acc - 0.45, "selectivity_high": acc - 0.4,
+             "lexical_accuracy": 0.9, "majority_accuracy": 0.5, "flags": ""}
+            for layer, acc in ((0, 1.0), (1, 0.98))]
+    plot_summary(pd.DataFrame(rows), tmp_path / "s.png", "t")
+    assert (tmp_path / "s.png").stat().st_size > 5000
