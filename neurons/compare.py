@@ -1,4 +1,5 @@
-"""A page that compares pipeline reports: a model sweep (or any set of runs), one line per report.
+"""A page that compares pipeline reports: a model or layer sweep (or any set of runs), one line per
+model (reports of one model and corpus, such as a layer sweep's jobs, join into one line).
 
     python -m neurons.compare workspace/report/minilm-ewt workspace/report/gpt2-ewt --out workspace/report/compare
     (a `neurons.pipeline -m model=...` sweep writes one by itself: `<workspace>/report/compare-<sweep>/`)
@@ -12,6 +13,7 @@ when the reports' models differ in depth.
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 from pathlib import Path
 
@@ -25,15 +27,56 @@ log = logging.getLogger(__name__)
 
 
 def load_report(folder: Path) -> dict:
-    """The tables of one pipeline report folder (any may be empty)."""
+    """The tables of one pipeline report folder (any may be empty), its series name (the model and
+    corpus; the folder's name for reports written before report.json said so) and its model's depth."""
     folder = Path(folder)
 
     def read(name: str) -> pd.DataFrame:
         f = folder / name
         return pd.read_csv(f) if f.exists() and f.stat().st_size > 1 else pd.DataFrame()
 
-    return {"name": folder.name, "alignment": read("alignment.csv"), "probing": read("probing.csv"),
-            "curves": read("neurons-curves.csv")}
+    marker = folder / "report.json"
+    meta = json.loads(marker.read_text()) if marker.exists() else {}
+    name = f"{meta['model']}-{meta['corpus']}" if meta.get("model") and meta.get("corpus") else folder.name
+    out = {"name": name, "folders": [folder], "alignment": read("alignment.csv"), "probing": read("probing.csv"),
+           "curves": read("neurons-curves.csv"), "depth": meta.get("layers_in_model")}
+    if out["depth"] is None:
+        out["depth"] = _depth(out)
+    return out
+
+
+def merge_series(reports: list[dict]) -> list[dict]:
+    """Reports of one model and corpus (the jobs of a layer sweep, a layer each) as one series:
+    their tables concatenated, a layer's rows taken from the first report that has it."""
+    series: dict[str, dict] = {}
+    for r in reports:
+        s = series.get(r["name"])
+        if s is not None and _own_layers(r) & _own_layers(s):  # same model and corpus, other settings:
+            r = {**r, "name": r["folders"][0].name}  # a line of its own, named by its folder
+            s = series.get(r["name"])
+        if s is None:
+            series[r["name"]] = {**r, "folders": list(r["folders"])}
+            continue
+        s["folders"] += r["folders"]
+        s["depth"] = max(s["depth"], r["depth"])
+        for key, layer_of in (("alignment", lambda d: d["layer"]), ("probing", lambda d: d["layer"]),
+                              ("curves", lambda d: d["unit"])):
+            new = r[key]
+            if not len(new):
+                continue
+            old = s[key]
+            if len(old):
+                new = new[~layer_of(new).isin(set(layer_of(old)))]
+            s[key] = pd.concat([old, new], ignore_index=True) if len(old) else new
+    return list(series.values())
+
+
+def _own_layers(r: dict) -> set[int]:
+    """The layers a report probed (its alignment table's where it has no probes)."""
+    for key in ("probing", "alignment"):
+        if "layer" in r[key] and len(r[key]):
+            return {int(x) for x in r[key]["layer"]}
+    return set()
 
 
 def _depth(r: dict) -> int:
@@ -47,8 +90,8 @@ def _x(df: pd.DataFrame, depth: int, relative: bool) -> pd.Series:
 
 def write_comparison(folders: list[Path], out: Path) -> Path:
     """The comparison page of these report folders; returns its index.html."""
-    reports = [load_report(f) for f in folders]
-    depths = {r["name"]: _depth(r) for r in reports}
+    reports = merge_series([load_report(f) for f in folders])
+    depths = {r["name"]: r["depth"] for r in reports}
     relative = len(set(depths.values())) > 1
     xlabel = "relative depth (layer / last layer)" if relative else "layer"
     out = Path(out)
@@ -93,9 +136,9 @@ def write_comparison(folders: list[Path], out: Path) -> Path:
     if tops:
         small_multiples(out / "neurons.png", tops, xlabel, "probe accuracy on the top-k neurons")
         sections.append(("Neurons", rep.img("neurons.png", "top-k neuron probes by layer")))
-    links = " ".join(rep.link(str(Path(f).resolve() / "index.html"), Path(f).name) for f in folders)
+    links = " ".join(rep.link(str(Path(f).resolve() / "index.html"), Path(f).name) for r in reports for f in r["folders"])
     sections.insert(0, ("Reports", f"<p class='links'>{links}</p>"))
-    meta = {"reports": len(reports), "x axis": xlabel,
+    meta = {"reports": len(folders), "series": len(reports), "x axis": xlabel,
             "layers": ", ".join(f"{n} {d}" for n, d in depths.items())}
     return rep.write_index(out, "Comparison of " + ", ".join(r["name"] for r in reports), meta, sections)
 

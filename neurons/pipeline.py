@@ -130,7 +130,7 @@ def run(cfg: DictConfig | PipelineConfig) -> PipelineResult:
         r_cfg = _with(cfg, labels={"source": "tag", "tag": p.tag}, logger={"kind": "none"})
         ranked = timed("rank neurons", rank_stage.run, r_cfg)
     t = time.perf_counter()
-    root = Path(p.report) if p.report else Path(cfg.paths.workspace) / "report" / f"{model}-{cfg.corpus.name}"
+    root = Path(p.report) if p.report else Path(cfg.paths.workspace) / "report" / report_name(cfg, model)
     probing = summarize_results(probe_results)
     inputs = fingerprint({"concepts": str(disc.path), "annotation": ann.statuses, "probes": sorted(probing["fingerprint"]),
                           "ranked": str(ranked.path) if ranked is not None else None, "wandb": p.wandb})
@@ -146,12 +146,23 @@ def run(cfg: DictConfig | PipelineConfig) -> PipelineResult:
         index = root / "index.html"  # nothing upstream changed
     else:
         index = write_report(cfg, root, model, ex, disc, ann, probing, probe_plots, ranked, group)
-        atomic_write_json(marker, {"inputs": inputs, "stages": stages})
+        atomic_write_json(marker, {"inputs": inputs, "stages": stages, "model": model, "corpus": cfg.corpus.name,
+                                   "layers_in_model": int(read_manifest(Path(ex.store))["n_layers"])})
     stages["report"] = time.perf_counter() - t
     total = time.perf_counter() - t0
     log.info("stages: %s", ", ".join(f"{k} {v:.0f} s" for k, v in stages.items()))
     log.info("report (%.0f s in all): %s", total, index.resolve().as_uri())
     return PipelineResult(root, index, stages, probing, disc.alignment, probe_results, ranked, total)
+
+
+def report_name(cfg, model: str) -> str:
+    """`<model>-<corpus>`, with `-layer<N>` (or `-layers<a>_<b>`) when the run covers only some layers,
+    so that the jobs of a layer sweep each keep their own report."""
+    name = f"{model}-{cfg.corpus.name}"
+    if cfg.layer == "all" or cfg.layer is None:
+        return name
+    layers = [cfg.layer] if isinstance(cfg.layer, (int, str)) else list(cfg.layer)
+    return name + (f"-layer{layers[0]}" if len(layers) == 1 else "-layers" + "_".join(map(str, layers)))
 
 
 def write_report(cfg, root: Path, model: str, ex, disc, ann, probing: pd.DataFrame, probe_plots, ranked,

@@ -99,6 +99,21 @@ def test_layer_sweep_preset_runs_as_a_multirun(tiny_models, tagged_corpus, tmp_p
     summary = (sweep / "summary.csv").read_text().splitlines()
     assert len(summary) == 3  # header + layers 0 and 2
     assert (sweep / "curves.csv").exists()
+    # each job keeps its own report; the sweep's comparison page joins them into one line, layer on x
+    from neurons.compare import load_report, merge_series
+
+    reports = sorted((tmp_path / "report").glob("tiny-tagged-layer*"))
+    assert [r.name for r in reports] == ["tiny-tagged-layer0", "tiny-tagged-layer2"]
+    (series,) = merge_series([load_report(r) for r in reports])
+    gold = series["probing"].query("source == 'tag'")
+    assert sorted(gold["layer"]) == [0, 2] and series["depth"] == 3
+    for r in reports:  # each layer's numbers are those of the job that ran it
+        own = load_report(r)["probing"].query("source == 'tag'")
+        assert gold.set_index("layer").loc[own["layer"], "accuracy"].tolist() == own["accuracy"].tolist()
+    (page,) = list((tmp_path / "report").glob("compare-*"))
+    index = (page / "index.html").read_text()
+    assert "tiny-tagged-layer0" in index and "tiny-tagged-layer2" in index and "relative depth" not in index
+    assert (page / "probing.png").stat().st_size > 5000
 
 
 def test_a_corpus_too_small_for_k_is_refused_before_anything_runs(tiny_models, tagged_corpus, tmp_path):
