@@ -175,8 +175,11 @@ class DiscoveryConfig:
     plot: bool = True
     explorer: bool = True  # write the HTML concept explorer
     store: str | None = None  # an existing activation store folder; null = extract (or reuse) for this config
+    extract: str = "sampled"  # with no store: sampled = extract only the sampled tokens (unless a full store exists); all = every word
 
     def __post_init__(self) -> None:
+        if self.extract not in ("sampled", "all"):
+            raise UserError(f"discovery.extract={self.extract!r}: use sampled (only the tokens clustered) or all (every word)")
         if self.k < 2:
             raise UserError(f"discovery.k={self.k} must be at least 2")
         if not 0 < self.theta <= 1:

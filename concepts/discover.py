@@ -75,7 +75,8 @@ def open_store(cfg: DiscoverConfig, for_discovery: bool = False) -> ActivationSt
                 f"{cfg.model.name_or_path!r}; pass the matching model or re-run concepts.extract"
             )
         return store
-    return ActivationStore(extract_stage.run(cfg, check_k=for_discovery).store)
+    sample = cfg.sampling if for_discovery and cfg.discovery.extract == "sampled" else None
+    return ActivationStore(extract_stage.run(cfg, check_k=for_discovery, sample=sample).store)
 
 
 def clustering_identity(store: ActivationStore, cfg: DiscoverConfig) -> dict:
@@ -86,7 +87,8 @@ def clustering_identity(store: ActivationStore, cfg: DiscoverConfig) -> dict:
         method.update(seed=cl.seed, micro_clusters=cl.micro_clusters, kmeans="faiss", kmeans_iters=cl.kmeans_iters)
     elif cl.method == "kmeans":
         method.update(seed=cl.seed)
-    return {"store": store.fingerprint, "sampling": asdict(cfg.sampling), "clustering": method}
+    # a sampled store and the store of every word it was drawn from give the same concepts
+    return {"store": store.source_fingerprint, "sampling": asdict(cfg.sampling), "clustering": method}
 
 
 def concepts_path(store: ActivationStore, cfg: DiscoverConfig) -> tuple[Path, dict]:
@@ -137,7 +139,7 @@ def _layer_clustering(store, rows, layer: int, ldir: Path, cfg: DiscoverConfig) 
     labels_file = ldir / f"labels-K{k}.npy"
     if labels_file.exists():  # k-means keeps labels only
         return Clustering(np.load(labels_file))
-    X = store.layer(layer)[rows].astype(np.float32)
+    X = (np.asarray(store.layer(layer)) if store.sample_rows is not None else store.layer(layer)[rows]).astype(np.float32)
     if not np.isfinite(X).all():
         raise UserError(f"layer {layer} of {store.path} holds NaN or infinite values; re-extract it (float32)")
     t0 = time.perf_counter()
@@ -166,10 +168,15 @@ def run(cfg: DictConfig | DiscoverConfig) -> DiscoverResult:
         log.info("concepts complete, nothing to do: %s (layers %s, K=%d)", out, ",".join(map(str, layers)), k)
         return DiscoverResult(out, store.path, layers, k, collect_alignment(out, k), time.perf_counter() - t_start)
     tokens = store.tokens()
-    sample_file = out / "sample.npy"
+    sample_file = out / "sample.npy"  # rows of the full store, whichever store clusters them
+    if store.sample_rows is not None and store.manifest["sample"] != asdict(cfg.sampling):
+        raise UserError(f"the sampled store {store.path} was drawn with sampling={store.manifest['sample']}, not "
+                        f"{asdict(cfg.sampling)}; pass matching sampling options or discovery.store=null")
     if sample_file.exists():
         rows = np.load(sample_file)
         stats = json.loads((out / "sample.json").read_text())
+    elif store.sample_rows is not None:  # the store holds just the sample
+        rows, stats = store.sample_rows, dict(store.manifest["sample_stats"])
     else:
         s = cfg.sampling
         rows, st = sample_tokens(tokens["word"].tolist(), s.min_count, s.max_per_type, s.seed, s.lowercase)
@@ -185,14 +192,20 @@ def run(cfg: DictConfig | DiscoverConfig) -> DiscoverResult:
     if not sample_file.exists():  # written only once the run can go on: a failed check leaves no folder
         atomic_write_json(out / "sample.json", stats)
         atomic_save_npy(sample_file, rows)
-    sample = tokens.iloc[rows].reset_index(drop=True)
+    if store.sample_rows is not None:
+        if not np.array_equal(rows, store.sample_rows):
+            raise UserError(f"{sample_file} and the sampled store {store.path} hold other samples; delete {out} and re-run")
+        sample = tokens.reset_index(drop=True)
+    else:
+        sample = tokens.iloc[rows].reset_index(drop=True)
     tags = compute_tag_sets(sample, list(cfg.discovery.tag_sets))
     model_name = cfg.model.name_or_path
     manifest = {
         "stage": "discover", "fingerprint": fingerprint(ident), "identity": ident,
         "clustering_fingerprint": fingerprint(clustering_identity(store, cfg)),
         "theta": float(cfg.discovery.theta), "tag_sets": list(tags),  # the tag sets computed here
-        "inputs": {"store": str(store.path), "store_fingerprint": store.fingerprint},
+        "inputs": {"store": str(store.path), "store_fingerprint": store.fingerprint,
+                   "store_source_fingerprint": store.source_fingerprint},
         "versions": library_versions(), "counts": {"sampled_tokens": len(rows), **stats},
     }
 

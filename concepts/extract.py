@@ -26,6 +26,7 @@ from tqdm.auto import tqdm
 
 from concepts.artifacts import (
     atomic_publish_dir,
+    atomic_save_npy,
     atomic_write_json,
     atomic_write_text,
     fingerprint,
@@ -40,6 +41,7 @@ from concepts.corpus import Corpus, Sentence, load_corpus
 from concepts.errors import UserError
 from concepts.extractor import Extractor
 from concepts.models import load_model, weights_signature
+from concepts.sampling import sample_tokens
 from concepts.store import SHARDS, layer_file, shard_name
 from concepts.subwords import encode_shard
 
@@ -129,10 +131,12 @@ def token_table(sentences: list[Sentence], skipped: set[int], enc) -> pd.DataFra
 
 
 def _write_shard(
-    lm, extractor: Extractor, cfg: ExtractConfig, sentences: list[Sentence], final: Path, bar
+    lm, extractor: Extractor, cfg: ExtractConfig, sentences: list[Sentence], final: Path, bar,
+    keep: np.ndarray | None = None,
 ) -> tuple[dict, Callable[[], None]]:
     """Compute one shard into its temp folder; return its counts and the function that
-    finishes it (token table, meta, atomic publish)."""
+    finishes it (token table, meta, atomic publish). `keep`: `[m]` the shard's word rows to store
+    (a sampled store), else every word."""
     ex = cfg.extraction
     tmp = final.with_name(final.name + ".tmp")
     if tmp.exists():
@@ -150,6 +154,13 @@ def _write_shard(
     enc, skipped, arrays = encode_and_extract(lm, extractor, sentences, ex.max_length or lm.max_length,
                                               ex.long_sentences.value, getattr(torch, ex.store_dtype.value), progress)
     kept = [i for i in range(len(sentences)) if i not in skipped]
+    table = token_table(sentences, skipped, enc)
+    if keep is not None:  # the forward pass ran as for a full store (same batches, same vectors)
+        if len(keep) and keep[-1] >= arrays.shape[1]:
+            raise UserError(f"{final}: the corpus gives other words than when this sampled store was started; "
+                            f"delete {final.parent.parent} and re-run")
+        arrays = arrays[:, torch.from_numpy(keep)]
+        table = table.iloc[keep].reset_index(drop=True)
     meta = {
         "sentences": len(kept),
         "words": arrays.shape[1],
@@ -163,7 +174,7 @@ def _write_shard(
     def save() -> None:  # runs on the writer thread while the next shard computes
         for layer in range(lm.n_layers):
             np.save(tmp / layer_file(layer), arrays[layer].numpy())
-        token_table(sentences, skipped, enc).to_parquet(tmp / "tokens.parquet", index=False)
+        table.to_parquet(tmp / "tokens.parquet", index=False)
         atomic_write_json(tmp / "meta.json", meta)
         atomic_publish_dir(tmp, final)
 
@@ -216,6 +227,33 @@ def _finalize(path: Path, manifest: dict, n_shards: int) -> dict | None:
     return counts
 
 
+def _sample_rows(lm, cfg: ExtractConfig, corpus: Corpus, step: int, sample, path: Path):
+    """The rows a full store would hold that discovery samples: `(rows [m], shard_offsets [n_shards + 1],
+    stats)`, rows numbered as in the full store. Sentences over the model's limit are found by
+    tokenizing (no forward pass); the draw is `sampling.sample_tokens` over the words in store
+    order. Kept in `rows.npy` and `sample.json` beside the store, so a resumed run keeps them."""
+    if (path / "rows.npy").exists() and (path / "sample.json").exists():
+        info = json.loads((path / "sample.json").read_text())
+        return np.load(path / "rows.npy", allow_pickle=False), np.array(info["shard_offsets"]), info["stats"]
+    ex = cfg.extraction
+    words: list[str] = []
+    offsets = [0]
+    n = len(corpus.sentences)
+    for k in tqdm(range(-(-n // step)), desc="count words", unit="shard", disable=not ex.progress):
+        sents = corpus.sentences[k * step : (k + 1) * step]
+        skipped: set[int] = set()
+        if ex.long_sentences.value == "skip":  # only skipping drops sentences; windows keep every word
+            skipped = set(encode_shard(lm.tokenizer, sents, ex.max_length or lm.max_length, lm.n_special, "skip").skipped)
+        words += [w for i, s in enumerate(sents) if i not in skipped for w in s.words]
+        offsets.append(len(words))
+    rows, st = sample_tokens(words, sample.min_count, sample.max_per_type, sample.seed, sample.lowercase)
+    path.mkdir(parents=True, exist_ok=True)
+    atomic_save_npy(path / "rows.npy", rows)
+    atomic_write_json(path / "sample.json", {"stats": asdict(st), "shard_offsets": offsets})
+    log.info("sampling kept %d of %d words (%d word types); only these are extracted", len(rows), len(words), st.types_kept)
+    return rows, np.array(offsets), asdict(st)
+
+
 def check_k_fits(cfg, corpus: Corpus) -> None:
     """Before an extraction for a discovery, check that the corpus can give K sampled tokens at
     all, from word counts alone: at most
@@ -226,6 +264,9 @@ def check_k_fits(cfg, corpus: Corpus) -> None:
     s, k = cfg.sampling, cfg.discovery.k
     counts = Counter(w.lower() if s.lowercase else w for sent in corpus.sentences for w in sent.words)
     most = sum(min(c, s.max_per_type) for c in counts.values() if c >= s.min_count)
+    if most == 0:
+        raise UserError(f"sampling kept no token of this corpus ({len(corpus.sentences):,} sentences): no word is seen "
+                        f"sampling.min_count={s.min_count} times; lower sampling.min_count or use more sentences")
     if most < k:
         raise UserError(
             f"discovery.k={k} cannot be reached: this corpus ({len(corpus.sentences):,} sentences) gives at most "
@@ -234,15 +275,34 @@ def check_k_fits(cfg, corpus: Corpus) -> None:
         )
 
 
-def run(cfg: DictConfig | ExtractConfig, check_k: bool = False) -> ExtractResult:
+def sampled_identity(ident: dict, sample) -> dict:
+    """A sampled store's identity: the full store's and the sampling settings."""
+    return {**ident, "sample": asdict(sample)}
+
+
+def run(cfg: DictConfig | ExtractConfig, check_k: bool = False, sample=None) -> ExtractResult:
     """Extract word representations of every layer into the activation store (`check_k`: run for
-    a discovery, so first check the corpus can give `discovery.k` sampled tokens)."""
+    a discovery, so first check the corpus can give `discovery.k` sampled tokens).
+
+    `sample` (a `SamplingConfig`): store only the tokens discovery samples with these settings
+    (a sibling folder `sampled-<fp>` of the full store's `activations`), unless a complete store of
+    every word exists, which is then returned. The rows are drawn from the word counts before any
+    vector is computed, by the same rule and seed as discovery's, so the concepts are the same."""
     t_start = time.perf_counter()
     cfg = to_config(cfg)
     corpus = load_corpus(cfg.corpus)
     path = store_path(cfg, corpus)
     ident = store_identity(cfg, corpus)
     fp = fingerprint(ident)
+    full_fp = fp
+    if sample is not None:
+        full = read_manifest(path)
+        if full is not None and full.get("complete") and full.get("fingerprint") == fp:
+            log.info("a complete store of every word exists; discovery samples from it: %s", path)
+            return ExtractResult(path, True, 0, 0, time.perf_counter() - t_start, 0.0)
+        ident = sampled_identity(ident, sample)
+        fp = fingerprint(ident)
+        path = path.parent / f"sampled-{fp[:8]}"
     existing = read_manifest(path)
     if existing is not None and existing.get("fingerprint") != fp:
         raise UserError(f"{path} holds a store with another fingerprint; delete it or use another paths.workspace")
@@ -265,10 +325,20 @@ def run(cfg: DictConfig | ExtractConfig, check_k: bool = False) -> ExtractResult
             f"extraction.max_length={cfg.extraction.max_length} is beyond what {cfg.model.name_or_path} takes "
             f"({lm.max_length} subwords, special tokens included); set at most {lm.max_length} or null for the model's limit"
         )
+    rows = shard_offsets = None
+    if sample is not None:  # which rows to keep, from word counts and the model's length limit alone
+        rows, shard_offsets, sample_stats = _sample_rows(lm, cfg, corpus, step, sample, path)
+        if len(rows) == 0:
+            raise UserError(f"sampling kept no token of corpus {cfg.corpus.name}; lower sampling.min_count "
+                            f"(now {sample.min_count})")
+        if check_k and len(rows) < cfg.discovery.k:
+            raise UserError(f"discovery.k={cfg.discovery.k} is larger than the {len(rows):,} sampled tokens; lower "
+                            "discovery.k or sampling.min_count, or use a larger corpus")
     if existing is None:  # a new store: say what it will take, and ask first above the user's limit
-        words = sum(len(s) for s in corpus.sentences)
+        words = sum(len(s) for s in corpus.sentences) if rows is None else len(rows)
         gb = words * lm.n_layers * lm.hidden_size * (2 if cfg.extraction.store_dtype.value != "float32" else 4) / 1e9
-        what = (f"a new activation store: {len(corpus.sentences):,} sentences, {words:,} words x {lm.n_layers} layers x "
+        what = (f"a new {'sampled ' if rows is not None else ''}activation store: {len(corpus.sentences):,} sentences, "
+                f"{words:,} {'sampled ' if rows is not None else ''}words x {lm.n_layers} layers x "
                 f"{lm.hidden_size} ({cfg.extraction.store_dtype.value}), about {gb:.3g} GB on disk")
         log.info("%s, in %s", what, path)
         confirm_large(what, gb, cfg.extraction.confirm_above_gb, "extraction.confirm_above_gb")
@@ -287,6 +357,8 @@ def run(cfg: DictConfig | ExtractConfig, check_k: bool = False) -> ExtractResult
         "store_dtype": cfg.extraction.store_dtype.value,
         "counts": dict(corpus.stats),
     }
+    if sample is not None:
+        manifest.update(sample=asdict(sample), source_fingerprint=full_fp, sample_stats=sample_stats)
     if existing is None:
         write_manifest(path, manifest)
     sent_file = path / "sentences.jsonl"
@@ -316,7 +388,11 @@ def run(cfg: DictConfig | ExtractConfig, check_k: bool = False) -> ExtractResult
             lock.close()
             bar.update(sum(len(s) for s in shard_sents[k]))
             return True
-        meta, save = _write_shard(lm, extractor, cfg, shard_sents[k], final, bar)
+        keep = None
+        if rows is not None:  # this shard's sampled rows, numbered within the shard
+            lo, hi = shard_offsets[k], shard_offsets[k + 1]
+            keep = rows[(rows >= lo) & (rows < hi)] - lo
+        meta, save = _write_shard(lm, extractor, cfg, shard_sents[k], final, bar, keep)
         if pending is not None:
             pending.result()  # at most one shard waits for the disk
         pending = writer.submit(_then_unlock, save, lock)

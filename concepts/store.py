@@ -3,6 +3,8 @@
 Layout of a store folder:
 
     manifest.json            stage manifest (config, fingerprint, counts, complete flag)
+    rows.npy, sample.json    a sampled store only (`sampled-<fp>/`, made for discovery): the full-store
+                             row of each stored token, the sampling counts and shard offsets
     sentences.jsonl          every corpus sentence after filtering (words, gold tags)
     shards/shard-00000/      one folder per `shard_sentences` sentences, published atomically
         layer_00.npy ...     float32/float16 `[n_words_in_shard, hidden]`, one per layer
@@ -118,6 +120,25 @@ class ActivationStore:
     @property
     def fingerprint(self) -> str:
         return self.manifest["fingerprint"]
+
+    @property
+    def source_fingerprint(self) -> str:
+        """The fingerprint of the store of every word this one was drawn from (its own for a full store)."""
+        return self.manifest.get("source_fingerprint", self.manifest["fingerprint"])
+
+    @cached_property
+    def sample_rows(self) -> np.ndarray | None:
+        """A sampled store: `[n_tokens]` the row of each of its tokens in the full store; None for a full store."""
+        if not self.manifest.get("sample"):
+            return None
+        f = self.path / "rows.npy"
+        try:
+            rows = np.load(f, allow_pickle=False)
+        except (ValueError, OSError, EOFError) as e:
+            raise _damaged(f, e) from None
+        if len(rows) != sum(self._shard_rows(d) for d in self.shard_dirs()):
+            raise _damaged(f, "does not match the shards' token counts")
+        return rows
 
     @property
     def n_layers(self) -> int:

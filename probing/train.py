@@ -71,7 +71,8 @@ class ConceptSource:
 
             path = open_concepts(cfg).path
             manifest = read_manifest(path)
-        if manifest["inputs"]["store_fingerprint"] != store.fingerprint:
+        inputs = manifest["inputs"]  # made from this store, or from a sampled store drawn from it
+        if inputs.get("store_source_fingerprint", inputs["store_fingerprint"]) != store.source_fingerprint:
             raise UserError(
                 f"the concepts in {path} were made from the store {manifest['inputs']['store']}, not from the store "
                 f"probed here ({store.path}): another model or corpus; pass matching model/corpus options or "
