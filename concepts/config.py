@@ -126,7 +126,17 @@ class ExtractionConfig:
 
 
 @dataclass
+class RuntimeConfig:
+    threads: int | None = None  # torch/BLAS/faiss threads; null: SLURM's allocation, cores / n_jobs in a joblib sweep, else all
+
+    def __post_init__(self) -> None:
+        if self.threads is not None and self.threads < 1:
+            raise UserError(f"runtime.threads={self.threads} must be at least 1 (or null for the default)")
+
+
+@dataclass
 class ExtractConfig:
+    runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
     paths: PathsConfig = field(default_factory=PathsConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     corpus: CorpusConfig = field(default_factory=CorpusConfig)
@@ -328,11 +338,20 @@ def _unknown_keys(node, schema, prefix: str = "") -> list[str]:
 def validate(cfg, schema):
     """Build the typed config object from a composed config, rejecting unknown options
     (even those added with `+`) and bad values, each with a message naming the option."""
-    from omegaconf import OmegaConf
-    from omegaconf.errors import OmegaConfBaseException
 
     if isinstance(cfg, schema):
         return cfg
+    out = _to_object(cfg, schema)
+    from concepts.runtime import set_threads
+
+    set_threads(out.runtime.threads)  # every app starts here: its threads are set before any work
+    return out
+
+
+def _to_object(cfg, schema):
+    from omegaconf import OmegaConf
+    from omegaconf.errors import OmegaConfBaseException
+
     plain = OmegaConf.masked_copy(cfg, [k for k in cfg.keys() if k != "hydra"]) if "hydra" in cfg else cfg
     unknown = _unknown_keys(plain, schema)
     if unknown:

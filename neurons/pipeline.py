@@ -217,6 +217,8 @@ def write_report(cfg, root: Path, model: str, ex, disc, ann, probing: pd.DataFra
                        + rep.table(pivot, 60) + rep.scale_section(ranked.scale)
                        + "<h3>Super and sub concepts (top-10 neuron overlap)</h3>"
                        + rep.super_sub_table(ranked.super_sub, disc.path, k, cfg.annotation.label_source)
+                       + ("<p class='links'>" + rep.link("neurons-super-sub.csv", "every pair (CSV)") + "</p>"
+                          if len(ranked.super_sub) else "")
                        + missing + "".join(parts))
     align = disc.alignment
     align_view = (align.pivot_table(index="layer", columns="tag_set", values="concept_share").reset_index()

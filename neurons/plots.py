@@ -89,14 +89,19 @@ def accuracy_vs_k(curves: pd.DataFrame, path: Path, title: str) -> None:
 
 
 def small_multiples(path: Path, panels: dict, xlabel: str, ylabel: str) -> None:
-    """One panel per key; each panel a list of (label, x, y) lines."""
+    """One panel per key; each panel a list of (label, x, y) lines. A label keeps its colour in
+    every panel (a panel may lack some lines), and every panel has a legend."""
     fig, axes = _grid(len(panels))
+    colours: dict = {}
+    for lines in panels.values():
+        for label, _, _ in lines:
+            colours.setdefault(label, f"C{len(colours) % 10}")
     for ax, (title, lines) in zip(axes, panels.items()):
-        for i, (label, x, y) in enumerate(lines):
-            ax.plot(x, y, "o-", color=f"C{i % 10}", label=label, markersize=3)
+        for label, x, y in lines:
+            ax.plot(x, y, "o-", color=colours[label], label=label, markersize=3)
         ax.set(title=title, xlabel=xlabel, ylabel=ylabel)
         ax.grid(alpha=0.3)
-    axes[0].legend(fontsize=7)
+        ax.legend(fontsize=6)
     _save(fig, path)
 
 

@@ -137,9 +137,11 @@ def scale_section(scale: dict) -> str:
     return text
 
 
-def super_sub_table(sub: pd.DataFrame, concepts_dir: Path, k: int, label_source: str | None, top_words: int = 5) -> str:
+def super_sub_table(sub: pd.DataFrame, concepts_dir: Path, k: int, label_source: str | None, top_words: int = 5,
+                    per_super: int = 3) -> str:
     """The super/sub overlap with each sub concept's label of record and top words, linked into
-    the explorer (explorer.html#L<layer>-C<id>)."""
+    the explorer (explorer.html#L<layer>-C<id>): a collapsible table per layer, the `per_super`
+    sub concepts of each super concept with the largest share (the whole table is neurons-super-sub.csv)."""
     from concepts.annotation.dataset import label_of_record
     from concepts.records import read_concepts
 
@@ -152,12 +154,21 @@ def super_sub_table(sub: pd.DataFrame, concepts_dir: Path, k: int, label_source:
             ann = label_of_record(c, label_source)
             words = ", ".join(list(c.type_counts)[:top_words])  # most frequent first
             info[(int(layer), f"C{c.concept_id}")] = (ann.label if ann else "", words)
-    rows = []
-    for _, r in sub.iterrows():
-        label, words = info.get((int(r["layer"]), str(r["sub"])), ("", ""))
-        rows.append(f"<tr><td>{int(r['layer'])}</td><td>{html.escape(str(r['super']))}</td>"
-                    f"<td><a href='explorer.html#L{int(r['layer'])}-{html.escape(str(r['sub']))}'>{html.escape(str(r['sub']))}</a></td>"
-                    f"<td>{html.escape(label or '')}</td><td>{html.escape(words)}</td><td>{int(r['sub_tokens'])}</td>"
-                    f"<td>{int(r['shared'])}</td><td>{float(r['share']):.2f}</td></tr>")
     head = "".join(f"<th>{h}</th>" for h in ("layer", "super", "sub", "label", "top words", "tokens", "shared", "share"))
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(rows[:40])}</tbody></table>"
+    parts = []
+    for i, (layer, part) in enumerate(sub.groupby("layer", sort=True)):
+        # a layer each (the first open): per super concept, its sub concepts sharing most top neurons
+        shown = (part.sort_values(["share", "sub_tokens"], ascending=False).groupby("super", sort=False)
+                 .head(per_super).sort_values(["super", "share"], ascending=[True, False], kind="stable"))
+        rows = []
+        for _, r in shown.iterrows():
+            label, words = info.get((int(r["layer"]), str(r["sub"])), ("", ""))
+            rows.append(f"<tr><td>{int(r['layer'])}</td><td>{html.escape(str(r['super']))}</td>"
+                        f"<td><a href='explorer.html#L{int(r['layer'])}-{html.escape(str(r['sub']))}'>{html.escape(str(r['sub']))}</a></td>"
+                        f"<td>{html.escape(label or '')}</td><td>{html.escape(words)}</td><td>{int(r['sub_tokens'])}</td>"
+                        f"<td>{int(r['shared'])}</td><td>{float(r['share']):.2f}</td></tr>")
+        summary = (f"layer {int(layer)}: {len(part)} sub concepts under {part['super'].nunique()} super concepts, "
+                   f"mean share {part['share'].mean():.2f} (showing the top {per_super} of each)")
+        parts.append(f"<details{' open' if i == 0 else ''}><summary>{summary}</summary>"
+                     f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table></details>")
+    return "".join(parts)

@@ -38,3 +38,18 @@ def test_reports_without_report_json_are_named_by_folder(tmp_path):
     (a / "report.json").unlink()
     (r,) = merge_series([load_report(a)])
     assert r["name"] == "x" and r["depth"] == 2
+
+
+def test_a_series_keeps_its_colour_in_every_panel(tmp_path, monkeypatch):
+    import neurons.plots as plots
+
+    figs = []
+    monkeypatch.setattr(plots, "_save", lambda fig, path: figs.append(fig))
+    panels = {"upos": [("a", [0, 1], [0.1, 0.2]), ("b", [0, 1], [0.3, 0.4])],
+              "wordnet": [("b", [0, 1], [0.5, 0.6])]}  # "a" has no wordnet line
+    plots.small_multiples(tmp_path / "x.png", panels, "layer", "share")
+    colour = {}
+    for ax in figs[0].axes:
+        for line in ax.get_lines():
+            colour.setdefault(line.get_label(), set()).add(line.get_color())
+    assert all(len(c) == 1 for c in colour.values()) and colour["a"] != colour["b"]
