@@ -23,15 +23,20 @@ _UMASK = os.umask(0)
 os.umask(_UMASK)
 
 
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write `text` to `path` through a temp file in the same folder, then rename."""
+def atomic_write_text(path: Path, text) -> None:
+    """Write `text` (a string, or an iterable of strings written one by one, so a large file
+    never sits in memory whole) to `path` through a temp file in the same folder, then rename."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         os.fchmod(fd, 0o666 & ~_UMASK)  # mkstemp makes 0600; give the file the usual mode
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
+            if isinstance(text, str):
+                fh.write(text)
+            else:
+                for part in text:
+                    fh.write(part)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)

@@ -363,7 +363,7 @@ def run(cfg: DictConfig | ExtractConfig, check_k: bool = False, sample=None) -> 
         write_manifest(path, manifest)
     sent_file = path / "sentences.jsonl"
     if not sent_file.exists():
-        atomic_write_text(sent_file, "".join(json.dumps(s.to_json(), ensure_ascii=False) + "\n" for s in corpus.sentences))
+        atomic_write_text(sent_file, (json.dumps(s.to_json(), ensure_ascii=False) + "\n" for s in corpus.sentences))
     log.info("extracting %d of %d shards into %s (%d layers, %d-d, %s)", len(todo), n_shards, path,
              lm.n_layers, lm.hidden_size, cfg.extraction.aggregation.value)
 
