@@ -241,9 +241,9 @@ def _sample_rows(lm, cfg: ExtractConfig, corpus: Corpus, step: int, sample, path
     n = len(corpus.sentences)
     for k in tqdm(range(-(-n // step)), desc="count words", unit="shard", disable=not ex.progress):
         sents = corpus.sentences[k * step : (k + 1) * step]
-        skipped: set[int] = set()
-        if ex.long_sentences.value == "skip":  # only skipping drops sentences; windows keep every word
-            skipped = set(encode_shard(lm.tokenizer, sents, ex.max_length or lm.max_length, lm.n_special, "skip").skipped)
+        # the sentences the store will not hold (over the limit; in window mode, a word longer than a window)
+        skipped = set(encode_shard(lm.tokenizer, sents, ex.max_length or lm.max_length, lm.n_special,
+                                   ex.long_sentences.value).skipped)
         words += [w for i, s in enumerate(sents) if i not in skipped for w in s.words]
         offsets.append(len(words))
     rows, st = sample_tokens(words, sample.min_count, sample.max_per_type, sample.seed, sample.lowercase)
