@@ -27,11 +27,12 @@ def _vector_bytes(store):
     return sum(f.stat().st_size for f in (store.path / "shards").rglob("layer_*.npy"))
 
 
-@pytest.mark.parametrize("long_sentences", ["skip", "window"])
-def test_sampled_extraction_gives_the_concepts_of_the_full_store(tiny_models, tmp_path, long_sentences):
+@pytest.mark.parametrize("arch,long_sentences", [("bert", "skip"), ("bert", "window"), ("gpt2", "skip")])
+def test_sampled_extraction_gives_the_concepts_of_the_full_store(tiny_models, tmp_path, arch, long_sentences):
     mode = f"extraction.long_sentences={long_sentences}"
-    sampled = discover_mod.run(compose_cfg("discover", ewt(tiny_models["bert"], tmp_path / "a", mode)))
-    full = discover_mod.run(compose_cfg("discover", ewt(tiny_models["bert"], tmp_path / "b", mode, "discovery.extract=all")))
+    model = tiny_models[arch]
+    sampled = discover_mod.run(compose_cfg("discover", ewt(model, tmp_path / "a", mode)))
+    full = discover_mod.run(compose_cfg("discover", ewt(model, tmp_path / "b", mode, "discovery.extract=all")))
     s_store, f_store = ActivationStore(sampled.store), ActivationStore(full.store)
     assert s_store.path.name.startswith("sampled-") and f_store.path.name == "activations"
     assert not list((tmp_path / "a").rglob("activations"))  # no store of every word was made
@@ -55,7 +56,7 @@ def test_sampled_extraction_gives_the_concepts_of_the_full_store(tiny_models, tm
     assert sampled.alignment.equals(full.alignment)
     assert _vector_bytes(s_store) < _vector_bytes(f_store) / 2
     # a resumed sampled run reuses the store; once a full store exists, discovery uses it instead
-    cfg = validate(compose_cfg("discover", ewt(tiny_models["bert"], tmp_path / "a", mode)), DiscoverConfig)
+    cfg = validate(compose_cfg("discover", ewt(model, tmp_path / "a", mode)), DiscoverConfig)
     again = extract_mod.run(cfg, sample=cfg.sampling)
     assert again.store == s_store.path and again.shards_written == 0
     man = json.loads((sampled.path / "manifest.json").read_text())
