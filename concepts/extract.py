@@ -93,11 +93,13 @@ def _config_record(cfg: ExtractConfig) -> dict:
 
 
 def encode_and_extract(lm, extractor: Extractor, sentences: list[Sentence], max_length: int, long_sentences: str,
-                       dtype: torch.dtype, progress=None):
-    """Tokenize `sentences` and run the model over them: `(enc, skipped, arrays)` with `arrays`
-    `[n_layers, n_words, hidden]` holding every kept sentence's words in order (the sentences
-    `enc.skipped` are over the limit and hold no row). Shared by the store and `concepts.api.extract`."""
-    enc = encode_shard(lm.tokenizer, sentences, max_length, lm.n_special, long_sentences)
+                       dtype: torch.dtype, progress=None, enc=None):
+    """Tokenize `sentences` (unless `enc`, their `encode_shard` made ahead, is given) and run the
+    model over them: `(enc, skipped, arrays)` with `arrays` `[n_layers, n_words, hidden]` holding
+    every kept sentence's words in order (the sentences `enc.skipped` are over the limit and hold
+    no row). Shared by the store and `concepts.api.extract`."""
+    if enc is None:
+        enc = encode_shard(lm.tokenizer, sentences, max_length, lm.n_special, long_sentences)
     skipped = set(enc.skipped)
     offsets, n_rows = {}, 0
     for i, s in enumerate(sentences):
@@ -132,7 +134,7 @@ def token_table(sentences: list[Sentence], skipped: set[int], enc) -> pd.DataFra
 
 def _write_shard(
     lm, extractor: Extractor, cfg: ExtractConfig, sentences: list[Sentence], final: Path, bar,
-    keep: np.ndarray | None = None,
+    keep: np.ndarray | None = None, enc=None,
 ) -> tuple[dict, Callable[[], None]]:
     """Compute one shard into its temp folder; return its counts and the function that
     finishes it (token table, meta, atomic publish). `keep`: `[m]` the shard's word rows to store
@@ -152,7 +154,7 @@ def _write_shard(
     # filled in memory, saved on the writer thread while the next shard computes, and the
     # shard folder published by one rename once it is whole
     enc, skipped, arrays = encode_and_extract(lm, extractor, sentences, ex.max_length or lm.max_length,
-                                              ex.long_sentences.value, getattr(torch, ex.store_dtype.value), progress)
+                                              ex.long_sentences.value, getattr(torch, ex.store_dtype.value), progress, enc)
     kept = [i for i in range(len(sentences)) if i not in skipped]
     table = token_table(sentences, skipped, enc)
     if keep is not None:  # the forward pass ran as for a full store (same batches, same vectors)
@@ -376,15 +378,30 @@ def run(cfg: DictConfig | ExtractConfig, check_k: bool = False, sample=None) -> 
     words = written = 0
     t_loop = time.perf_counter()
     pending: Future | None = None
+    ahead = cfg.extraction.tokenize_ahead
+    if ahead is None:  # on an accelerator the CPU is idle during the forward pass; on a CPU it is not
+        ahead = next(lm.model.parameters()).device.type != "cpu"
+    encoded: dict[int, Future] = {}
+
+    def encode_ahead(k: int) -> None:
+        if ahead and k not in encoded:
+            encoded[k] = tokenizer_pool.submit(encode_shard, lm.tokenizer, shard_sents[k],
+                                               cfg.extraction.max_length or lm.max_length, lm.n_special,
+                                               cfg.extraction.long_sentences.value)
 
     def do_shard(k: int, wait: bool) -> bool:
         """Write shard k unless another job holds it (False) or has finished it."""
         nonlocal pending, words, written
+        encode_ahead(k)
+        later = todo[todo.index(k) + 1:]
+        if later:
+            encode_ahead(later[0])  # while this shard runs through the model
         lock = _lock_shard(path, k, wait)
         if lock is None:
             return False
         final = path / SHARDS / shard_name(k)
         if (final / "meta.json").exists():  # another job finished it meanwhile
+            encoded.pop(k, None)
             lock.close()
             bar.update(sum(len(s) for s in shard_sents[k]))
             return True
@@ -392,7 +409,8 @@ def run(cfg: DictConfig | ExtractConfig, check_k: bool = False, sample=None) -> 
         if rows is not None:  # this shard's sampled rows, numbered within the shard
             lo, hi = shard_offsets[k], shard_offsets[k + 1]
             keep = rows[(rows >= lo) & (rows < hi)] - lo
-        meta, save = _write_shard(lm, extractor, cfg, shard_sents[k], final, bar, keep)
+        enc = encoded.pop(k).result() if k in encoded else None
+        meta, save = _write_shard(lm, extractor, cfg, shard_sents[k], final, bar, keep, enc)
         if pending is not None:
             pending.result()  # at most one shard waits for the disk
         pending = writer.submit(_then_unlock, save, lock)
@@ -400,7 +418,8 @@ def run(cfg: DictConfig | ExtractConfig, check_k: bool = False, sample=None) -> 
         written += 1
         return True
 
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="shard-writer") as writer:
+    with (ThreadPoolExecutor(max_workers=1, thread_name_prefix="shard-writer") as writer,
+          ThreadPoolExecutor(max_workers=1, thread_name_prefix="tokenize-ahead") as tokenizer_pool):
         try:
             # shards another job is writing now are left for last, then waited for
             deferred = [k for k in todo if not do_shard(k, wait=False)]

@@ -202,3 +202,28 @@ def test_concurrent_jobs_never_write_the_same_shard(tiny_models, text_corpus, tm
     assert order == ["shard-00000", "shard-00002", "shard-00003", "shard-00001"]
     ref = ActivationStore(first.store)
     np.testing.assert_array_equal(np.asarray(ActivationStore(store).layer(1)), np.asarray(ref.layer(1)))
+
+
+def test_tokenizing_ahead_gives_the_same_store_and_tokenizes_each_shard_once(tiny_models, text_corpus, tmp_path, monkeypatch):
+    """extraction.tokenize_ahead (on by default on GPUs): each next shard is encoded on a thread
+    during the forward pass of the one before; the store is the same as without."""
+    import threading
+
+    real = extract_mod.encode_shard
+    threads = []
+
+    def counting(*a, **k):
+        threads.append(threading.current_thread().name)
+        return real(*a, **k)
+
+    monkeypatch.setattr(extract_mod, "encode_shard", counting)
+    plain = ActivationStore(_run(tiny_models["bert"], text_corpus, tmp_path / "a", "extraction.shard_sentences=2",
+                                 "extraction.tokenize_ahead=false").store)
+    assert len(threads) == 4 and all(t == "MainThread" for t in threads)
+    threads.clear()
+    ahead = ActivationStore(_run(tiny_models["bert"], text_corpus, tmp_path / "b", "extraction.shard_sentences=2",
+                                 "extraction.tokenize_ahead=true").store)
+    assert len(threads) == 4 and all(t.startswith("tokenize-ahead") for t in threads)  # once each, off the main thread
+    for layer in range(plain.n_layers):
+        np.testing.assert_array_equal(np.asarray(plain.layer(layer)), np.asarray(ahead.layer(layer)))
+    assert plain.tokens().equals(ahead.tokens())
