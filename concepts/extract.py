@@ -372,7 +372,8 @@ def run(cfg: DictConfig | ExtractConfig, check_k: bool = False, sample=None) -> 
     shard_sents = {k: corpus.sentences[k * step : (k + 1) * step] for k in todo}
     total_words = sum(len(s) for k in todo for s in shard_sents[k])
     batch_size = cfg.extraction.batch_size or (16 if next(lm.model.parameters()).device.type == "cpu" else 64)
-    extractor = Extractor(lm, cfg.extraction.aggregation.value, batch_size, cfg.extraction.max_batch_tokens)
+    extractor = Extractor(lm, cfg.extraction.aggregation.value, batch_size, cfg.extraction.max_batch_tokens,
+                          getattr(torch, cfg.extraction.store_dtype.value))
     bar = tqdm(total=total_words, unit="word", unit_scale=True, desc="extract", smoothing=0.1,
                disable=not cfg.extraction.progress)
     words = written = 0

@@ -46,8 +46,10 @@ def make_batches(lengths: list[int], batch_size: int, max_batch_tokens: int) -> 
 class Extractor:
     """Runs a loaded model over segments and hands word vectors to a sink."""
 
-    def __init__(self, lm: LoadedModel, aggregation: str, batch_size: int = 64, max_batch_tokens: int = 16384):
+    def __init__(self, lm: LoadedModel, aggregation: str, batch_size: int = 64, max_batch_tokens: int = 16384,
+                 out_dtype: torch.dtype = torch.float32):
         self.lm = lm
+        self.out_dtype = out_dtype  # cast on the device before the copy to the host (float16: half the bytes)
         self.aggregation = aggregation
         self.batch_size = batch_size
         self.max_batch_tokens = max_batch_tokens
@@ -62,8 +64,8 @@ class Extractor:
         sink: Callable[[list[Segment], torch.Tensor], None],
         progress: Callable[[int, int], None] | None = None,
     ) -> None:
-        """For each batch, call `sink(batch_segments, vectors)` with `vectors` a float32 CPU
-        tensor `[L, W, H]`: the batch's owned words, segment by segment, in word order."""
+        """For each batch, call `sink(batch_segments, vectors)` with `vectors` a CPU tensor
+        `[L, W, H]` of `out_dtype`: the batch's owned words, segment by segment, in word order."""
         lengths = [len(s.input_ids) for s in segments]
         for batch_ids in make_batches(lengths, self.batch_size, self.max_batch_tokens):
             batch = [segments[i] for i in batch_ids]
@@ -86,7 +88,7 @@ class Extractor:
             if self.device.type == "cuda":
                 torch.cuda.synchronize()
             self.timing.forward_s += time.perf_counter() - t0
-            vecs = aggregate_words(hidden, batch_idx, span_t, self.aggregation).float().cpu()
+            vecs = aggregate_words(hidden, batch_idx, span_t, self.aggregation).float().to(self.out_dtype).cpu()
             self.timing.subwords += int(mask.sum())
             sink(batch, vecs)
             if progress is not None:

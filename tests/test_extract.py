@@ -227,3 +227,12 @@ def test_tokenizing_ahead_gives_the_same_store_and_tokenizes_each_shard_once(tin
     for layer in range(plain.n_layers):
         np.testing.assert_array_equal(np.asarray(plain.layer(layer)), np.asarray(ahead.layer(layer)))
     assert plain.tokens().equals(ahead.tokens())
+
+
+def test_a_float16_store_is_the_float32_store_rounded(tiny_models, text_corpus, tmp_path):
+    f32 = ActivationStore(_run(tiny_models["roberta"], text_corpus, tmp_path / "a").store)
+    f16 = ActivationStore(_run(tiny_models["roberta"], text_corpus, tmp_path / "b", "extraction.store_dtype=float16").store)
+    for layer in range(f32.n_layers):
+        half = np.asarray(f16.layer(layer))
+        assert half.dtype == np.float16
+        np.testing.assert_array_equal(half, np.asarray(f32.layer(layer)).astype(np.float16))  # numpy's rounding
