@@ -77,6 +77,7 @@ class CorpusConfig:
     max_sentences: int | None = None
     max_sentence_length: int | None = 128  # words; longer sentences are skipped and counted
     seed: int = 0
+    stream_above: int = 200_000  # a corpus with more sentences is re-read for each pass, never held in memory whole
     shard: int = 0  # this job's part ...
     num_shards: int = 1  # ... of this many (Hydra multirun: corpus.shard=0,1,2 corpus.num_shards=3)
 
@@ -91,6 +92,8 @@ class CorpusConfig:
             raise UserError(f"corpus.max_sentences={self.max_sentences} must be at least 1 (or null)")
         if self.max_sentence_length is not None and self.max_sentence_length < 1:
             raise UserError(f"corpus.max_sentence_length={self.max_sentence_length} must be at least 1 (or null)")
+        if self.stream_above < 0:
+            raise UserError(f"corpus.stream_above={self.stream_above} must be at least 0 (0: always stream)")
         if self.num_shards < 1 or not 0 <= self.shard < self.num_shards:
             raise UserError(
                 f"corpus.shard={self.shard} corpus.num_shards={self.num_shards}: need 0 <= shard < num_shards"

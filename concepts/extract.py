@@ -240,9 +240,9 @@ def _sample_rows(lm, cfg: ExtractConfig, corpus: Corpus, step: int, sample, path
     ex = cfg.extraction
     words: list[str] = []
     offsets = [0]
-    n = len(corpus.sentences)
-    for k in tqdm(range(-(-n // step)), desc="count words", unit="shard", disable=not ex.progress):
-        sents = corpus.sentences[k * step : (k + 1) * step]
+    n = corpus.n_sentences
+    for _, sents in tqdm(corpus.shards(step), total=-(-n // step), desc="count words", unit="shard",
+                         disable=not ex.progress):
         # the sentences the store will not hold (over the limit; in window mode, a word longer than a window)
         skipped = set(encode_shard(lm.tokenizer, sents, ex.max_length or lm.max_length, lm.n_special,
                                    ex.long_sentences.value).skipped)
@@ -264,14 +264,14 @@ def check_k_fits(cfg, corpus: Corpus) -> None:
     from collections import Counter
 
     s, k = cfg.sampling, cfg.discovery.k
-    counts = Counter(w.lower() if s.lowercase else w for sent in corpus.sentences for w in sent.words)
+    counts = Counter(w.lower() if s.lowercase else w for sent in corpus.iter_sentences() for w in sent.words)
     most = sum(min(c, s.max_per_type) for c in counts.values() if c >= s.min_count)
     if most == 0:
-        raise UserError(f"sampling kept no token of this corpus ({len(corpus.sentences):,} sentences): no word is seen "
+        raise UserError(f"sampling kept no token of this corpus ({corpus.n_sentences:,} sentences): no word is seen "
                         f"sampling.min_count={s.min_count} times; lower sampling.min_count or use more sentences")
     if most < k:
         raise UserError(
-            f"discovery.k={k} cannot be reached: this corpus ({len(corpus.sentences):,} sentences) gives at most "
+            f"discovery.k={k} cannot be reached: this corpus ({corpus.n_sentences:,} sentences) gives at most "
             f"{most:,} sampled tokens at sampling.min_count={s.min_count} and sampling.max_per_type={s.max_per_type}. "
             f"Set discovery.k to at most {most}, lower sampling.min_count, or use more sentences (corpus.max_sentences)"
         )
@@ -313,7 +313,7 @@ def run(cfg: DictConfig | ExtractConfig, check_k: bool = False, sample=None) -> 
     if step != cfg.extraction.shard_sentences:
         log.info("the store at %s has shards of %d sentences; extraction.shard_sentences=%d applies to new stores",
                  path, step, cfg.extraction.shard_sentences)
-    n_shards = -(-len(corpus.sentences) // step)
+    n_shards = -(-corpus.n_sentences // step)
     mine = [k for k in range(n_shards) if k % cfg.corpus.num_shards == cfg.corpus.shard]
     todo = [k for k in mine if not (path / SHARDS / shard_name(k) / "meta.json").exists()]
     if existing is not None and existing.get("complete") and not todo:
@@ -337,9 +337,9 @@ def run(cfg: DictConfig | ExtractConfig, check_k: bool = False, sample=None) -> 
             raise UserError(f"discovery.k={cfg.discovery.k} is larger than the {len(rows):,} sampled tokens; lower "
                             "discovery.k or sampling.min_count, or use a larger corpus")
     if existing is None:  # a new store: say what it will take, and ask first above the user's limit
-        words = sum(len(s) for s in corpus.sentences) if rows is None else len(rows)
+        words = corpus.n_words if rows is None else len(rows)
         gb = words * lm.n_layers * lm.hidden_size * (2 if cfg.extraction.store_dtype.value != "float32" else 4) / 1e9
-        what = (f"a new {'sampled ' if rows is not None else ''}activation store: {len(corpus.sentences):,} sentences, "
+        what = (f"a new {'sampled ' if rows is not None else ''}activation store: {corpus.n_sentences:,} sentences, "
                 f"{words:,} {'sampled ' if rows is not None else ''}words x {lm.n_layers} layers x "
                 f"{lm.hidden_size} ({cfg.extraction.store_dtype.value}), about {gb:.3g} GB on disk")
         log.info("%s, in %s", what, path)
@@ -365,12 +365,12 @@ def run(cfg: DictConfig | ExtractConfig, check_k: bool = False, sample=None) -> 
         write_manifest(path, manifest)
     sent_file = path / "sentences.jsonl"
     if not sent_file.exists():
-        atomic_write_text(sent_file, (json.dumps(s.to_json(), ensure_ascii=False) + "\n" for s in corpus.sentences))
+        atomic_write_text(sent_file, (json.dumps(s.to_json(), ensure_ascii=False) + "\n" for s in corpus.iter_sentences()))
     log.info("extracting %d of %d shards into %s (%d layers, %d-d, %s)", len(todo), n_shards, path,
              lm.n_layers, lm.hidden_size, cfg.extraction.aggregation.value)
 
-    shard_sents = {k: corpus.sentences[k * step : (k + 1) * step] for k in todo}
-    total_words = sum(len(s) for k in todo for s in shard_sents[k])
+    # shards come from one pass over the corpus (a streamed corpus is never held whole)
+    total_words = int(sum(corpus.lengths[k * step : (k + 1) * step].sum() for k in todo))
     batch_size = cfg.extraction.batch_size or (16 if next(lm.model.parameters()).device.type == "cpu" else 64)
     extractor = Extractor(lm, cfg.extraction.aggregation.value, batch_size, cfg.extraction.max_batch_tokens,
                           getattr(torch, cfg.extraction.store_dtype.value))
@@ -384,34 +384,32 @@ def run(cfg: DictConfig | ExtractConfig, check_k: bool = False, sample=None) -> 
         ahead = next(lm.model.parameters()).device.type != "cpu"
     encoded: dict[int, Future] = {}
 
-    def encode_ahead(k: int) -> None:
+    def encode_ahead(k: int, sents: list[Sentence]) -> None:
         if ahead and k not in encoded:
-            encoded[k] = tokenizer_pool.submit(encode_shard, lm.tokenizer, shard_sents[k],
+            encoded[k] = tokenizer_pool.submit(encode_shard, lm.tokenizer, sents,
                                                cfg.extraction.max_length or lm.max_length, lm.n_special,
                                                cfg.extraction.long_sentences.value)
 
-    def do_shard(k: int, wait: bool) -> bool:
+    def do_shard(k: int, sents: list[Sentence], wait: bool) -> bool:
         """Write shard k unless another job holds it (False) or has finished it."""
         nonlocal pending, words, written
-        encode_ahead(k)
-        later = todo[todo.index(k) + 1:]
-        if later:
-            encode_ahead(later[0])  # while this shard runs through the model
+        encode_ahead(k, sents)
         lock = _lock_shard(path, k, wait)
         if lock is None:
+            encoded.pop(k, None)  # done again when its turn comes
             return False
         final = path / SHARDS / shard_name(k)
         if (final / "meta.json").exists():  # another job finished it meanwhile
             encoded.pop(k, None)
             lock.close()
-            bar.update(sum(len(s) for s in shard_sents[k]))
+            bar.update(sum(len(s) for s in sents))
             return True
         keep = None
         if rows is not None:  # this shard's sampled rows, numbered within the shard
             lo, hi = shard_offsets[k], shard_offsets[k + 1]
             keep = rows[(rows >= lo) & (rows < hi)] - lo
         enc = encoded.pop(k).result() if k in encoded else None
-        meta, save = _write_shard(lm, extractor, cfg, shard_sents[k], final, bar, keep, enc)
+        meta, save = _write_shard(lm, extractor, cfg, sents, final, bar, keep, enc)
         if pending is not None:
             pending.result()  # at most one shard waits for the disk
         pending = writer.submit(_then_unlock, save, lock)
@@ -423,9 +421,18 @@ def run(cfg: DictConfig | ExtractConfig, check_k: bool = False, sample=None) -> 
           ThreadPoolExecutor(max_workers=1, thread_name_prefix="tokenize-ahead") as tokenizer_pool):
         try:
             # shards another job is writing now are left for last, then waited for
-            deferred = [k for k in todo if not do_shard(k, wait=False)]
-            for k in deferred:
-                do_shard(k, wait=True)
+            deferred = []
+            shards = corpus.shards(step, set(todo))
+            current = next(shards, None)
+            while current is not None:
+                following = next(shards, None)
+                if following is not None:
+                    encode_ahead(*following)  # tokenized while this shard runs through the model
+                if not do_shard(*current, wait=False):
+                    deferred.append(current[0])
+                current = following
+            for k, sents in corpus.shards(step, set(deferred)) if deferred else []:
+                do_shard(k, sents, wait=True)
             if pending is not None:
                 pending.result()
         finally:

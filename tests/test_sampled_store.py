@@ -27,12 +27,16 @@ def _vector_bytes(store):
     return sum(f.stat().st_size for f in (store.path / "shards").rglob("layer_*.npy"))
 
 
-@pytest.mark.parametrize("arch,long_sentences", [("bert", "skip"), ("bert", "window"), ("gpt2", "skip")])
-def test_sampled_extraction_gives_the_concepts_of_the_full_store(tiny_models, tmp_path, arch, long_sentences):
+@pytest.mark.parametrize("arch,long_sentences,stream", [("bert", "skip", False), ("bert", "window", False),
+                                                        ("gpt2", "skip", False), ("bert", "skip", True)])
+def test_sampled_extraction_gives_the_concepts_of_the_full_store(tiny_models, tmp_path, arch, long_sentences, stream):
     mode = f"extraction.long_sentences={long_sentences}"
+    if stream:  # the sampled path over a streamed corpus (re-read per pass, never held)
+        mode = [mode, "corpus.stream_above=100"]
+    mode = mode if isinstance(mode, list) else [mode]
     model = tiny_models[arch]
-    sampled = discover_mod.run(compose_cfg("discover", ewt(model, tmp_path / "a", mode)))
-    full = discover_mod.run(compose_cfg("discover", ewt(model, tmp_path / "b", mode, "discovery.extract=all")))
+    sampled = discover_mod.run(compose_cfg("discover", ewt(model, tmp_path / "a", *mode)))
+    full = discover_mod.run(compose_cfg("discover", ewt(model, tmp_path / "b", *mode, "discovery.extract=all")))
     s_store, f_store = ActivationStore(sampled.store), ActivationStore(full.store)
     assert s_store.path.name.startswith("sampled-") and f_store.path.name == "activations"
     assert not list((tmp_path / "a").rglob("activations"))  # no store of every word was made
@@ -56,7 +60,7 @@ def test_sampled_extraction_gives_the_concepts_of_the_full_store(tiny_models, tm
     assert sampled.alignment.equals(full.alignment)
     assert _vector_bytes(s_store) < _vector_bytes(f_store) / 2
     # a resumed sampled run reuses the store; once a full store exists, discovery uses it instead
-    cfg = validate(compose_cfg("discover", ewt(model, tmp_path / "a", mode)), DiscoverConfig)
+    cfg = validate(compose_cfg("discover", ewt(model, tmp_path / "a", *mode)), DiscoverConfig)
     again = extract_mod.run(cfg, sample=cfg.sampling)
     assert again.store == s_store.path and again.shards_written == 0
     man = json.loads((sampled.path / "manifest.json").read_text())

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -28,14 +29,48 @@ FORMATS = ("conllu", "text", "table")
 
 @dataclass
 class Corpus:
-    sentences: list[Sentence]
+    """The sentences of a corpus after the length filter and the sentence cap, with their
+    fingerprint and counts. A corpus of at most `corpus.stream_above` sentences is held in memory;
+    a larger one is read again from its source for each pass (`iter_sentences`, `shards`), so
+    memory stays bounded by what a pass holds, not by the corpus."""
+
     fingerprint: str
     stats: dict[str, int] = field(default_factory=dict)
     files: list[str] = field(default_factory=list)
+    n_sentences: int = 0
+    lengths: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int32))  # `[n_sentences]` words each
+    held: list[Sentence] | None = None  # the sentences, when held in memory
+    read_again: Callable[[], Iterator[Sentence]] | None = None  # else: a fresh pass over them
+
+    @property
+    def sentences(self) -> list[Sentence]:
+        """Every sentence as a list (reads a streamed corpus whole: for small corpora and tests)."""
+        return self.held if self.held is not None else list(self.iter_sentences())
 
     @property
     def n_words(self) -> int:
-        return sum(len(s) for s in self.sentences)
+        return self.stats["words"]
+
+    def iter_sentences(self) -> Iterator[Sentence]:
+        """The sentences in order, `index` 0..n-1."""
+        return iter(self.held) if self.held is not None else self.read_again()
+
+    def shards(self, step: int, wanted=None) -> Iterator[tuple[int, list[Sentence]]]:
+        """`(k, sentences k*step .. (k+1)*step - 1)` for each shard k (or each k in `wanted`), in order."""
+        if self.held is not None:
+            for k in range(-(-self.n_sentences // step)):
+                if wanted is None or k in wanted:
+                    yield k, self.held[k * step : (k + 1) * step]
+            return
+        buf: list[Sentence] = []
+        k = 0
+        for s in self.iter_sentences():
+            if wanted is None or k in wanted:
+                buf.append(s)
+            if s.index % step == step - 1 or s.index == self.n_sentences - 1:
+                if buf:
+                    yield k, buf
+                buf, k = [], k + 1
 
 
 def _files_for(path: Path, fmt: str, splits: list[str]) -> list[tuple[Path, str]]:
@@ -80,7 +115,7 @@ def resolve_corpus_path(path: str) -> Path:
     return Path(path).expanduser()
 
 
-def sentences_fingerprint(sentences: list[Sentence]) -> str:
+def sentences_fingerprint(sentences: Iterable[Sentence]) -> str:
     """Content hash of the sentences as read and selected (words, tags, ids, order): every corpus
     option that changes them (files, splits, encoding, tokenizer, length limit, sample...) changes
     it, and no other (a copied file or an unused option does not)."""
@@ -91,58 +126,108 @@ def sentences_fingerprint(sentences: list[Sentence]) -> str:
     return h.hexdigest()[:16]
 
 
+def _reader(cfg, stats: dict[str, int] | None = None) -> tuple[Callable[[], Iterator[Sentence]], list[str]]:
+    """A function that starts a pass over the corpus's raw sentences (reader counts go into
+    `stats` on the pass it is given to), and the files read."""
+    fmt = cfg.format
+    splits = list(cfg.splits or [])
+    if fmt == "table" and not Path(cfg.path).exists():
+        def hub() -> Iterator[Sentence]:
+            for split in splits or ["train"]:
+                yield from read_table(cfg.path, cfg.tokens_column, cfg.tag_columns, split, cfg.dataset_config)
+        return hub, []
+    path = resolve_corpus_path(cfg.path)
+    if not path.exists():
+        raise UserError(
+            f"corpus path {path} does not exist (corpus.path). Put the corpus there or point "
+            f"corpus.path at it; the default, {BUILTIN}ud-english-ewt, is UD English EWT as shipped with the package."
+        )
+    if fmt == "table":
+        return (lambda: read_table(str(path), cfg.tokens_column, cfg.tag_columns, splits[0] if splits else "train")), [str(path)]
+    pairs = _files_for(path, fmt, splits)
+
+    def files() -> Iterator[Sentence]:
+        cstats = ConlluStats()
+        for p, split in pairs:
+            if fmt == "conllu":
+                yield from read_conllu(p, split, cfg.multiword, cstats, cfg.encoding)
+            else:
+                yield from read_plain_text(p, cfg.tokenizer, split, cfg.encoding)
+        if fmt == "conllu" and stats is not None:
+            stats.update(multiword_tokens=cstats.multiword_tokens, empty_nodes_skipped=cstats.empty_nodes)
+    return files, [str(p) for p, _ in pairs]
+
+
+def _select(raw: Iterator[Sentence], max_length: int | None, chosen: np.ndarray | None) -> Iterator[Sentence]:
+    """The sentences within the length limit, and of those the `chosen` (sorted positions; None:
+    all), numbered 0..n-1 in order."""
+    j = p = out = 0
+    for s in raw:
+        if max_length is not None and len(s) > max_length:
+            continue
+        if chosen is None or (p < len(chosen) and chosen[p] == j):
+            p += chosen is not None
+            s.index = out
+            out += 1
+            yield s
+        j += 1
+
+
 def load_corpus(cfg) -> Corpus:
-    """Read the corpus described by a `CorpusConfig` (see `concepts.config`)."""
+    """Read the corpus described by a `CorpusConfig` (see `concepts.config`): a first pass counts
+    (and holds the sentences when there are at most `cfg.stream_above`), a second pass over a
+    larger corpus computes its fingerprint without holding it."""
     fmt = cfg.format
     if fmt not in FORMATS:
         raise UserError(f"corpus.format={fmt!r} is unknown; use one of {', '.join(FORMATS)}")
     splits = list(cfg.splits or [])
     stats: dict[str, int] = {}
-    sentences: list[Sentence] = []
-    files: list[str] = []
-    if fmt == "table" and not Path(cfg.path).exists():
-        for split in splits or ["train"]:
-            sentences.extend(read_table(cfg.path, cfg.tokens_column, cfg.tag_columns, split, cfg.dataset_config))
-    else:
-        path = resolve_corpus_path(cfg.path)
-        if not path.exists():
-            raise UserError(
-                f"corpus path {path} does not exist (corpus.path). Put the corpus there or point "
-                f"corpus.path at it; the default, {BUILTIN}ud-english-ewt, is UD English EWT as shipped with the package."
-            )
-        if fmt == "table":
-            sentences.extend(read_table(str(path), cfg.tokens_column, cfg.tag_columns, splits[0] if splits else "train"))
-            paths = [path]
-        else:
-            pairs = _files_for(path, fmt, splits)
-            paths = [p for p, _ in pairs]
-            cstats = ConlluStats()
-            for p, split in pairs:
-                if fmt == "conllu":
-                    sentences.extend(read_conllu(p, split, cfg.multiword, cstats, cfg.encoding))
-                else:
-                    sentences.extend(read_plain_text(p, cfg.tokenizer, split, cfg.encoding))
-            if fmt == "conllu":
-                stats.update(multiword_tokens=cstats.multiword_tokens, empty_nodes_skipped=cstats.empty_nodes)
-        files = [str(p) for p in paths]
-    stats["sentences_read"] = len(sentences)
-    if not sentences:
+    start, files = _reader(cfg, stats)
+    read = kept = 0
+    held: list[Sentence] | None = []
+    limit = cfg.max_sentence_length
+    for s in start():
+        read += 1
+        if limit is not None and len(s) > limit:
+            continue
+        kept += 1
+        if held is not None:
+            held.append(s)
+            if len(held) > cfg.stream_above:
+                held = None  # too many to hold: later passes read the source again
+    stats["sentences_read"] = read
+    if not read:
         raise UserError(f"corpus {cfg.path} (splits {splits}) holds no sentences; check corpus.path and corpus.splits")
-    keep = [s for s in sentences if cfg.max_sentence_length is None or len(s) <= cfg.max_sentence_length]
-    stats["sentences_skipped_word_limit"] = len(sentences) - len(keep)
+    stats["sentences_skipped_word_limit"] = read - kept
     if stats["sentences_skipped_word_limit"]:
-        log.info(
-            "skipped %d sentences longer than corpus.max_sentence_length=%d words",
-            stats["sentences_skipped_word_limit"], cfg.max_sentence_length,
-        )
-    if cfg.max_sentences is not None and len(keep) > cfg.max_sentences:
+        log.info("skipped %d sentences longer than corpus.max_sentence_length=%d words",
+                 stats["sentences_skipped_word_limit"], limit)
+    chosen = None
+    if cfg.max_sentences is not None and kept > cfg.max_sentences:
         rng = np.random.default_rng(cfg.seed)
-        chosen = np.sort(rng.choice(len(keep), size=cfg.max_sentences, replace=False))
-        keep = [keep[i] for i in chosen]
-    if not keep:
-        raise UserError(f"no sentence of {cfg.path} is within corpus.max_sentence_length={cfg.max_sentence_length}")
-    for i, s in enumerate(keep):
-        s.index = i
-    stats["sentences"] = len(keep)
-    stats["words"] = sum(len(s) for s in keep)
-    return Corpus(keep, sentences_fingerprint(keep), stats, files)
+        chosen = np.sort(rng.choice(kept, size=cfg.max_sentences, replace=False))
+    if not kept:
+        raise UserError(f"no sentence of {cfg.path} is within corpus.max_sentence_length={limit}")
+    n = len(chosen) if chosen is not None else kept
+    if held is not None or n <= cfg.stream_above:  # held in memory, as selected
+        keep = list(_select(iter(held) if held is not None else start(), None if held is not None else limit, chosen))
+        lengths = np.array([len(s) for s in keep], dtype=np.int32)
+        stats["sentences"] = len(keep)
+        stats["words"] = int(lengths.sum())
+        return Corpus(sentences_fingerprint(keep), stats, files, len(keep), lengths, held=keep)
+
+    def again() -> Iterator[Sentence]:
+        return _select(start(), limit, chosen)
+
+    log.info("corpus of %d sentences (more than corpus.stream_above=%d): read from %s for each pass, not held in memory",
+             n, cfg.stream_above, cfg.path)
+    lengths = np.zeros(n, dtype=np.int32)
+
+    def counted() -> Iterator[Sentence]:
+        for s in again():
+            lengths[s.index] = len(s)
+            yield s
+    fp = sentences_fingerprint(counted())
+    stats["sentences"] = n
+    stats["words"] = int(lengths.sum())
+    return Corpus(fp, stats, files, n, lengths, read_again=again)

@@ -1,0 +1,68 @@
+"""Streamed corpora (more than corpus.stream_above sentences): the same sentences, fingerprint,
+counts and store as a corpus held in memory, with memory bounded by a pass, not the corpus."""
+
+import json
+import tracemalloc
+
+import numpy as np
+import pytest
+from conftest import EWT
+from helpers import compose_cfg
+
+import concepts.extract as extract_mod
+from concepts.config import CorpusConfig
+from concepts.corpus import load_corpus
+from concepts.store import ActivationStore
+
+
+def _as_json(corpus):
+    return [json.dumps(s.to_json(), sort_keys=True) for s in corpus.iter_sentences()]
+
+
+@pytest.mark.parametrize("cap", [None, 300])
+def test_a_streamed_corpus_reads_as_the_held_one(cap):
+    # EWT dev, length filter on (some sentences skipped), with and without the seeded sentence cap
+    kw = dict(path=str(EWT), splits=["dev"], max_sentence_length=30, max_sentences=cap, seed=2)
+    held, streamed = load_corpus(CorpusConfig(**kw)), load_corpus(CorpusConfig(**kw, stream_above=0))
+    assert held.held is not None and streamed.held is None
+    assert streamed.fingerprint == held.fingerprint and streamed.stats == held.stats
+    assert streamed.n_sentences == held.n_sentences and np.array_equal(streamed.lengths, held.lengths)
+    assert _as_json(streamed) == _as_json(held)  # a second pass reads the same again
+    assert _as_json(streamed) == _as_json(held)
+    for step in (7, 100):
+        for wanted in (None, {0, 2}):
+            a = [(k, [s.index for s in ss]) for k, ss in held.shards(step, wanted)]
+            b = [(k, [s.index for s in ss]) for k, ss in streamed.shards(step, wanted)]
+            assert a == b and all(len(ss) <= step for _, ss in b)
+
+
+def test_streaming_keeps_memory_to_a_pass(tmp_path):
+    p = tmp_path / "big.txt"
+    rng = np.random.default_rng(0)
+    p.write_text("".join(" ".join(f"w{x}" for x in rng.integers(0, 5000, 20)) + "\n" for _ in range(20000)))
+    peaks = {}
+    for name, above in (("held", 10**9), ("streamed", 100)):
+        tracemalloc.start()
+        c = load_corpus(CorpusConfig(name="big", format="text", path=str(p), splits=[], stream_above=above))
+        for _k, shard in c.shards(1000):  # what extraction does
+            assert len(shard) <= 1000
+        peaks[name] = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+        del c
+    assert peaks["streamed"] < peaks["held"] / 5, peaks
+
+
+def test_a_streamed_corpus_makes_the_same_store(tiny_models, tmp_path):
+    def run(ws, *extra):
+        return extract_mod.run(compose_cfg("extract", [
+            "model=hf", f"model.name_or_path={tiny_models['bert']}", "model.name=tiny", f"corpus.path={EWT}",
+            "corpus.splits=[dev]", "corpus.max_sentences=120", f"paths.workspace={ws}", "extraction.progress=false",
+            "extraction.shard_sentences=50", "extraction.max_length=48", *extra]))
+
+    held = ActivationStore(run(tmp_path / "a").store)
+    streamed = ActivationStore(run(tmp_path / "b", "corpus.stream_above=10").store)
+    assert held.path.relative_to(tmp_path / "a") == streamed.path.relative_to(tmp_path / "b")  # same identity
+    assert (held.path / "sentences.jsonl").read_bytes() == (streamed.path / "sentences.jsonl").read_bytes()
+    assert held.tokens().equals(streamed.tokens())
+    for layer in range(held.n_layers):
+        np.testing.assert_array_equal(np.asarray(held.layer(layer)), np.asarray(streamed.layer(layer)))
