@@ -77,7 +77,7 @@ class CorpusConfig:
     max_sentences: int | None = None
     max_sentence_length: int | None = 128  # words; longer sentences are skipped and counted
     seed: int = 0
-    stream_above: int = 200_000  # a corpus with more sentences is re-read for each pass, never held in memory whole
+    stream_above: int = 50_000  # a corpus with more sentences is re-read for each pass, never held in memory whole
     shard: int = 0  # this job's part ...
     num_shards: int = 1  # ... of this many (Hydra multirun: corpus.shard=0,1,2 corpus.num_shards=3)
 

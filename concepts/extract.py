@@ -41,7 +41,7 @@ from concepts.corpus import Corpus, Sentence, load_corpus
 from concepts.errors import UserError
 from concepts.extractor import Extractor
 from concepts.models import load_model, weights_signature
-from concepts.sampling import sample_tokens
+from concepts.sampling import TypeCounter
 from concepts.store import SHARDS, layer_file, shard_name
 from concepts.subwords import encode_shard
 
@@ -238,7 +238,7 @@ def _sample_rows(lm, cfg: ExtractConfig, corpus: Corpus, step: int, sample, path
         info = json.loads((path / "sample.json").read_text())
         return np.load(path / "rows.npy", allow_pickle=False), np.array(info["shard_offsets"]), info["stats"]
     ex = cfg.extraction
-    words: list[str] = []
+    types = TypeCounter(sample.lowercase)  # one int32 per word, not the words
     offsets = [0]
     n = corpus.n_sentences
     for _, sents in tqdm(corpus.shards(step), total=-(-n // step), desc="count words", unit="shard",
@@ -246,13 +246,15 @@ def _sample_rows(lm, cfg: ExtractConfig, corpus: Corpus, step: int, sample, path
         # the sentences the store will not hold (over the limit; in window mode, a word longer than a window)
         skipped = set(encode_shard(lm.tokenizer, sents, ex.max_length or lm.max_length, lm.n_special,
                                    ex.long_sentences.value).skipped)
-        words += [w for i, s in enumerate(sents) if i not in skipped for w in s.words]
-        offsets.append(len(words))
-    rows, st = sample_tokens(words, sample.min_count, sample.max_per_type, sample.seed, sample.lowercase)
+        for i, s in enumerate(sents):
+            if i not in skipped:
+                types.add(s.words)
+        offsets.append(offsets[-1] + sum(len(s) for i, s in enumerate(sents) if i not in skipped))
+    rows, st = types.sample(sample.min_count, sample.max_per_type, sample.seed)
     path.mkdir(parents=True, exist_ok=True)
     atomic_save_npy(path / "rows.npy", rows)
     atomic_write_json(path / "sample.json", {"stats": asdict(st), "shard_offsets": offsets})
-    log.info("sampling kept %d of %d words (%d word types); only these are extracted", len(rows), len(words), st.types_kept)
+    log.info("sampling kept %d of %d words (%d word types); only these are extracted", len(rows), offsets[-1], st.types_kept)
     return rows, np.array(offsets), asdict(st)
 
 

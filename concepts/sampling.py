@@ -34,6 +34,39 @@ def sample_tokens(words: Sequence[str], min_count: int = 10, max_per_type: int =
         raise ValueError("min_count and max_per_type must be at least 1")
     keys = np.array([w.lower() for w in words] if lowercase else list(words), dtype=object)
     types, inverse, counts = np.unique(keys, return_inverse=True, return_counts=True)
+    return _sample(inverse.reshape(-1), counts, len(types), min_count, max_per_type, seed)
+
+
+class TypeCounter:
+    """Word types of a stream of words, for `sample_tokens` without a list of the words: a
+    vocabulary and one int32 per word (`add` each sentence's words in store order)."""
+
+    def __init__(self, lowercase: bool = False):
+        self.lowercase = lowercase
+        self.vocab: dict[str, int] = {}
+        self._ids: list[np.ndarray] = []
+
+    def add(self, words: Sequence[str]) -> None:
+        vocab = self.vocab
+        keys = [w.lower() for w in words] if self.lowercase else words
+        self._ids.append(np.fromiter((vocab.setdefault(w, len(vocab)) for w in keys), dtype=np.int32, count=len(keys)))
+
+    def sample(self, min_count: int = 10, max_per_type: int = 10, seed: int = 0) -> tuple[np.ndarray, SampleStats]:
+        """The same rows and counts as `sample_tokens` over the words added, in order."""
+        if min_count < 1 or max_per_type < 1:
+            raise ValueError("min_count and max_per_type must be at least 1")
+        ids = np.concatenate(self._ids) if self._ids else np.zeros(0, dtype=np.int32)
+        names = list(self.vocab)
+        rank = np.empty(len(names), dtype=np.int64)  # first-seen id -> position in sorted order (as np.unique)
+        rank[sorted(range(len(names)), key=names.__getitem__)] = np.arange(len(names))
+        inverse = rank[ids]
+        counts = np.bincount(inverse, minlength=len(names))
+        return _sample(inverse, counts, len(names), min_count, max_per_type, seed)
+
+
+def _sample(inverse: np.ndarray, counts: np.ndarray, n_types: int, min_count: int, max_per_type: int,
+            seed: int) -> tuple[np.ndarray, SampleStats]:
+    """The seeded draw: `inverse` `[n]` each row's type (types numbered in sorted order), `counts` `[T]`."""
     rng = np.random.default_rng(seed)
     order = np.argsort(inverse, kind="stable")  # rows grouped by type
     starts = np.concatenate([[0], np.cumsum(counts)])
@@ -46,7 +79,7 @@ def sample_tokens(words: Sequence[str], min_count: int = 10, max_per_type: int =
     rows = np.sort(np.concatenate(kept)) if kept else np.zeros(0, dtype=np.int64)
     rare = counts < min_count
     stats = SampleStats(
-        tokens_in=len(keys), types_in=len(types), types_kept=int((~rare).sum()),
+        tokens_in=len(inverse), types_in=n_types, types_kept=int((~rare).sum()),
         types_dropped_rare=int(rare.sum()), tokens_kept=len(rows),
         tokens_dropped_rare=int(counts[rare].sum()),
         tokens_dropped_cap=int(np.maximum(counts[~rare] - max_per_type, 0).sum()),

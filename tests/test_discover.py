@@ -197,3 +197,20 @@ def test_theta_and_tag_sets_have_outputs_of_their_own(tiny_models, text_corpus, 
     assert lo > hi
     # each is reused as it stands
     assert _discover(tiny_models["bert"], text_corpus, tmp_path, "discovery.theta=0.3").path == low.path
+
+
+@pytest.mark.parametrize("lowercase", [False, True])
+def test_type_counter_draws_the_sample_of_sample_tokens(lowercase):
+    """The streaming counter (a vocabulary and int32 ids) gives sample_tokens' rows and counts."""
+    from concepts.sampling import TypeCounter
+
+    rng = np.random.default_rng(1)
+    vocab = [f"w{i}" for i in range(300)] + ["The", "the", "THE", "b", "B", "ä", "Z"]
+    words = [vocab[i] for i in rng.zipf(1.3, 20000) % len(vocab)]
+    counter = TypeCounter(lowercase)
+    for start in range(0, len(words), 37):  # sentence by sentence
+        counter.add(words[start : start + 37])
+    for min_count, cap, seed in ((1, 1, 0), (10, 10, 0), (5, 3, 7)):
+        rows, stats = counter.sample(min_count, cap, seed)
+        ref_rows, ref_stats = sample_tokens(words, min_count, cap, seed, lowercase)
+        assert np.array_equal(rows, ref_rows) and stats == ref_stats
