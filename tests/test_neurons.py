@@ -215,7 +215,9 @@ def test_partial_discovery_layer_checks_scale_report_and_nan_stores(tiny_models,
         Ranking.load(res.path / "layer_01", expect={"layer": 2})
     assert Ranking.load(res.path / "layer_01", expect={"layer": 1, "store": res.rankings["layer_01"].meta["store"]})
     # a NaN in the store: one line naming the layer and the first bad row, exit 2, from both apps
-    layer0 = sorted(ActivationStore(disc.store).path.glob("shards/*/layer_00.npy"))[0]
+    # (in the store of every word that probes and rankings read; the discovery above used a sampled one)
+    assert ActivationStore(disc.store).sample_rows is not None
+    layer0 = sorted(tmp_path.rglob("activations/shards/*/layer_00.npy"))[0]
     arr = np.load(layer0, mmap_mode="r+")
     arr[3, 5] = np.nan
     arr.flush()
