@@ -65,7 +65,13 @@ class Extractor:
         progress: Callable[[int, int], None] | None = None,
     ) -> None:
         """For each batch, call `sink(batch_segments, vectors)` with `vectors` a CPU tensor
-        `[L, W, H]` of `out_dtype`: the batch's owned words, segment by segment, in word order."""
+        `[L, W, H]` of `out_dtype`: the batch's owned words, segment by segment, in word order.
+
+        The sink of a batch runs after the next batch is launched: on a GPU, the host-side work
+        (the next batch's inputs, the sink's copies) overlaps the device's, and the vectors come
+        back through pinned memory with a non-blocking copy (an event says when they are there)."""
+        cuda = self.device.type == "cuda"
+        pending = None
         lengths = [len(s.input_ids) for s in segments]
         for batch_ids in make_batches(lengths, self.batch_size, self.max_batch_tokens):
             batch = [segments[i] for i in batch_ids]
@@ -80,16 +86,41 @@ class Extractor:
                 own = s.spans[s.own]
                 rows.append(np.full(len(own), r))
                 spans.append(own)
-            batch_idx = torch.from_numpy(np.concatenate(rows)).to(self.device)
-            span_t = torch.from_numpy(np.concatenate(spans)).to(self.device)
+            batch_idx, span_t = torch.from_numpy(np.concatenate(rows)), torch.from_numpy(np.concatenate(spans))
+            if cuda:  # pinned, so the copies to the device do not block the host
+                ids, mask, batch_idx, span_t = (t.pin_memory() for t in (ids, mask, batch_idx, span_t))
+            to_dev = lambda t: t.to(self.device, non_blocking=cuda)  # noqa: E731
             t0 = time.perf_counter()
-            out = self.lm.model(input_ids=ids.to(self.device), attention_mask=mask.to(self.device), output_hidden_states=True)
+            if cuda:
+                start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+                start.record()
+            out = self.lm.model(input_ids=to_dev(ids), attention_mask=to_dev(mask), output_hidden_states=True)
             hidden = out.hidden_states  # L x [B, T, H]
-            if self.device.type == "cuda":
-                torch.cuda.synchronize()
-            self.timing.forward_s += time.perf_counter() - t0
-            vecs = aggregate_words(hidden, batch_idx, span_t, self.aggregation).float().to(self.out_dtype).cpu()
-            self.timing.subwords += int(mask.sum())
-            sink(batch, vecs)
-            if progress is not None:
-                progress(vecs.shape[1], int(mask.sum()))
+            if cuda:
+                end.record()
+            else:
+                self.timing.forward_s += time.perf_counter() - t0
+            vecs = aggregate_words(hidden, to_dev(batch_idx), to_dev(span_t), self.aggregation).float().to(self.out_dtype)
+            del out, hidden
+            if cuda:
+                host = torch.empty(vecs.shape, dtype=vecs.dtype, pin_memory=True)
+                host.copy_(vecs, non_blocking=True)
+                done = torch.cuda.Event()
+                done.record()
+                timing = (start, end)
+            else:
+                host, done, timing = vecs, None, None
+            if pending is not None:
+                self._finish(*pending, sink, progress)  # the previous batch, while this one computes
+            pending = (batch, host, done, timing, int(mask.sum()))
+        if pending is not None:
+            self._finish(*pending, sink, progress)
+
+    def _finish(self, batch, host: torch.Tensor, done, timing, subwords: int, sink, progress) -> None:
+        if done is not None:
+            done.synchronize()  # the vectors are on the host
+            self.timing.forward_s += timing[0].elapsed_time(timing[1]) / 1000
+        self.timing.subwords += subwords
+        sink(batch, host)
+        if progress is not None:
+            progress(host.shape[1], subwords)
