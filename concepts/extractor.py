@@ -108,8 +108,8 @@ class Extractor:
                 done = torch.cuda.Event()
                 done.record()
                 timing = (start, end)
-            else:
-                host, done, timing = vecs, None, None
+            else:  # CPU (a no-op) or another accelerator (MPS): a plain copy
+                host, done, timing = vecs.cpu(), None, None
             if pending is not None:
                 self._finish(*pending, sink, progress)  # the previous batch, while this one computes
             pending = (batch, host, done, timing, int(mask.sum()))
