@@ -67,7 +67,7 @@ def full_sample_size(min_count: int = 10, max_per_type: int = 10) -> tuple[int, 
     """Words and sampled tokens of the whole cycled corpus, from word counts (no model)."""
     from collections import Counter
 
-    sents = [b for b in (_words(block) for block in ewt_blocks())]
+    sents = [_words(block) for block in ewt_blocks()]
     copies, rest = divmod(FULL, len(sents))
     one = Counter(w for s in sents for w in s)
     counts = Counter({w: c * copies for w, c in one.items()})

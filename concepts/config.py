@@ -342,7 +342,6 @@ def _unknown_keys(node, schema, prefix: str = "") -> list[str]:
 def validate(cfg, schema):
     """Build the typed config object from a composed config, rejecting unknown options
     (even those added with `+`) and bad values, each with a message naming the option."""
-
     if isinstance(cfg, schema):
         return cfg
     out = _to_object(cfg, schema)

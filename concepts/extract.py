@@ -116,6 +116,11 @@ def encode_and_extract(lm, extractor: Extractor, sentences: list[Sentence], max_
     return enc, skipped, arrays
 
 
+def _encode_for_store(lm, ex, sentences: list[Sentence]):
+    """`encode_shard` of a store's sentences with its length settings (`ex`: `cfg.extraction`)."""
+    return encode_shard(lm.tokenizer, sentences, ex.max_length or lm.max_length, lm.n_special, ex.long_sentences.value)
+
+
 def token_table(sentences: list[Sentence], skipped: set[int], enc) -> pd.DataFrame:
     kept = [i for i in range(len(sentences)) if i not in skipped]
     lengths = np.array([len(sentences[i]) for i in kept], dtype=np.int64)
@@ -153,6 +158,8 @@ def _write_shard(
 
     # filled in memory, saved on the writer thread while the next shard computes, and the
     # shard folder published by one rename once it is whole
+    if enc is None:  # not tokenized ahead
+        enc = _encode_for_store(lm, ex, sentences)
     enc, skipped, arrays = encode_and_extract(lm, extractor, sentences, ex.max_length or lm.max_length,
                                               ex.long_sentences.value, getattr(torch, ex.store_dtype.value), progress, enc)
     kept = [i for i in range(len(sentences)) if i not in skipped]
@@ -244,12 +251,11 @@ def _sample_rows(lm, cfg: ExtractConfig, corpus: Corpus, step: int, sample, path
     for _, sents in tqdm(corpus.shards(step), total=-(-n // step), desc="count words", unit="shard",
                          disable=not ex.progress):
         # the sentences the store will not hold (over the limit; in window mode, a word longer than a window)
-        skipped = set(encode_shard(lm.tokenizer, sents, ex.max_length or lm.max_length, lm.n_special,
-                                   ex.long_sentences.value).skipped)
-        for i, s in enumerate(sents):
-            if i not in skipped:
-                types.add(s.words)
-        offsets.append(offsets[-1] + sum(len(s) for i, s in enumerate(sents) if i not in skipped))
+        skipped = set(_encode_for_store(lm, ex, sents).skipped)
+        stored = [s for i, s in enumerate(sents) if i not in skipped]
+        for s in stored:
+            types.add(s.words)
+        offsets.append(offsets[-1] + sum(len(s) for s in stored))
     rows, st = types.sample(sample.min_count, sample.max_per_type, sample.seed)
     path.mkdir(parents=True, exist_ok=True)
     atomic_save_npy(path / "rows.npy", rows)
@@ -388,9 +394,7 @@ def run(cfg: DictConfig | ExtractConfig, check_k: bool = False, sample=None) -> 
 
     def encode_ahead(k: int, sents: list[Sentence]) -> None:
         if ahead and k not in encoded:
-            encoded[k] = tokenizer_pool.submit(encode_shard, lm.tokenizer, sents,
-                                               cfg.extraction.max_length or lm.max_length, lm.n_special,
-                                               cfg.extraction.long_sentences.value)
+            encoded[k] = tokenizer_pool.submit(_encode_for_store, lm, cfg.extraction, sents)
 
     def do_shard(k: int, sents: list[Sentence], wait: bool) -> bool:
         """Write shard k unless another job holds it (False) or has finished it."""
