@@ -339,6 +339,14 @@ def _unknown_keys(node, schema, prefix: str = "") -> list[str]:
     return bad
 
 
+def plain_config(cfg) -> dict:
+    """A typed config as plain JSON values (enums by their value), for manifests and W&B."""
+    import json
+    from dataclasses import asdict
+
+    return json.loads(json.dumps(asdict(cfg), default=lambda o: getattr(o, "value", str(o))))
+
+
 def validate(cfg, schema):
     """Build the typed config object from a composed config, rejecting unknown options
     (even those added with `+`) and bad values, each with a message naming the option."""

@@ -35,7 +35,7 @@ from concepts.artifacts import (
     write_manifest,
 )
 from concepts.cli import hydra_entry, model_slug
-from concepts.config import ExtractConfig, register_configs, validate
+from concepts.config import ExtractConfig, plain_config, register_configs, validate
 from concepts.confirm import confirm_large
 from concepts.corpus import Corpus, Sentence, load_corpus
 from concepts.errors import UserError
@@ -85,11 +85,6 @@ def store_path(cfg: ExtractConfig, corpus: Corpus) -> Path:
     name = cfg.model.name or model_slug(cfg.model.name_or_path)
     fp = fingerprint(store_identity(cfg, corpus))
     return Path(cfg.paths.workspace) / name / f"{cfg.corpus.name}-{fp[:8]}" / "activations"
-
-
-def _config_record(cfg: ExtractConfig) -> dict:
-    d = asdict(cfg)
-    return json.loads(json.dumps(d, default=lambda o: getattr(o, "value", str(o))))
 
 
 def encode_and_extract(lm, extractor: Extractor, sentences: list[Sentence], max_length: int, long_sentences: str,
@@ -357,7 +352,7 @@ def run(cfg: DictConfig | ExtractConfig, check_k: bool = False, sample=None) -> 
         "complete": False,
         "fingerprint": fp,
         "identity": ident,
-        "config": {**(rec := _config_record(cfg)), "extraction": {**rec["extraction"], "shard_sentences": step}},
+        "config": {**(rec := plain_config(cfg)), "extraction": {**rec["extraction"], "shard_sentences": step}},
         "inputs": {"corpus_files": corpus.files, "corpus_fingerprint": corpus.fingerprint, "model_source": lm.source},
         "versions": library_versions(),
         "n_layers": lm.n_layers,

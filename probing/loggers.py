@@ -3,9 +3,7 @@ asks for online; no account needed)."""
 
 from __future__ import annotations
 
-import json
 import os
-from dataclasses import asdict
 from pathlib import Path
 
 
@@ -28,8 +26,9 @@ def run_config(cfg, **fingerprints) -> dict:
     """The full resolved config of a run as plain values (so the W&B UI filters and groups by any
     option: model, corpus, layer, K, aggregation, label source, probe, ranking...), with the
     fingerprints of its inputs and outputs. The API key never is in a config, only its variable's name."""
-    record = json.loads(json.dumps(asdict(cfg), default=lambda o: getattr(o, "value", str(o))))
-    return {**record, "fingerprints": {k: v for k, v in fingerprints.items() if v is not None}}
+    from concepts.config import plain_config
+
+    return {**plain_config(cfg), "fingerprints": {k: v for k, v in fingerprints.items() if v is not None}}
 
 
 def start_run(lcfg, root: Path, name: str, group: str, job_type: str, tags: list[str], config: dict):
