@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 from collections import Counter
 from dataclasses import asdict, dataclass, field
@@ -53,7 +54,12 @@ class Concept:
         return cls(model, layer, k, concept_id, members, dict(counts.most_common()))
 
     def to_json(self) -> dict:
-        return asdict(self)
+        """`dataclasses.asdict(self)`, built directly: asdict deep-copies every member (the cost of
+        writing a layer's concepts at the paper's scale)."""
+        return {"model": self.model, "layer": self.layer, "k": self.k, "concept_id": self.concept_id,
+                "members": [{"word": m.word, "sentence": m.sentence, "position": m.position} for m in self.members],
+                "type_counts": dict(self.type_counts), "annotations": [asdict(a) for a in self.annotations],
+                "alignment": copy.deepcopy(self.alignment)}
 
     @classmethod
     def from_json(cls, d: dict) -> Concept:

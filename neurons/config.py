@@ -81,6 +81,10 @@ class PipelineSection:
     neurons: bool = True
     wandb: bool = True  # probes and the report logged to W&B (offline unless said otherwise)
     check_network: bool = True  # fail up front when a stage needs the Hub or an API key that is missing
+    # full: a store of every word, so gold-tag probes and rankings see every token of the corpus;
+    # sampled: only discovery's sampled tokens are extracted (the paper's scale: ~6% of the words),
+    # and every probe and ranking runs on them
+    store: str = "full"
 
 
 @dataclass

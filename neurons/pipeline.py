@@ -107,7 +107,12 @@ def run(cfg: DictConfig | PipelineConfig) -> PipelineResult:
     # one W&B group for the pipeline's runs (a sweep's own group when run as a multirun)
     group = train_stage.sweep_group(cfg, f"pipeline-{model}-{cfg.corpus.name}")
     logger = {"kind": "wandb" if p.wandb else cfg.logger.kind, "group": group}
-    ex = timed("extract", lambda c: extract_stage.run(c, check_k=True), cfg)  # K is checked before extracting
+    if p.store not in ("full", "sampled"):
+        raise UserError(f"pipeline.store={p.store!r}: use full (a store of every word) or sampled (discovery's "
+                        "sampled tokens only, for large corpora)")
+    sample = cfg.sampling if p.store == "sampled" else None
+    # K is checked before extracting
+    ex = timed("extract", lambda c: extract_stage.run(c, check_k=True, sample=sample), cfg)
     cfg = _with(cfg, discovery={"store": str(ex.store)})  # later stages open this store directly
     disc = timed("discover", discover_stage.run, cfg)
     ann = timed("annotate", annotate_stage.run, cfg)
@@ -250,9 +255,16 @@ def write_report(cfg, root: Path, model: str, ex, disc, ann, probing: pd.DataFra
         sections.append(("Weights & Biases", f"<p>Every run of this workspace (probes, rankings, this pipeline's "
                                               f"tables) is in <code>{runs}</code>, group <code>{html.escape(group)}</code>. "
                                               f"Upload them all with <code>wandb sync {runs}/offline-run-*</code>.</p>"))
-    counts = (read_manifest(Path(ex.store)) or {}).get("counts", {})
+    manifest = read_manifest(Path(ex.store)) or {}
+    counts = manifest.get("counts", {})
+    if "sample" in manifest:  # a sampled store: the probes and rankings saw the sampled tokens only
+        stored = {"words": manifest.get("sample_stats", {}).get("tokens_in", "-"),
+                  "probed tokens": f"{counts.get('words', '-')} sampled (min_count={manifest['sample']['min_count']}, "
+                                   f"max_per_type={manifest['sample']['max_per_type']})"}
+    else:
+        stored = {"words": counts.get("words", "-"), "probed tokens": "every word"}
     meta = {"model": cfg.model.name_or_path, "corpus": f"{cfg.corpus.name} ({', '.join(cfg.corpus.splits)})",
-            "sentences": counts.get("sentences", "-"), "words": counts.get("words", "-"), "K": k,
+            "sentences": counts.get("sentences", "-"), **stored, "K": k,
             "preset": cfg.preset or "-", "written": time.strftime("%Y-%m-%d %H:%M")}
     return rep.write_index(root, f"Latent concepts of {model}", meta, sections)
 

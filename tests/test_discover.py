@@ -214,3 +214,26 @@ def test_type_counter_draws_the_sample_of_sample_tokens(lowercase):
         rows, stats = counter.sample(min_count, cap, seed)
         ref_rows, ref_stats = sample_tokens(words, min_count, cap, seed, lowercase)
         assert np.array_equal(rows, ref_rows) and stats == ref_stats
+
+
+def test_build_concepts_groups_rows_as_a_scan_per_concept_does():
+    from dataclasses import asdict
+
+    from concepts.discover import build_concepts
+
+    rng = np.random.default_rng(3)
+    labels = rng.integers(0, 7, 500)
+    labels[labels == 5] = 6  # concept 5 left empty
+    members = [Member(f"w{rng.integers(0, 30)}", int(i // 20), int(i % 20)) for i in range(500)]
+    got = build_concepts("m", 2, 7, labels, members)
+    assert [c.concept_id for c in got] == list(range(7)) and got[5].members == [] and got[5].type_counts == {}
+    for c in got:  # the reference: one scan of the labels per concept, members in row order
+        expect = [members[i] for i in np.flatnonzero(labels == c.concept_id)]
+        assert c.members == expect
+        assert c.type_counts == dict(sorted(
+            {w: sum(m.word == w for m in expect) for w in {m.word for m in expect}}.items(),
+            key=lambda kv: (-kv[1], [m.word for m in expect].index(kv[0]))))
+    # the record written is dataclasses.asdict's, annotations and alignment included
+    for c in _concepts() + got:
+        assert c.to_json() == asdict(c)
+        assert json.dumps(c.to_json()) == json.dumps(asdict(c))

@@ -215,3 +215,30 @@ def test_a_model_sweep_gets_a_comparison_page(tiny_models, tagged_corpus, tmp_pa
     best = bert["probing"].query("source == 'tag'").groupby("layer")["accuracy"].mean()
     assert f"{best.iloc[-1]:.3f}"[:4] in index  # the comparison table holds the report's numbers
     assert compare_main([str(tmp_path / "nope"), "--out", str(tmp_path / "x")]) == 2
+
+
+def test_a_sampled_pipeline_extracts_and_probes_only_the_sampled_tokens(tiny_models, tagged_corpus, tmp_path):
+    """pipeline.store=sampled (the paper's scale): no store of every word; discovery, the gold and
+    concept probes and the ranking all read the sampled store, and the report says so."""
+    import json
+
+    from concepts.store import ActivationStore
+
+    over = tiny(tiny_models, tagged_corpus, tmp_path, "pipeline.store=sampled", "pipeline.wandb=false",
+                "sampling.max_per_type=3", "probing.min_test=5")
+    res = pipeline_mod.run(compose_cfg("pipeline", over))
+    assert not list(tmp_path.rglob("activations")), "a store of every word was made"
+    (sampled,) = list(tmp_path.rglob("sampled-*"))
+    store = ActivationStore(sampled)
+    n = len(store.tokens())
+    words = store.tokens()["word"].str.lower().value_counts()
+    assert n < store.manifest["sample_stats"]["tokens_in"] and words.max() <= 3  # max_per_type held
+    gold = res.probing.query("source == 'tag'")
+    assert len(gold) and (gold["n_train"] + gold["n_dev"] + gold["n_test"] <= n).all()
+    assert set(res.probing["source"]) == {"tag", "concepts"}
+    assert res.ranked is not None and len(res.ranked.curves)
+    assert json.loads((res.report / "report.json").read_text())["layers_in_model"] == store.n_layers
+    index = (res.report / "index.html").read_text()
+    assert f"{n} sampled (min_count=1, max_per_type=3)" in index
+    with pytest.raises(UserError, match="pipeline.store='every'"):
+        pipeline_mod.run(compose_cfg("pipeline", [*over, "pipeline.store=every"]))

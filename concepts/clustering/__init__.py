@@ -24,6 +24,7 @@ class Clustering:
     labels: np.ndarray
     linkage: np.ndarray | None = None
     assign: np.ndarray | None = None
+    seconds: float = 0.0  # the clustering's own time (0 when read back from disk)
 
     def cut(self, k: int) -> np.ndarray:
         """Labels for another K from the saved tree (no re-clustering)."""
