@@ -74,7 +74,7 @@ class ConceptRun:
         write_concepts(self.path / f"layer_{layer:02d}" / f"concepts-K{self.k}.jsonl", concepts)
 
     def sentences(self) -> list[list[str]]:
-        return [s.words for s in self.store.sentences()]
+        return self.store.sentence_words()
 
 
 def open_concepts(cfg: AnnotateConfig) -> ConceptRun:

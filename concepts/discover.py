@@ -256,7 +256,7 @@ def run(cfg: DictConfig | DiscoverConfig) -> DiscoverResult:
     done = sorted(done_layers(out, k))
     if cfg.discovery.explorer:
         by_layer = {layer: read_concepts(out / f"layer_{layer:02d}" / f"concepts-K{k}.jsonl") for layer in done}
-        sentences = [s.words for s in store.sentences()]
+        sentences = store.sentence_words()
         write_explorer(out / f"explorer-K{k}.html", by_layer, sentences, f"{cfg.model.name or model_name} · {cfg.corpus.name} · K={k}")
     manifest["layers_done"] = every_k_done()
     manifest["complete"] = len(done) == store.n_layers

@@ -346,6 +346,9 @@ def run(cfg: DictConfig | ExtractConfig, check_k: bool = False, sample=None) -> 
                 f"{words:,} {'sampled ' if rows is not None else ''}words x {lm.n_layers} layers x "
                 f"{lm.hidden_size} ({cfg.extraction.store_dtype.value}), about {gb:.3g} GB on disk")
         log.info("%s, in %s", what, path)
+        if rows is None:  # the way out for a corpus too large to store whole
+            what += (" (concepts alone need only the sampled tokens: pipeline.store=sampled for the pipeline, "
+                     "discovery.extract=sampled for concepts.discover)")
         confirm_large(what, gb, cfg.extraction.confirm_above_gb, "extraction.confirm_above_gb")
     manifest = {
         "stage": "extract",

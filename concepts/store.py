@@ -18,6 +18,7 @@ Layout of a store folder:
 from __future__ import annotations
 
 import json
+import sys
 from functools import cached_property
 from pathlib import Path
 
@@ -209,3 +210,11 @@ class ActivationStore:
     def sentences(self) -> list[Sentence]:
         with open(self.path / "sentences.jsonl", encoding="utf-8") as fh:
             return [Sentence.from_json(json.loads(line)) for line in fh]
+
+    def sentence_words(self) -> list[list[str]]:
+        """Every sentence's words, `[n_sentences]` lists in store order, without the tags: what the
+        explorer, the annotators and the dataset need. Read as a stream, with each word string
+        interned, so millions of words hold one string per word type."""
+        intern = sys.intern
+        with open(self.path / "sentences.jsonl", encoding="utf-8") as fh:
+            return [[intern(w) for w in json.loads(line)["words"]] for line in fh]

@@ -182,7 +182,7 @@ def write_report(cfg, root: Path, model: str, ex, disc, ann, probing: pd.DataFra
                 neurons_words.update(json.loads(f.read_text()))
     if neurons_words:  # the explorer, with a view of the top neurons' top activating words
         by_layer = {layer: read_concepts(disc.path / f"layer_{layer:02d}" / f"concepts-K{k}.jsonl") for layer in disc.layers}
-        sentences = [x.words for x in ActivationStore(disc.store).sentences()]
+        sentences = ActivationStore(disc.store).sentence_words()
         write_explorer(root / "explorer.html", by_layer, sentences, f"{model} · {cfg.corpus.name} · K={k}", neurons_words,
                        label_source=cfg.annotation.label_source)
     else:

@@ -25,6 +25,7 @@ import pandas as pd
 from hydra.experimental.callback import Callback
 
 from concepts.artifacts import atomic_write_text, unique_tmp
+from probing.loggers import wandb_root
 from probing.results import ProbeResult
 
 log = logging.getLogger(__name__)
@@ -184,7 +185,7 @@ class SweepSummary(Callback):
         log.info("sweep summary (%d probes): %s", len(df), sweep / "summary.csv")
         lg = config.get("logger", {})
         if lg.get("kind") == "wandb":
-            root = Path(config.get("paths", {}).get("workspace", "workspace")) / "wandb"  # with the probes' runs
+            root = wandb_root(config)  # with the probes' runs
             log_summary_wandb(df, sweep / "summary.png", lg.get("project", "latent-concepts"),
                               lg.get("group") or f"sweep-{sweep.name}", root, lg.get("mode"), lg.get("entity"))
             log.info("W&B runs of this sweep (group %s): %s; upload with: wandb sync %s/wandb/offline-run-*",

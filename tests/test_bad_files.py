@@ -144,7 +144,8 @@ def test_a_large_new_store_asks_first(tiny_models, text_corpus, tmp_path, monkey
     words = sum(len(s.split()) for s in text_corpus.read_text().splitlines())
     gb = words * 3 * 32 * 4 / 1e9  # 3 layers (embeddings + 2) x 32 float32
     with caplog.at_level("INFO"), pytest.raises(UserError, match=rf"{words} words x 3 layers x 32 .*about {gb:.3g} GB"
-                                                                 r".*above extraction.confirm_above_gb=1e-09"):
+                                                                 r".*pipeline.store=sampled.*"
+                                                                 r"above extraction.confirm_above_gb=1e-09"):
         _run(tiny_models["bert"], text_corpus, tmp_path, "extraction.confirm_above_gb=0.000000001")
     assert not list(tmp_path.rglob("manifest.json"))  # nothing started
     monkeypatch.setattr(confirm_mod.sys, "stdin", type("Tty", (), {"isatty": lambda self: True})())

@@ -146,6 +146,10 @@ def test_store_reader_api(tiny_models, text_corpus, tmp_path):
     np.testing.assert_array_equal(arr[3:30:4], dense[3:30:4])
     np.testing.assert_array_equal(arr[-1], dense[-1])
     assert len(store.sentences()) == len(SENTENCES)
+    words = store.sentence_words()
+    assert words == [s.words for s in store.sentences()] == [s.split() for s in SENTENCES]
+    same = [w for ws in words for w in ws if w == "layer"]
+    assert len(same) == 2 and same[0] is same[1]  # one string per word type
     with pytest.raises(UserError, match="layer 9 does not exist"):
         store.layer(9)
     with pytest.raises(UserError, match="no column 'upos'"):
