@@ -88,11 +88,14 @@ def store_path(cfg: ExtractConfig, corpus: Corpus) -> Path:
 
 
 def encode_and_extract(lm, extractor: Extractor, sentences: list[Sentence], max_length: int, long_sentences: str,
-                       dtype: torch.dtype, progress=None, enc=None):
+                       dtype: torch.dtype, progress=None, enc=None, keep: np.ndarray | None = None):
     """Tokenize `sentences` (unless `enc`, their `encode_shard` made ahead, is given) and run the
     model over them: `(enc, skipped, arrays)` with `arrays` `[n_layers, n_words, hidden]` holding
     every kept sentence's words in order (the sentences `enc.skipped` are over the limit and hold
-    no row). Shared by the store and `concepts.api.extract`."""
+    no row). `keep` (`[m]` sorted rows of those words): `arrays` is `[n_layers, m, hidden]`, those
+    rows only; the model still reads every sentence (the same batches, so the same vectors), but
+    only these words are aggregated and copied off the device. Shared by the store and
+    `concepts.api.extract`."""
     if enc is None:
         enc = encode_shard(lm.tokenizer, sentences, max_length, lm.n_special, long_sentences)
     skipped = set(enc.skipped)
@@ -101,13 +104,28 @@ def encode_and_extract(lm, extractor: Extractor, sentences: list[Sentence], max_
         if i not in skipped:
             offsets[i] = n_rows
             n_rows += len(s)
-    arrays = torch.empty((lm.n_layers, n_rows, lm.hidden_size), dtype=dtype)
+    if keep is not None and len(keep) and keep[-1] >= n_rows:
+        raise UserError(f"a sampled row ({int(keep[-1])}) lies beyond this shard's {n_rows} words: the corpus gives "
+                        "other words than when the sample was drawn")
+    # each segment's owned words as rows of the shard (of `keep` when given)
+    seg_rows = [offsets[s.sentence] + s.word_offset + np.flatnonzero(s.own) for s in enc.segments]
+    select = None
+    if keep is not None:
+        pos = [np.searchsorted(keep, r) for r in seg_rows]
+        select = []
+        for p, r in zip(pos, seg_rows):
+            hit = p < len(keep)
+            hit[hit] = keep[p[hit]] == r[hit]
+            select.append(hit)
+        seg_rows = [p[m] for p, m in zip(pos, select)]
+    by_segment = {id(s): r for s, r in zip(enc.segments, seg_rows)}
+    arrays = torch.empty((lm.n_layers, n_rows if keep is None else len(keep), lm.hidden_size), dtype=dtype)
 
     def sink(batch, vecs: torch.Tensor) -> None:
-        rows = np.concatenate([offsets[s.sentence] + s.word_offset + np.flatnonzero(s.own) for s in batch])
+        rows = np.concatenate([by_segment[id(s)] for s in batch])
         arrays.index_copy_(1, torch.from_numpy(rows), vecs.to(dtype))
 
-    extractor.run(enc.segments, sink, progress)
+    extractor.run(enc.segments, sink, progress, select)
     return enc, skipped, arrays
 
 
@@ -155,15 +173,15 @@ def _write_shard(
     # shard folder published by one rename once it is whole
     if enc is None:  # not tokenized ahead
         enc = _encode_for_store(lm, ex, sentences)
-    enc, skipped, arrays = encode_and_extract(lm, extractor, sentences, ex.max_length or lm.max_length,
-                                              ex.long_sentences.value, getattr(torch, ex.store_dtype.value), progress, enc)
+    try:
+        enc, skipped, arrays = encode_and_extract(lm, extractor, sentences, ex.max_length or lm.max_length,
+                                                  ex.long_sentences.value, getattr(torch, ex.store_dtype.value), progress,
+                                                  enc, keep)
+    except UserError as e:
+        raise UserError(f"{final}: {e}; delete {final.parent.parent} and re-run") from None
     kept = [i for i in range(len(sentences)) if i not in skipped]
     table = token_table(sentences, skipped, enc)
     if keep is not None:  # the forward pass ran as for a full store (same batches, same vectors)
-        if len(keep) and keep[-1] >= arrays.shape[1]:
-            raise UserError(f"{final}: the corpus gives other words than when this sampled store was started; "
-                            f"delete {final.parent.parent} and re-run")
-        arrays = arrays[:, torch.from_numpy(keep)]
         table = table.iloc[keep].reset_index(drop=True)
     meta = {
         "sentences": len(kept),

@@ -63,9 +63,13 @@ class Extractor:
         segments: list[Segment],
         sink: Callable[[list[Segment], torch.Tensor], None],
         progress: Callable[[int, int], None] | None = None,
+        select: list[np.ndarray] | None = None,
     ) -> None:
         """For each batch, call `sink(batch_segments, vectors)` with `vectors` a CPU tensor
         `[L, W, H]` of `out_dtype`: the batch's owned words, segment by segment, in word order.
+        `select` (one bool mask per segment over its owned words): only those words are
+        aggregated and copied to the host (a sampled store's few rows); `progress` still counts
+        every word the model read.
 
         The sink of a batch runs after the next batch is launched: on a GPU, the host-side work
         (the next batch's inputs, the sink's copies) overlaps the device's, and the vectors come
@@ -82,8 +86,12 @@ class Extractor:
             ids_np[mask_np] = np.concatenate([s.input_ids for s in batch])
             ids, mask = torch.from_numpy(ids_np), torch.from_numpy(mask_np.astype(np.int64))
             rows, spans = [], []
-            for r, s in enumerate(batch):
+            words = 0
+            for r, (i, s) in enumerate(zip(batch_ids, batch)):
                 own = s.spans[s.own]
+                words += len(own)
+                if select is not None:
+                    own = own[select[i]]
                 rows.append(np.full(len(own), r))
                 spans.append(own)
             batch_idx, span_t = torch.from_numpy(np.concatenate(rows)), torch.from_numpy(np.concatenate(spans))
@@ -112,15 +120,15 @@ class Extractor:
                 host, done, timing = vecs.cpu(), None, None
             if pending is not None:
                 self._finish(*pending, sink, progress)  # the previous batch, while this one computes
-            pending = (batch, host, done, timing, int(mask.sum()))
+            pending = (batch, host, done, timing, int(mask.sum()), words)
         if pending is not None:
             self._finish(*pending, sink, progress)
 
-    def _finish(self, batch, host: torch.Tensor, done, timing, subwords: int, sink, progress) -> None:
+    def _finish(self, batch, host: torch.Tensor, done, timing, subwords: int, words: int, sink, progress) -> None:
         if done is not None:
             done.synchronize()  # the vectors are on the host
             self.timing.forward_s += timing[0].elapsed_time(timing[1]) / 1000
         self.timing.subwords += subwords
         sink(batch, host)
         if progress is not None:
-            progress(host.shape[1], subwords)
+            progress(words, subwords)
