@@ -21,5 +21,5 @@ python3 -c "import torch, transformers; print('torch', torch.__version__, 'trans
 timeout "${EXTRACT_S:-200}" python3 bench/bench_gpu_extract.py --device cuda --tokenizer .gpu/tokenizer \
   --out "$OUT/extract.json" 2>&1 | grep -v -E "Loading weights|Writing model" | tee "$OUT/extract.log"
 timeout "${PAPER_S:-300}" python3 bench/bench_paper_scale.py --fraction "${FRACTION:-0.2}" --device cuda \
-  --tokenizer .gpu/tokenizer --workspace /tmp/paper-scale --fresh 2>&1 | tr '\r' '\n' | grep -v -E "it/s\]$|layer/s\]$|word/s\]$" \
+  --ward-250k-seconds 44 --tokenizer .gpu/tokenizer --workspace /tmp/paper-scale --fresh 2>&1 | tr '\r' '\n' | grep -v -E "it/s\]$|layer/s\]$|word/s\]$" \
   | tee "$OUT/paper.log"
