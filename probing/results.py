@@ -49,6 +49,7 @@ class ProbeResult:
     l2: float | None = None  # the penalty trained with
     C: float | None = None  # ... in scikit-learn's units, when chosen on held-out data
     flags: list = field(default_factory=list)  # caveats a reader must see (e.g. type_split_control)
+    control_seconds: float | None = None  # the control probe's fit (`seconds` is the task probe's, C chosen too)
 
     def save(self, path: Path) -> None:
         atomic_write_json(path, asdict(self))

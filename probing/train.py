@@ -165,7 +165,7 @@ def probe_one(cfg: TrainConfig, store, layer: int, ls: LabelSet, fp: str, model:
         X_dev, y_dev = dm.arrays["dev"]
         dev_acc = float(np.mean(fitted.predict(X_dev) == y_dev))
     acc_ci = wilson(int(hits.sum()), len(hits))
-    control_acc = selectivity = None
+    control_acc = selectivity = control_s = None
     control_ci = sel_ci = (None, None)
     flags = []
     if cfg.probing.control:
@@ -173,6 +173,7 @@ def probe_one(cfg: TrainConfig, store, layer: int, ls: LabelSet, fp: str, model:
         cdm = dm.with_labels(yc[split.train], yc[split.dev], yc[split.test])
         # the same probe: the task probe's penalty, not one chosen again for random labels
         cfit = fit_probe(cdm, k, replace(opts, select=False, l2=fitted.l2))
+        control_s = cfit.seconds
         chits = cfit.predict(X_test) == yc[split.test]
         control_acc = float(np.mean(chits))
         selectivity = m.accuracy - control_acc
@@ -186,7 +187,8 @@ def probe_one(cfg: TrainConfig, store, layer: int, ls: LabelSet, fp: str, model:
     result = ProbeResult(model, layer, cfg.labels.source, ls.name, k, len(split.train), len(split.dev),
                          len(split.test), m.accuracy, m.macro_f1, dev_acc, control_acc, selectivity, fitted.seconds,
                          fitted.steps, fitted.converged, fp, m.per_class, *acc_ci, *control_ci, *sel_ci, lexical,
-                         majority_baseline(ytr, y_test, k), fitted.l2, sel.C if sel else None, flags)
+                         majority_baseline(ytr, y_test, k), fitted.l2, sel.C if sel else None, flags,
+                         control_seconds=control_s)
     finish(logger, {k: v for k, v in result.row().items() if isinstance(v, float)})
     return result
 

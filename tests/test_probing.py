@@ -113,6 +113,7 @@ def test_train_tags_all_layers_resume_and_bad_input(tiny_models, tagged_corpus, 
     assert sorted(r.layer for r in res.results) == [0, 1, 2]
     assert all(r.task == "upos" and r.classes == 5 and r.control_accuracy is not None for r in res.results)
     assert all(r.selectivity == pytest.approx(r.accuracy - r.control_accuracy) for r in res.results)
+    assert all(0 < r.control_seconds < 60 and 0 < r.seconds for r in res.results)  # both fits timed
     assert max(r.accuracy for r in res.results) > 0.8  # tags follow the words here (chance is under 0.3)
     assert (res.path / "summary.csv").exists() and (res.path / "summary.png").stat().st_size > 1000
     assert len(res.summary) == 3
