@@ -5,7 +5,8 @@ from __future__ import annotations
 import torch
 
 
-def aggregate_words(hidden, batch_idx: torch.Tensor, spans: torch.Tensor, how: str) -> torch.Tensor:
+def aggregate_words(hidden, batch_idx: torch.Tensor, spans: torch.Tensor, how: str,
+                    n_subwords: int | None = None) -> torch.Tensor:
     """Aggregate subword vectors into word vectors.
 
     Args:
@@ -14,6 +15,8 @@ def aggregate_words(hidden, batch_idx: torch.Tensor, spans: torch.Tensor, how: s
         batch_idx: `[W]` the batch row of each word.
         spans: `[W, 2]` subword span `[start, end)` of each word within its row.
         how: `first`, `last` or `mean` subword.
+        n_subwords: for `mean`, the total length of the spans when the caller knows it on the
+            host; on a GPU it spares a wait for the device to learn the output size.
 
     Returns:
         `[L, W, H]` word vectors.
@@ -32,10 +35,11 @@ def aggregate_words(hidden, batch_idx: torch.Tensor, spans: torch.Tensor, how: s
         return gather(base + spans[:, 1] - 1)
     if how == "mean":
         lengths = spans[:, 1] - spans[:, 0]
-        word = torch.repeat_interleave(torch.arange(len(spans), device=spans.device), lengths)
-        start = torch.repeat_interleave(base + spans[:, 0], lengths)
+        kw = {} if n_subwords is None else {"output_size": n_subwords}
+        word = torch.repeat_interleave(torch.arange(len(spans), device=spans.device), lengths, **kw)
+        start = torch.repeat_interleave(base + spans[:, 0], lengths, **kw)
         within = torch.arange(len(word), device=spans.device) - torch.repeat_interleave(
-            torch.cumsum(lengths, 0) - lengths, lengths
+            torch.cumsum(lengths, 0) - lengths, lengths, **kw
         )
         out = torch.zeros(L, len(spans), H, dtype=torch.float32, device=device)
         out.index_add_(1, word, gather(start + within).float())

@@ -94,7 +94,9 @@ class Extractor:
                     own = own[select[i]]
                 rows.append(np.full(len(own), r))
                 spans.append(own)
-            batch_idx, span_t = torch.from_numpy(np.concatenate(rows)), torch.from_numpy(np.concatenate(spans))
+            spans_np = np.concatenate(spans)
+            n_sub = int((spans_np[:, 1] - spans_np[:, 0]).sum()) if len(spans_np) else 0
+            batch_idx, span_t = torch.from_numpy(np.concatenate(rows)), torch.from_numpy(spans_np)
             if cuda:  # pinned, so the copies to the device do not block the host
                 ids, mask, batch_idx, span_t = (t.pin_memory() for t in (ids, mask, batch_idx, span_t))
             to_dev = lambda t: t.to(self.device, non_blocking=cuda)  # noqa: E731
@@ -108,7 +110,8 @@ class Extractor:
                 end.record()
             else:
                 self.timing.forward_s += time.perf_counter() - t0
-            vecs = aggregate_words(hidden, to_dev(batch_idx), to_dev(span_t), self.aggregation).float().to(self.out_dtype)
+            vecs = aggregate_words(hidden, to_dev(batch_idx), to_dev(span_t), self.aggregation,
+                                   n_sub).float().to(self.out_dtype)
             del out, hidden
             if cuda:
                 host = torch.empty(vecs.shape, dtype=vecs.dtype, pin_memory=True)

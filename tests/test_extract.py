@@ -17,6 +17,23 @@ def _run(model_dir, corpus, ws, *extra):
     return extract_mod.run(compose_cfg("extract", extract_overrides(model_dir, corpus, ws, *extra)))
 
 
+def test_mean_aggregation_with_the_subword_count_given_by_hand():
+    """`aggregate_words(..., n_subwords)` (the host's count, no device sync) against loops."""
+    import torch
+
+    from concepts.aggregate import aggregate_words
+
+    g = torch.Generator().manual_seed(0)
+    hidden = [torch.randn(3, 7, 5, generator=g) for _ in range(4)]  # L=4, B=3, T=7, H=5
+    batch_idx = torch.tensor([0, 0, 1, 2, 2, 2])
+    spans = torch.tensor([[1, 3], [3, 4], [1, 6], [1, 2], [2, 5], [5, 7]])
+    want = torch.stack([torch.stack([h[b, s:e].mean(0) for b, (s, e) in zip(batch_idx.tolist(), spans.tolist())])
+                        for h in hidden])
+    given = aggregate_words(hidden, batch_idx, spans, "mean", int((spans[:, 1] - spans[:, 0]).sum()))
+    torch.testing.assert_close(given, want)
+    assert torch.equal(given, aggregate_words(hidden, batch_idx, spans, "mean"))
+
+
 @pytest.mark.parametrize("arch", ["bert", "roberta", "gpt2"])
 @pytest.mark.parametrize("how", ["first", "last", "mean"])
 def test_aggregation_matches_hand_computation(tiny_models, text_corpus, tmp_path, arch, how):
