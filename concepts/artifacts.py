@@ -6,11 +6,13 @@ fingerprints of its inputs, library versions, counts and a `complete` flag.
 
 from __future__ import annotations
 
+import glob
 import hashlib
 import json
 import os
 import platform
 import shutil
+import socket
 import tempfile
 import uuid
 from pathlib import Path
@@ -23,12 +25,42 @@ _UMASK = os.umask(0)
 os.umask(_UMASK)
 
 
+_HOST = socket.gethostname().replace("~", "-")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
+def remove_stale_temps(path: Path) -> int:
+    """Delete the temp files a killed writer of `path` left beside it (`.<name>.<host>~<pid>.*.tmp*`
+    of this host whose process is gone); a live writer's, or another host's, stay. Returns how many."""
+    path = Path(path)
+    removed = 0
+    for f in path.parent.glob(f".{glob.escape(path.name)}.*~*.tmp*"):
+        host, _, rest = f.name[len(path.name) + 2:].rpartition("~")  # <host>~<pid>.<random>.tmp[suffix]
+        pid = rest.split(".", 1)[0]
+        if host == _HOST and pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
+            f.unlink(missing_ok=True)
+            removed += 1
+    return removed
+
+
 def atomic_write_text(path: Path, text) -> None:
     """Write `text` (a string, or an iterable of strings written one by one, so a large file
-    never sits in memory whole) to `path` through a temp file in the same folder, then rename."""
+    never sits in memory whole) to `path` through a temp file in the same folder, then rename.
+    The temp file names its host and process, so that the next write of `path` removes what a
+    killed writer left (`remove_stale_temps`)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    remove_stale_temps(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{_HOST}~{os.getpid()}.", suffix=".tmp", dir=path.parent)
     try:
         os.fchmod(fd, 0o666 & ~_UMASK)  # mkstemp makes 0600; give the file the usual mode
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
@@ -104,7 +136,8 @@ def unique_tmp(path: Path) -> Path:
     """A temp path beside `path`, unique to this process and call (parallel jobs writing the same
     file must not share one), with the same suffix (so writers that infer a format still do)."""
     path = Path(path)
-    return path.with_name(f".{path.stem}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp{path.suffix}")
+    remove_stale_temps(path)
+    return path.with_name(f".{path.name}.{_HOST}~{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp{path.suffix}")
 
 
 def atomic_save_npy(path: Path, arr) -> None:

@@ -130,3 +130,37 @@ def test_kill_9_in_a_stage_then_rerun_equals_an_uninterrupted_run(stage, tiny_mo
     assert _pipeline(args, tmp_path, kill_at=KILL_POINTS[stage]), f"the pipeline ended before {stage} was reached"
     _pipeline(args, tmp_path)
     assert_same(outputs(tmp_path / "ws"), expected)
+
+
+def test_a_write_killed_midway_leaves_a_temp_file_that_the_next_write_removes(tmp_path):
+    """kill -9 during `atomic_write_text`: the target is untouched and the killed writer's temp file
+    is removed by the next write of that file; a live writer's temp file stays."""
+    from concepts.artifacts import atomic_write_text
+
+    target = tmp_path / "scale.json"
+    target.write_text("old\n")
+    writer = ("import sys, time; from concepts.artifacts import atomic_write_text\n"
+              "def parts():\n    yield 'half'\n    sys.stdout.write('writing\\n'); sys.stdout.flush(); time.sleep(60)\n    yield 'rest'\n"
+              f"atomic_write_text({str(target)!r}, parts())\n")
+    procs = [subprocess.Popen([sys.executable, "-c", writer], env=_env(), stdout=subprocess.PIPE, text=True)
+             for _ in range(2)]
+    for p in procs:
+        assert p.stdout.readline() == "writing\n"
+    temps = sorted(tmp_path.glob(".scale.json.*.tmp"))
+    assert len(temps) == 2 and target.read_text() == "old\n"
+    procs[0].kill()
+    procs[0].wait()
+    atomic_write_text(target, "new\n")
+    left = sorted(tmp_path.glob(".scale.json.*.tmp"))
+    assert target.read_text() == "new\n"
+    assert len(left) == 1 and f"~{procs[1].pid}." in left[0].name  # the live writer's only
+    procs[1].kill()
+    procs[1].wait()
+    # the temp names that keep the suffix (parquet writers) are cleaned the same way
+    from concepts.artifacts import unique_tmp
+
+    dead = unique_tmp(tmp_path / "summary.parquet")
+    dead = dead.with_name(dead.name.replace(f"~{os.getpid()}.", f"~{procs[0].pid}."))
+    dead.write_bytes(b"half")
+    fresh = unique_tmp(tmp_path / "summary.parquet")
+    assert not dead.exists() and fresh.name.endswith(".tmp.parquet") and f"~{os.getpid()}." in fresh.name
