@@ -12,7 +12,7 @@ from helpers import compose_cfg
 import concepts.annotate as annotate_mod
 import neurons.rank as rank_mod
 from concepts.errors import UserError
-from neurons.evaluate import Data, ablation, jaccard, resolve_ks, retrain_curve
+from neurons.evaluate import Data, ablation, jaccard, resolve_ks, retrain_curve, super_sub_overlap
 from neurons.rankers import RANKERS, Probeless, ProbelessOneVsRest, make_ranker, pairwise_abs_sums
 from neurons.ranking import Ranking
 from probing.data import ArrayDataModule
@@ -67,6 +67,29 @@ def test_ablating_the_planted_neurons_drops_accuracy_to_chance():
     assert abs(zeroed[("top", 3)]["accuracy"] - 1 / 3) < 0.15 and zeroed[("random", 3)]["accuracy"] > 0.85
     curve = {(r["neurons"], r["k"]): r["accuracy"] for r in retrain_curve(ranking, data, [3], FitOptions(), seed=0)}
     assert curve[("top", 3)] > 0.95 and curve[("bottom", 3)] < 0.5
+
+
+@pytest.mark.parametrize("method,standardize", [("probeless", True), ("probeless", False), ("probeless_ovr", True),
+                                                ("iou", True), ("gaussian", True)])
+def test_super_sub_overlap_equals_one_ranking_per_concept(method, standardize):
+    """The super/sub table z-scores the shared rows once; each ranking must equal one made on its
+    own (the ranker's own standardisation), and the planted neurons must come first."""
+    rng = np.random.default_rng(4)
+    X = rng.normal(size=(600, 30)).astype(np.float32) * rng.uniform(0.5, 3, 30).astype(np.float32)
+    subs = {f"s{i}": np.zeros(600, bool) for i in range(3)}
+    for i, m in enumerate(subs.values()):
+        m[i * 40:(i + 1) * 40] = True
+        X[m, 5 + i] += 4  # each sub concept has a neuron of its own; all three share neuron 2
+        X[m, 2] += 4
+    ranker = make_ranker(method, standardize=standardize)
+    rows = super_sub_overlap(ranker, X, {"sup": subs}, top=3)
+    union = np.any(list(subs.values()), axis=0)
+    sup_top = set(ranker.rank(X, union.astype(int), ["rest", "sup"]).top(3, 1).tolist())
+    assert 2 in sup_top
+    for r in rows:
+        own = ranker.rank(X, subs[r["sub"]].astype(int), ["rest", r["sub"]]).top(3, 1).tolist()
+        assert r["shared"] == len(sup_top & set(own)) and {2, 5 + int(r["sub"][1])} <= set(own)
+    assert len(rows) == 3 and ranker.standardize == standardize  # the caller's ranker untouched
 
 
 def test_probeless_by_hand():
