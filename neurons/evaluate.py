@@ -12,7 +12,7 @@ import numpy as np
 from concepts.errors import UserError
 from neurons.rankers import standardized
 from neurons.ranking import Ranking
-from probing.data import ArrayDataModule
+from probing.data import ArrayDataModule, check_finite
 from probing.fit import FitOptions, FittedProbe, fit_probe
 
 
@@ -101,6 +101,7 @@ def super_sub_overlap(ranker, X: np.ndarray, groups: dict[str, dict[str, np.ndar
     Every ranking here reads the same rows, so a ranker that z-scores its input (`standardize`)
     has it done once, not once per concept: at the paper's size (230k x 768) that was ~1.7 s a
     ranking, 54 rankings a layer."""
+    check_finite(np.asarray(X), "the activations to rank")  # once, for all the rankings below
     if getattr(ranker, "standardize", False):
         X = standardized(X)
         ranker = copy.copy(ranker)
@@ -112,11 +113,11 @@ def super_sub_overlap(ranker, X: np.ndarray, groups: dict[str, dict[str, np.ndar
             union |= m
         if union.all() or not union.any():
             continue
-        sup_top = ranker.rank(X, union.astype(int), ["rest", sup]).top(top, 1)
+        sup_top = ranker.rank(X, union.astype(int), ["rest", sup], finite_checked=True).top(top, 1)
         for sub, m in subs.items():
             if m.all() or not m.any():
                 continue
-            sub_top = ranker.rank(X, m.astype(int), ["rest", sub]).top(top, 1)
+            sub_top = ranker.rank(X, m.astype(int), ["rest", sub], finite_checked=True).top(top, 1)
             shared = len(set(sup_top.tolist()) & set(sub_top.tolist()))
             rows.append({"super": sup, "sub": sub, "sub_tokens": int(m.sum()), "shared": shared, "share": shared / top})
     return rows

@@ -39,14 +39,15 @@ from probing.data import check_finite
 log = logging.getLogger(__name__)
 
 
-def _check(X: np.ndarray, y: np.ndarray, classes: list[str]) -> tuple[np.ndarray, np.ndarray]:
+def _check(X: np.ndarray, y: np.ndarray, classes: list[str], finite: bool = True) -> tuple[np.ndarray, np.ndarray]:
     X = np.asarray(X, dtype=np.float32)
     y = np.asarray(y)
     if X.ndim != 2:
         raise UserError(f"activations must be [n, d]; got shape {X.shape}")
     if not len(X):
         raise UserError("no rows to rank neurons on: the activations are empty")
-    check_finite(X, "the activations to rank")
+    if finite:
+        check_finite(X, "the activations to rank")
     if len(y) != len(X):
         raise UserError(f"labels have length {len(y)} but the activations have {len(X)} rows; they must match")
     if len(y) and (y.min() < 0 or y.max() >= len(classes)):
@@ -75,9 +76,11 @@ class Ranker(ABC):
         """(per-class salience `[k, d]`, overall salience `[d]`)."""
 
     def rank(self, X: np.ndarray, y: np.ndarray, classes: list[str], neurons: list[str] | None = None,
-             meta: dict | None = None) -> Ranking:
-        """Rank the `d` neurons of `X [n, d]` for labels `y [n]` (indices into `classes`)."""
-        X, y = _check(X, y, classes)
+             meta: dict | None = None, finite_checked: bool = False) -> Ranking:
+        """Rank the `d` neurons of `X [n, d]` for labels `y [n]` (indices into `classes`).
+        `finite_checked`: the caller has checked `X` for NaN and infinity already (many rankings
+        of the same rows)."""
+        X, y = _check(X, y, classes, finite=not finite_checked)
         names = neurons or [str(i) for i in range(X.shape[1])]
         if len(names) != X.shape[1]:
             raise UserError(f"{len(names)} neuron names for {X.shape[1]} neurons")

@@ -90,6 +90,9 @@ def test_super_sub_overlap_equals_one_ranking_per_concept(method, standardize):
         own = ranker.rank(X, subs[r["sub"]].astype(int), ["rest", r["sub"]]).top(3, 1).tolist()
         assert r["shared"] == len(sup_top & set(own)) and {2, 5 + int(r["sub"][1])} <= set(own)
     assert len(rows) == 3 and ranker.standardize == standardize  # the caller's ranker untouched
+    X[7, 3] = np.nan  # checked once for all the rankings, still checked
+    with pytest.raises(UserError, match="NaN"):
+        super_sub_overlap(ranker, X, {"sup": subs}, top=3)
 
 
 def test_probeless_by_hand():
