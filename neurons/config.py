@@ -86,6 +86,11 @@ class PipelineSection:
     # and every probe and ranking runs on them
     store: str = "full"
 
+    def __post_init__(self) -> None:
+        if self.store not in ("full", "sampled"):
+            raise UserError(f"pipeline.store={self.store!r}: use full (a store of every word) or sampled (discovery's "
+                            "sampled tokens only, for large corpora)")
+
 
 @dataclass
 class PipelineConfig(RankConfig):

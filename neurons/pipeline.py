@@ -107,9 +107,6 @@ def run(cfg: DictConfig | PipelineConfig) -> PipelineResult:
     # one W&B group for the pipeline's runs (a sweep's own group when run as a multirun)
     group = train_stage.sweep_group(cfg, f"pipeline-{model}-{cfg.corpus.name}")
     logger = {"kind": "wandb" if p.wandb else cfg.logger.kind, "group": group}
-    if p.store not in ("full", "sampled"):
-        raise UserError(f"pipeline.store={p.store!r}: use full (a store of every word) or sampled (discovery's "
-                        "sampled tokens only, for large corpora)")
     sample = cfg.sampling if p.store == "sampled" else None
     # K is checked before extracting
     ex = timed("extract", lambda c: extract_stage.run(c, check_k=True, sample=sample), cfg)
