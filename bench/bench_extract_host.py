@@ -5,7 +5,9 @@ work around it (tokenising, batching, gathering word vectors, copies, shard tabl
 That work can be measured on any machine by standing in for the model with one whose forward pass
 is free: `InstantModel` returns zeros of the model's shape (`[B, T, H]` for each of L layers,
 views of one buffer). The extraction then runs as usual (`concepts.extract.run`), and its time is
-the host-side floor of a GPU run; `cProfile` splits it by function (`--profile`).
+the host-side floor of a GPU run; `cProfile` splits it by function (`--profile`). With
+`--forward-us-per-token` the stand-in sleeps as a device would compute (the host thread idle, the
+GIL free), so what overlaps the forward pass (reading and tokenizing ahead, writes) shows.
 
 Default shape: bert-base (13 layers x 768) with MiniLM's uncased tokenizer, over UD EWT.
 
@@ -35,14 +37,17 @@ class InstantModel(torch.nn.Module):
     """A stand-in whose forward pass costs nothing: L zero tensors `[B, T, H]` (views of one
     buffer, grown when a batch needs more)."""
 
-    def __init__(self, n_layers: int, hidden: int):
+    def __init__(self, n_layers: int, hidden: int, seconds_per_token: float = 0.0):
         super().__init__()
+        self.seconds_per_token = seconds_per_token  # a device's time, spent idle (the GIL released)
         self.anchor = torch.nn.Parameter(torch.zeros(1))  # the extractor reads the device from it
         self.n_layers, self.hidden = n_layers, hidden
         self.buf = torch.zeros(0)
 
     def forward(self, input_ids, attention_mask=None, output_hidden_states=True):
         B, T = input_ids.shape
+        if self.seconds_per_token:
+            time.sleep(B * T * self.seconds_per_token)
         if self.buf.numel() < B * T * self.hidden:
             self.buf = torch.zeros(B * T * self.hidden)
         h = self.buf[: B * T * self.hidden].view(B, T, self.hidden)
@@ -58,7 +63,12 @@ def main() -> None:
     ap.add_argument("--hidden", type=int, default=768)
     ap.add_argument("--batch-size", type=int, default=64, help="the GPU default")
     ap.add_argument("--tokenize-ahead", default="true")
+    ap.add_argument("--forward-us-per-token", type=float, default=0.0,
+                    help="the stand-in's forward pass sleeps this long per padded token: a GPU's time, during "
+                         "which the host is free (as while it waits for the device)")
     ap.add_argument("--profile", type=int, default=0, help="print the N costliest functions")
+    ap.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
+                    help="more config overrides, e.g. corpus.stream_above=1000 (a corpus read again for each pass)")
     ap.add_argument("--real", action="store_true", help="the configured model itself (the embedded MiniLM), not the stand-in")
     args = ap.parse_args()
     from hydra import compose, initialize_config_dir
@@ -72,11 +82,11 @@ def main() -> None:
     ws = Path(tempfile.mkdtemp(prefix="extract-host-"))
     over = [f"paths.workspace={ws}", f"corpus.splits=[{','.join(args.splits)}]", "extraction.progress=false",
             f"extraction.store_dtype={args.dtype}", f"extraction.batch_size={args.batch_size}",
-            f"extraction.tokenize_ahead={args.tokenize_ahead}"]
+            f"extraction.tokenize_ahead={args.tokenize_ahead}", *args.set]
     with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
         cfg = validate(compose(config_name="discover", overrides=over), DiscoverConfig)
     real = load_model(cfg.model, "cpu", "float32")
-    stub = SimpleNamespace(**{**real.__dict__, "model": InstantModel(args.layers, args.hidden), "n_layers": args.layers,
+    stub = SimpleNamespace(**{**real.__dict__, "model": InstantModel(args.layers, args.hidden, args.forward_us_per_token / 1e6), "n_layers": args.layers,
                               "hidden_size": args.hidden})
     if not args.real:
         extract_mod.load_model = lambda *a, **k: stub
@@ -98,7 +108,8 @@ def main() -> None:
     print(f"{args.store} store, {shape} {args.dtype}, batch {args.batch_size}, tokenize ahead "
           f"{args.tokenize_ahead}: {words:,} sentences, {in_corpus:,} words, {rows:,} rows stored")
     print(f"host-side extraction: {took:.1f} s in all ({res.loop_seconds:.1f} s in the shard loop), "
-          f"{in_corpus / took:,.0f} words/s; the forward pass here: {res.forward_seconds:.2f} s")
+          f"{in_corpus / took:,.0f} words/s; the forward pass here: {res.forward_seconds:.2f} s "
+          f"({1 - res.forward_seconds / took:.0%} of the time outside it)")
     if prof:
         s = io.StringIO()
         pstats.Stats(prof, stream=s).sort_stats("tottime").print_stats(args.profile)

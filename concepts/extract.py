@@ -13,8 +13,9 @@ import json
 import logging
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import closing
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -41,9 +42,10 @@ from concepts.corpus import Corpus, Sentence, load_corpus
 from concepts.errors import UserError
 from concepts.extractor import Extractor
 from concepts.models import load_model, weights_signature
+from concepts.read_ahead import read_ahead
 from concepts.sampling import TypeCounter
-from concepts.store import SHARDS, layer_file, shard_name
-from concepts.subwords import encode_shard
+from concepts.store import SENTENCES, SHARDS, layer_file, shard_name
+from concepts.subwords import encode_shard, skipped_sentences
 
 log = logging.getLogger(__name__)
 register_configs()
@@ -247,11 +249,18 @@ def _finalize(path: Path, manifest: dict, n_shards: int) -> dict | None:
     return counts
 
 
+def sentence_lines(sentences: Iterable[Sentence]) -> Iterator[str]:
+    """The lines of a store's `sentences.jsonl`."""
+    for s in sentences:
+        yield json.dumps(s.to_json(), ensure_ascii=False) + "\n"
+
+
 def _sample_rows(lm, cfg: ExtractConfig, corpus: Corpus, step: int, sample, path: Path):
     """The rows a full store would hold that discovery samples: `(rows [m], shard_offsets [n_shards + 1],
     stats)`, rows numbered as in the full store. Sentences over the model's limit are found by
-    tokenizing (no forward pass); the draw is `sampling.sample_tokens` over the words in store
-    order. Kept in `rows.npy` and `sample.json` beside the store, so a resumed run keeps them."""
+    tokenizing (`skipped_sentences`, no forward pass); the draw is `sampling.sample_tokens` over the words in store
+    order. Kept in `rows.npy` and `sample.json` beside the store, so a resumed run keeps them; the
+    store's `sentences.jsonl` is written from the same pass."""
     if (path / "rows.npy").exists() and (path / "sample.json").exists():
         info = json.loads((path / "sample.json").read_text())
         return np.load(path / "rows.npy", allow_pickle=False), np.array(info["shard_offsets"]), info["stats"]
@@ -259,14 +268,30 @@ def _sample_rows(lm, cfg: ExtractConfig, corpus: Corpus, step: int, sample, path
     types = TypeCounter(sample.lowercase)  # one int32 per word, not the words
     offsets = [0]
     n = corpus.n_sentences
-    for _, sents in tqdm(corpus.shards(step), total=-(-n // step), desc="count words", unit="shard",
-                         disable=not ex.progress):
-        # the sentences the store will not hold (over the limit; in window mode, a word longer than a window)
-        skipped = set(_encode_for_store(lm, ex, sents).skipped)
-        stored = [s for i, s in enumerate(sents) if i not in skipped]
-        for s in stored:
-            types.add(s.words)
-        offsets.append(offsets[-1] + sum(len(s) for s in stored))
+    sent_file = path / SENTENCES
+
+    def over_limit(item) -> set[int]:
+        """The shard's sentences the store will not hold (over the model's limit; in window mode, a
+        word longer than a window)."""
+        return set(skipped_sentences(lm.tokenizer, item[1], ex.max_length or lm.max_length, lm.n_special,
+                                     ex.long_sentences.value))
+
+    def count_pass():  # yields the store's sentences.jsonl lines: written from this pass, not another one
+        # the shards are read and tokenized a shard ahead, on a thread
+        with closing(read_ahead(corpus.shards(step), over_limit, name="count-ahead")) as ahead:
+            for (_, sents), skipped in tqdm(ahead, total=-(-n // step), desc="count words", unit="shard",
+                                            disable=not ex.progress):
+                stored = [s for i, s in enumerate(sents) if i not in skipped]
+                for s in stored:
+                    types.add(s.words)
+                offsets.append(offsets[-1] + sum(len(s) for s in stored))
+                yield from sentence_lines(sents)
+
+    if sent_file.exists():
+        for _ in count_pass():
+            pass
+    else:
+        atomic_write_text(sent_file, count_pass())
     rows, st = types.sample(sample.min_count, sample.max_per_type, sample.seed)
     path.mkdir(parents=True, exist_ok=True)
     atomic_save_npy(path / "rows.npy", rows)
@@ -390,13 +415,12 @@ def run(cfg: DictConfig | ExtractConfig, check_k: bool = False, sample=None) -> 
         manifest.update(sample=asdict(sample), source_fingerprint=full_fp, sample_stats=sample_stats)
     if existing is None:
         write_manifest(path, manifest)
-    sent_file = path / "sentences.jsonl"
-    if not sent_file.exists():
-        atomic_write_text(sent_file, (json.dumps(s.to_json(), ensure_ascii=False) + "\n" for s in corpus.iter_sentences()))
+    sent_file = path / SENTENCES
+    if not sent_file.exists():  # (a sampled store wrote it in its count pass)
+        atomic_write_text(sent_file, sentence_lines(corpus.iter_sentences()))
     log.info("extracting %d of %d shards into %s (%d layers, %d-d, %s)", len(todo), n_shards, path,
              lm.n_layers, lm.hidden_size, cfg.extraction.aggregation.value)
 
-    # shards come from one pass over the corpus (a streamed corpus is never held whole)
     total_words = int(sum(corpus.lengths[k * step : (k + 1) * step].sum() for k in todo))
     batch_size = cfg.extraction.batch_size or (16 if next(lm.model.parameters()).device.type == "cpu" else 64)
     extractor = Extractor(lm, cfg.extraction.aggregation.value, batch_size, cfg.extraction.max_batch_tokens,
@@ -409,23 +433,15 @@ def run(cfg: DictConfig | ExtractConfig, check_k: bool = False, sample=None) -> 
     ahead = cfg.extraction.tokenize_ahead
     if ahead is None:  # on an accelerator the CPU is idle during the forward pass; on a CPU it is not
         ahead = next(lm.model.parameters()).device.type != "cpu"
-    encoded: dict[int, Future] = {}
 
-    def encode_ahead(k: int, sents: list[Sentence]) -> None:
-        if ahead and k not in encoded:
-            encoded[k] = tokenizer_pool.submit(_encode_for_store, lm, cfg.extraction, sents)
-
-    def do_shard(k: int, sents: list[Sentence], wait: bool) -> bool:
+    def do_shard(k: int, sents: list[Sentence], wait: bool, enc=None) -> bool:
         """Write shard k unless another job holds it (False) or has finished it."""
         nonlocal pending, words, written
-        encode_ahead(k, sents)
         lock = _lock_shard(path, k, wait)
         if lock is None:
-            encoded.pop(k, None)  # done again when its turn comes
             return False
         final = path / SHARDS / shard_name(k)
         if (final / "meta.json").exists():  # another job finished it meanwhile
-            encoded.pop(k, None)
             lock.close()
             bar.update(sum(len(s) for s in sents))
             return True
@@ -433,7 +449,6 @@ def run(cfg: DictConfig | ExtractConfig, check_k: bool = False, sample=None) -> 
         if rows is not None:  # this shard's sampled rows, numbered within the shard
             lo, hi = shard_offsets[k], shard_offsets[k + 1]
             keep = rows[(rows >= lo) & (rows < hi)] - lo
-        enc = encoded.pop(k).result() if k in encoded else None
         meta, save = _write_shard(lm, extractor, cfg, sents, final, bar, keep, enc)
         if pending is not None:
             pending.result()  # at most one shard waits for the disk
@@ -442,20 +457,18 @@ def run(cfg: DictConfig | ExtractConfig, check_k: bool = False, sample=None) -> 
         written += 1
         return True
 
-    with (ThreadPoolExecutor(max_workers=1, thread_name_prefix="shard-writer") as writer,
-          ThreadPoolExecutor(max_workers=1, thread_name_prefix="tokenize-ahead") as tokenizer_pool):
+    # shards come from one pass over the corpus (a streamed corpus is never held whole); ahead, the
+    # next shard is read and tokenized on a thread while this one runs through the model
+    shards = corpus.shards(step, set(todo))
+    prepared = (read_ahead(shards, lambda item: _encode_for_store(lm, cfg.extraction, item[1]), name="tokenize-ahead")
+                if ahead else ((item, None) for item in shards))
+    with (ThreadPoolExecutor(max_workers=1, thread_name_prefix="shard-writer") as writer, closing(prepared)):
         try:
             # shards another job is writing now are left for last, then waited for
             deferred = []
-            shards = corpus.shards(step, set(todo))
-            current = next(shards, None)
-            while current is not None:
-                following = next(shards, None)
-                if following is not None:
-                    encode_ahead(*following)  # tokenized while this shard runs through the model
-                if not do_shard(*current, wait=False):
-                    deferred.append(current[0])
-                current = following
+            for (k, sents), enc in prepared:
+                if not do_shard(k, sents, wait=False, enc=enc):
+                    deferred.append(k)
             for k, sents in corpus.shards(step, set(deferred)) if deferred else []:
                 do_shard(k, sents, wait=True)
             if pending is not None:

@@ -30,6 +30,7 @@ from concepts.corpus import Sentence
 from concepts.errors import UserError
 
 SHARDS = "shards"
+SENTENCES = "sentences.jsonl"
 
 
 def shard_name(k: int) -> str:
@@ -208,7 +209,7 @@ class ActivationStore:
         return np.flatnonzero(mask)
 
     def sentences(self) -> list[Sentence]:
-        with open(self.path / "sentences.jsonl", encoding="utf-8") as fh:
+        with open(self.path / SENTENCES, encoding="utf-8") as fh:
             return [Sentence.from_json(json.loads(line)) for line in fh]
 
     def sentence_words(self) -> list[list[str]]:
@@ -216,5 +217,5 @@ class ActivationStore:
         explorer, the annotators and the dataset need. Read as a stream, with each word string
         interned, so millions of words hold one string per word type."""
         intern = sys.intern
-        with open(self.path / "sentences.jsonl", encoding="utf-8") as fh:
+        with open(self.path / SENTENCES, encoding="utf-8") as fh:
             return [[intern(w) for w in json.loads(line)["words"]] for line in fh]

@@ -132,3 +132,24 @@ def encode_shard(
                 Segment(i, a, list(seg_enc["input_ids"][k]), _spans(seg_enc.word_ids(k), b - a), best[a:b] == k)
             )
     return out
+
+
+def skipped_sentences(tokenizer, sentences: list[Sentence], max_length: int, n_special: int,
+                      long_sentences: str) -> list[int]:
+    """`encode_shard(...).skipped`, for less work: every sentence's subword count alone (no
+    alignment), and `encode_shard` only for those that could be over `max_length` once a word
+    that tokenizes to nothing is replaced (a sentence gains at most `fill` subwords per word)."""
+    if not sentences:
+        return []
+    fill = tokenizer.unk_token or "-"
+    plain = dict(is_split_into_words=True, add_special_tokens=False, truncation=False)
+    base = len(tokenizer(["a"], **plain)["input_ids"])
+    per_word = max(1, len(tokenizer([fill], **plain)["input_ids"]), len(tokenizer(["a", fill], **plain)["input_ids"]) - base)
+    words = [list(s.words) for s in sentences]
+    lengths = tokenizer(words, add_special_tokens=True, return_length=True, return_attention_mask=False,
+                        return_token_type_ids=False, **{k: v for k, v in plain.items() if k != "add_special_tokens"})["length"]
+    maybe = [i for i, (n, w) in enumerate(zip(lengths, words)) if n + per_word * len(w) > max_length]
+    if not maybe:
+        return []
+    enc = encode_shard(tokenizer, [sentences[i] for i in maybe], max_length, n_special, long_sentences)
+    return [maybe[j] for j in enc.skipped]

@@ -257,3 +257,31 @@ def test_a_float16_store_is_the_float32_store_rounded(tiny_models, text_corpus, 
         half = np.asarray(f16.layer(layer))
         assert half.dtype == np.float16
         np.testing.assert_array_equal(half, np.asarray(f32.layer(layer)).astype(np.float16))  # numpy's rounding
+
+
+@pytest.mark.parametrize("arch", ["bert", "gpt2"])
+@pytest.mark.parametrize("mode", ["skip", "window"])
+def test_the_count_pass_finds_the_sentences_encode_shard_skips(tiny_models, arch, mode):
+    """`skipped_sentences` (subword counts, `encode_shard` only near the limit) skips exactly what
+    `encode_shard` does: long sentences, long words, and words that tokenize to nothing (replaced
+    by one token each, which can push a sentence over the limit)."""
+    from concepts.corpus import Sentence
+    from concepts.subwords import encode_shard, skipped_sentences
+
+    tok = load_model(ModelConfig(name_or_path=str(tiny_models[arch])), "cpu").tokenizer
+    rng = np.random.default_rng(0)
+    vocab = ["the", "cat", "sat", "on", "a", "mat", "unbelievably", "\u200b", "antidisestablishmentarianism", "x"]
+    sents = []
+    for i in range(300):
+        words = list(rng.choice(vocab, size=int(rng.integers(1, 40))))
+        if i % 7 == 0:
+            words = ["\u200b"] * int(rng.integers(5, 30)) + words  # empty words, each replaced by one token
+        sents.append(Sentence(words))
+    n_skipped = []
+    for max_length in (6, 16, 24, 48):
+        ref = encode_shard(tok, sents, max_length, tok.num_special_tokens_to_add(), mode).skipped
+        got = skipped_sentences(tok, sents, max_length, tok.num_special_tokens_to_add(), mode)
+        assert got == ref
+        n_skipped.append(len(ref))
+    assert 0 < max(n_skipped) < len(sents)  # (window: a word longer than a window of 6)
+    assert n_skipped[-1] < n_skipped[0]

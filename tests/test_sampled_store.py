@@ -40,6 +40,8 @@ def test_sampled_extraction_gives_the_concepts_of_the_full_store(tiny_models, tm
     s_store, f_store = ActivationStore(sampled.store), ActivationStore(full.store)
     assert s_store.path.name.startswith("sampled-") and f_store.path.name == "activations"
     assert not list((tmp_path / "a").rglob("activations"))  # no store of every word was made
+    # its sentences, written from the word-count pass: the same file as the full store's
+    assert (s_store.path / "sentences.jsonl").read_bytes() == (f_store.path / "sentences.jsonl").read_bytes()
     counts = f_store.manifest["counts"]
     if long_sentences == "skip":  # the skip rule is exercised
         assert counts["sentences_skipped_subword_limit"] > 0

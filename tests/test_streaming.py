@@ -11,7 +11,7 @@ from helpers import compose_cfg
 
 import concepts.extract as extract_mod
 from concepts.config import CorpusConfig
-from concepts.corpus import load_corpus
+from concepts.corpus import load_corpus, loading
 from concepts.store import ActivationStore
 
 
@@ -20,10 +20,18 @@ def _as_json(corpus):
 
 
 @pytest.mark.parametrize("cap", [None, 300])
-def test_a_streamed_corpus_reads_as_the_held_one(cap):
-    # EWT dev, length filter on (some sentences skipped), with and without the seeded sentence cap
+@pytest.mark.parametrize("above", [0, 50])
+def test_a_streamed_corpus_reads_as_the_held_one(cap, above, monkeypatch):
+    # EWT dev, length filter on (some sentences skipped), with and without the seeded sentence cap;
+    # streamed from the first sentence, or after 50 were held
     kw = dict(path=str(EWT), splits=["dev"], max_sentence_length=30, max_sentences=cap, seed=2)
-    held, streamed = load_corpus(CorpusConfig(**kw)), load_corpus(CorpusConfig(**kw, stream_above=0))
+    held = load_corpus(CorpusConfig(**kw))
+    passes = []
+    real_reader = loading.read_conllu
+    monkeypatch.setattr(loading, "read_conllu", lambda *a, **k: passes.append(1) or real_reader(*a, **k))
+    streamed = load_corpus(CorpusConfig(**kw, stream_above=above))
+    # without a cap, one pass counts and fingerprints it; a cap's draw needs a second
+    assert len(passes) == (1 if cap is None else 2)
     assert held.held is not None and streamed.held is None
     assert streamed.fingerprint == held.fingerprint and streamed.stats == held.stats
     assert streamed.n_sentences == held.n_sentences and np.array_equal(streamed.lengths, held.lengths)

@@ -48,6 +48,7 @@ def read_conllu(
         raise UserError(f"corpus.multiword must be 'words' or 'surface', got {multiword!r}")
     stats = stats if stats is not None else ConlluStats()
     path = Path(path)
+    name = source_name(path)
     rows: list[list[str]] = []
     row_lines: list[int] = []
     ranges: dict[int, tuple[int, str]] = {}
@@ -67,11 +68,11 @@ def read_conllu(
             if last > len(rows):
                 raise bad(start_line, f"multi-word token {first}-{last} goes past the sentence end")
         stats.sentences += 1
-        source = f"{source_name(path)}:{start_line}"
+        source = f"{name}:{start_line}"
         if multiword == "words" or not ranges:
-            words = [r[1] for r in rows]
-            tags = {c: [r[i] for r in rows] for i, c in enumerate(COLUMNS) if c in TAG_COLUMNS}
-            return Sentence(words, tags, source=source, sent_id=sent_id, split=split)
+            columns = list(zip(*rows))  # [10][n_words]
+            tags = {c: list(columns[i]) for i, c in enumerate(COLUMNS) if i >= 2}
+            return Sentence(list(columns[1]), tags, source=source, sent_id=sent_id, split=split)
         words, tags = [], {c: [] for c in TAG_COLUMNS}
         i = 1
         while i <= len(rows):

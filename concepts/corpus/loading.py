@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+from array import array
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -119,11 +120,24 @@ def sentences_fingerprint(sentences: Iterable[Sentence]) -> str:
     """Content hash of the sentences as read and selected (words, tags, ids, order): every corpus
     option that changes them (files, splits, encoding, tokenizer, length limit, sample...) changes
     it, and no other (a copied file or an unused option does not)."""
-    h = hashlib.sha256()
+    h = _Hasher()
     for s in sentences:
-        h.update(json.dumps(s.to_json(), ensure_ascii=False, sort_keys=True).encode("utf-8"))
-        h.update(b"\n")
-    return h.hexdigest()[:16]
+        h.add(s)
+    return h.digest()
+
+
+class _Hasher:
+    """`sentences_fingerprint`, one sentence at a time."""
+
+    def __init__(self) -> None:
+        self.h = hashlib.sha256()
+
+    def add(self, s: Sentence) -> None:
+        self.h.update(json.dumps(s.to_json(), ensure_ascii=False, sort_keys=True).encode("utf-8"))
+        self.h.update(b"\n")
+
+    def digest(self) -> str:
+        return self.h.hexdigest()[:16]
 
 
 def _reader(cfg, stats: dict[str, int] | None = None) -> tuple[Callable[[], Iterator[Sentence]], list[str]]:
@@ -186,6 +200,10 @@ def load_corpus(cfg) -> Corpus:
     read = kept = 0
     held: list[Sentence] | None = []
     limit = cfg.max_sentence_length
+    # a corpus too large to hold is fingerprinted in this pass too (its words counted), so that
+    # without a sentence cap (corpus.max_sentences) no second pass is needed
+    hasher: _Hasher | None = None
+    lengths_seen = array("i")
     for s in start():
         read += 1
         if limit is not None and len(s) > limit:
@@ -193,8 +211,17 @@ def load_corpus(cfg) -> Corpus:
         kept += 1
         if held is not None:
             held.append(s)
-            if len(held) > cfg.stream_above:
-                held = None  # too many to hold: later passes read the source again
+            if len(held) > cfg.stream_above:  # too many to hold: later passes read the source again
+                hasher = _Hasher()
+                for i, h in enumerate(held):
+                    h.index = i
+                    hasher.add(h)
+                    lengths_seen.append(len(h))
+                held = None
+        else:
+            s.index = kept - 1
+            hasher.add(s)
+            lengths_seen.append(len(s))
     stats["sentences_read"] = read
     if not read:
         raise UserError(f"corpus {cfg.path} (splits {splits}) holds no sentences; check corpus.path and corpus.splits")
@@ -221,13 +248,16 @@ def load_corpus(cfg) -> Corpus:
 
     log.info("corpus of %d sentences (more than corpus.stream_above=%d): read from %s for each pass, not held in memory",
              n, cfg.stream_above, cfg.path)
-    lengths = np.zeros(n, dtype=np.int32)
+    if chosen is None:  # the pass above saw exactly these sentences
+        fp, lengths = hasher.digest(), np.frombuffer(lengths_seen, dtype=np.int32).copy()
+    else:
+        lengths = np.zeros(n, dtype=np.int32)
 
-    def counted() -> Iterator[Sentence]:
-        for s in again():
-            lengths[s.index] = len(s)
-            yield s
-    fp = sentences_fingerprint(counted())
+        def counted() -> Iterator[Sentence]:
+            for s in again():
+                lengths[s.index] = len(s)
+                yield s
+        fp = sentences_fingerprint(counted())
     stats["sentences"] = n
     stats["words"] = int(lengths.sum())
     return Corpus(fp, stats, files, n, lengths, read_again=again)

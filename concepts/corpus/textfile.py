@@ -5,6 +5,7 @@ start is accepted. UTF-8 by default; `corpus.encoding` names another (latin-1, c
 from __future__ import annotations
 
 import codecs
+import io
 import lzma
 from collections.abc import Iterator
 from pathlib import Path
@@ -31,7 +32,8 @@ def text_lines(path: Path, what: str = "file", encoding: str = "utf-8") -> Itera
     path = Path(path)
     codec = check_encoding(encoding)
     try:
-        fh = lzma.open(path, "rb") if path.suffix == ".xz" else open(path, "rb")  # .xz: read compressed
+        # .xz: read compressed, through a C-level buffer (LZMAFile's own readline is Python, per line)
+        fh = io.BufferedReader(lzma.open(path, "rb"), 1 << 16) if path.suffix == ".xz" else open(path, "rb")
     except OSError as e:
         raise UserError(f"cannot read {what} {path}: {e.strerror}") from None
     name = "UTF-8" if codec == "utf-8" else encoding
