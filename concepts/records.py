@@ -12,7 +12,7 @@ from concepts.artifacts import atomic_write_text
 from concepts.errors import UserError
 
 
-@dataclass
+@dataclass(slots=True)
 class Member:
     word: str
     sentence: int  # sentence index in the store's sentences.jsonl
@@ -65,7 +65,7 @@ class Concept:
     def from_json(cls, d: dict) -> Concept:
         return cls(
             model=d["model"], layer=int(d["layer"]), k=int(d["k"]), concept_id=int(d["concept_id"]),
-            members=[Member(**m) for m in d["members"]],
+            members=[Member(m["word"], m["sentence"], m["position"]) for m in d["members"]],
             type_counts={str(k): int(v) for k, v in d.get("type_counts", {}).items()},
             annotations=[Annotation(**a) for a in d.get("annotations", [])],
             alignment=d.get("alignment", {}),
