@@ -6,8 +6,9 @@
 # It writes under $OUT:
 #   gpu.txt       the GPU
 #   extract.log   bench_gpu_extract.py: float32 / bfloat16 / float16 extraction of a random bert-base over
-#                 all of EWT (the model alone, then the sampled store), the share outside the forward
-#                 pass, and the costliest kernels of each dtype
+#                 EWT dev+test (the model alone, cold and warm, then the sampled store), the share outside
+#                 the forward pass, the costliest kernels of each dtype; float16/bfloat16 also with cuDNN
+#                 attention allowed (the suspected cause of the issue's slow bfloat16)
 #   paper.log     bench_paper_scale.py at FRACTION (default 0.2) of the paper's 250k sentences, on the GPU
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -18,8 +19,8 @@ OUT=${OUT:-/tmp/gpu-out}
 mkdir -p "$OUT"
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee "$OUT/gpu.txt"
 python3 -c "import torch, transformers; print('torch', torch.__version__, 'transformers', transformers.__version__)" | tee -a "$OUT/gpu.txt"
-timeout "${EXTRACT_S:-200}" python3 bench/bench_gpu_extract.py --device cuda --tokenizer .gpu/tokenizer \
+timeout "${EXTRACT_S:-220}" python3 bench/bench_gpu_extract.py --device cuda --tokenizer .gpu/tokenizer --splits dev test \
   --out "$OUT/extract.json" 2>&1 | grep -v -E "Loading weights|Writing model" | tee "$OUT/extract.log"
-timeout "${PAPER_S:-300}" python3 bench/bench_paper_scale.py --fraction "${FRACTION:-0.2}" --device cuda \
+timeout "${PAPER_S:-290}" python3 bench/bench_paper_scale.py --fraction "${FRACTION:-0.2}" --device cuda \
   --ward-250k-seconds 44 --tokenizer .gpu/tokenizer --workspace /tmp/paper-scale --fresh 2>&1 | tr '\r' '\n' | grep -v -E "it/s\]$|layer/s\]$|word/s\]$" \
   | tee "$OUT/paper.log"

@@ -112,6 +112,7 @@ class ExtractionConfig:
     long_sentences: LongSentences = LongSentences.skip
     shard_sentences: int = 1000  # sentences per store shard (the unit of resume)
     confirm_above_gb: float | None = None  # a new store estimated larger than this asks first (null = never)
+    cudnn_attention: bool = False  # CUDA: let attention use cuDNN's kernels (a plan per input shape; see concepts.extractor)
     tokenize_ahead: bool | None = None  # read and tokenize the next shard on a thread during this one's forward pass; null = on GPU/MPS only
     progress: bool = True
 

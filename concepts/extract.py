@@ -424,7 +424,7 @@ def run(cfg: DictConfig | ExtractConfig, check_k: bool = False, sample=None) -> 
     total_words = int(sum(corpus.lengths[k * step : (k + 1) * step].sum() for k in todo))
     batch_size = cfg.extraction.batch_size or (16 if next(lm.model.parameters()).device.type == "cpu" else 64)
     extractor = Extractor(lm, cfg.extraction.aggregation.value, batch_size, cfg.extraction.max_batch_tokens,
-                          getattr(torch, cfg.extraction.store_dtype.value))
+                          getattr(torch, cfg.extraction.store_dtype.value), cfg.extraction.cudnn_attention)
     bar = tqdm(total=total_words, unit="word", unit_scale=True, desc="extract", smoothing=0.1,
                disable=not cfg.extraction.progress)
     words = written = 0

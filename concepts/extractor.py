@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -23,6 +24,19 @@ class Timing:
     started: float = field(default_factory=time.perf_counter)
     forward_s: float = 0.0
     subwords: int = 0
+
+
+def attention_context(device: torch.device, cudnn_attention: bool = False) -> AbstractContextManager:
+    """The attention kernels the forward pass may use. On a CUDA device, unless `cudnn_attention`,
+    every scaled-dot-product backend but cuDNN's: on Hopper (H100/H200) PyTorch prefers cuDNN's for
+    float16/bfloat16, and cuDNN builds an execution plan for each new input shape (hundreds of ms
+    each, reported upstream), while length-sorted batches have a new shape almost every batch; the
+    flash and memory-efficient kernels need no such plan. Elsewhere: no change."""
+    if device.type != "cuda" or cudnn_attention:
+        return nullcontext()
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    return sdpa_kernel([SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION, SDPBackend.MATH])
 
 
 def make_batches(lengths: list[int], batch_size: int, max_batch_tokens: int) -> list[list[int]]:
@@ -47,8 +61,9 @@ class Extractor:
     """Runs a loaded model over segments and hands word vectors to a sink."""
 
     def __init__(self, lm: LoadedModel, aggregation: str, batch_size: int = 64, max_batch_tokens: int = 16384,
-                 out_dtype: torch.dtype = torch.float32):
+                 out_dtype: torch.dtype = torch.float32, cudnn_attention: bool = False):
         self.lm = lm
+        self.cudnn_attention = cudnn_attention  # see `attention_context`
         self.out_dtype = out_dtype  # cast on the device before the copy to the host (float16: half the bytes)
         self.aggregation = aggregation
         self.batch_size = batch_size
@@ -57,7 +72,6 @@ class Extractor:
         self.pad_id = lm.tokenizer.pad_token_id
         self.timing = Timing()
 
-    @torch.inference_mode()
     def run(
         self,
         segments: list[Segment],
@@ -74,6 +88,10 @@ class Extractor:
         The sink of a batch runs after the next batch is launched: on a GPU, the host-side work
         (the next batch's inputs, the sink's copies) overlaps the device's, and the vectors come
         back through pinned memory with a non-blocking copy (an event says when they are there)."""
+        with torch.inference_mode(), attention_context(self.device, self.cudnn_attention):
+            self._run(segments, sink, progress, select)
+
+    def _run(self, segments, sink, progress, select) -> None:
         cuda = self.device.type == "cuda"
         pending = None
         lengths = [len(s.input_ids) for s in segments]

@@ -285,3 +285,22 @@ def test_the_count_pass_finds_the_sentences_encode_shard_skips(tiny_models, arch
         n_skipped.append(len(ref))
     assert 0 < max(n_skipped) < len(sents)  # (window: a word longer than a window of 6)
     assert n_skipped[-1] < n_skipped[0]
+
+
+def test_cuda_extraction_leaves_out_cudnn_attention_unless_asked():
+    """On CUDA the forward pass runs without cuDNN's attention (a plan per input shape); the other
+    kernels stay allowed, and the flags are restored after. On a CPU nothing changes."""
+    import torch
+
+    from concepts.extractor import attention_context
+
+    be = torch.backends.cuda
+    before = (be.cudnn_sdp_enabled(), be.flash_sdp_enabled(), be.mem_efficient_sdp_enabled(), be.math_sdp_enabled())
+    assert before[0]  # PyTorch's default: allowed
+    with attention_context(torch.device("cuda")):
+        assert not be.cudnn_sdp_enabled()
+        assert be.flash_sdp_enabled() and be.mem_efficient_sdp_enabled() and be.math_sdp_enabled()
+    assert (be.cudnn_sdp_enabled(), be.flash_sdp_enabled(), be.mem_efficient_sdp_enabled(), be.math_sdp_enabled()) == before
+    for device, allow in ((torch.device("cuda"), True), (torch.device("cpu"), False)):
+        with attention_context(device, cudnn_attention=allow):
+            assert be.cudnn_sdp_enabled()
