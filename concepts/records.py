@@ -10,6 +10,7 @@ from pathlib import Path
 
 from concepts.artifacts import atomic_write_text
 from concepts.errors import UserError
+from concepts.runtime import gc_paused
 
 
 @dataclass(slots=True)
@@ -80,7 +81,7 @@ def read_concepts(path: Path) -> list[Concept]:
     """Concept records of a JSON-lines file; a record that does not parse (a truncated file, an edit
     by hand) is a `UserError` naming the file and line."""
     out = []
-    with open(path, encoding="utf-8") as fh:
+    with open(path, encoding="utf-8") as fh, gc_paused():
         for n, line in enumerate(fh, 1):
             if not line.strip():
                 continue

@@ -46,3 +46,24 @@ def test_default_threads_follow_slurm_and_joblib_sweeps(monkeypatch):
     assert runtime.default_threads() is None  # jobs one after another: every core
     monkeypatch.setenv("SLURM_CPUS_PER_TASK", "3")
     assert runtime.default_threads() == 3
+
+
+def test_gc_paused_restores_the_collector_as_it_found_it():
+    import gc
+
+    import pytest
+
+    from concepts.runtime import gc_paused
+
+    assert gc.isenabled()
+    with pytest.raises(ValueError), gc_paused():
+        assert not gc.isenabled()
+        raise ValueError("inside")
+    assert gc.isenabled()  # back on, even after an error
+    gc.disable()
+    try:
+        with gc_paused():
+            assert not gc.isenabled()
+        assert not gc.isenabled()  # a caller that had it off keeps it off
+    finally:
+        gc.enable()

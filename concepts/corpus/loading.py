@@ -22,6 +22,7 @@ from concepts.corpus.sentence import Sentence
 from concepts.corpus.tabular import read_table
 from concepts.corpus.textfile import source_name
 from concepts.errors import UserError
+from concepts.runtime import gc_paused
 
 log = logging.getLogger(__name__)
 
@@ -189,8 +190,13 @@ def _select(raw: Iterator[Sentence], max_length: int | None, chosen: np.ndarray 
 
 def load_corpus(cfg) -> Corpus:
     """Read the corpus described by a `CorpusConfig` (see `concepts.config`): a first pass counts
-    (and holds the sentences when there are at most `cfg.stream_above`), a second pass over a
-    larger corpus computes its fingerprint without holding it."""
+    and fingerprints it (and holds the sentences when there are at most `cfg.stream_above`); a
+    larger corpus with a sentence cap takes a second pass for its fingerprint, without holding it."""
+    with gc_paused():
+        return _load_corpus(cfg)
+
+
+def _load_corpus(cfg) -> Corpus:
     fmt = cfg.format
     if fmt not in FORMATS:
         raise UserError(f"corpus.format={fmt!r} is unknown; use one of {', '.join(FORMATS)}")
