@@ -135,3 +135,13 @@ def write_tagged_corpus(p: Path, n: int = 60) -> Path:
 def tagged_corpus(tmp_path) -> Path:
     """A CoNLL-U file of 60 generated sentences `DET NOUN VERB DET NOUN ADV PUNCT` (UPOS tags)."""
     return write_tagged_corpus(tmp_path / "tagged.conllu")
+
+
+@pytest.fixture(autouse=True)
+def _fresh_corpus_cache():
+    """Each test loads its corpora itself (`load_corpus` keeps the last one a process loaded)."""
+    from concepts.corpus import loading
+
+    loading._LAST.clear()
+    yield
+    loading._LAST.clear()

@@ -74,3 +74,19 @@ def test_a_streamed_corpus_makes_the_same_store(tiny_models, tmp_path):
     assert held.tokens().equals(streamed.tokens())
     for layer in range(held.n_layers):
         np.testing.assert_array_equal(np.asarray(held.layer(layer)), np.asarray(streamed.layer(layer)))
+
+
+def test_a_corpus_loaded_again_unchanged_is_not_read_again(tmp_path, monkeypatch):
+    p = tmp_path / "c.txt"
+    p.write_text("a b c\nd e\n")
+    passes = []
+    real_reader = loading.read_plain_text
+    monkeypatch.setattr(loading, "read_plain_text", lambda *a, **k: passes.append(1) or real_reader(*a, **k))
+    cfg = CorpusConfig(name="c", format="text", path=str(p), splits=[])
+    first = load_corpus(cfg)
+    assert load_corpus(cfg) is first and len(passes) == 1  # same options, same file: kept
+    assert load_corpus(CorpusConfig(name="c", format="text", path=str(p), splits=[], max_sentence_length=2)).n_sentences == 1
+    n = len(passes)
+    p.write_text("a b c\nd e\nf g h i\n")  # the file changed: read again
+    again = load_corpus(cfg)
+    assert len(passes) > n and again.n_sentences == 3 and again.fingerprint != first.fingerprint

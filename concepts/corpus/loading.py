@@ -11,7 +11,7 @@ import json
 import logging
 from array import array
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, is_dataclass
 from pathlib import Path
 
 import numpy as np
@@ -188,12 +188,37 @@ def _select(raw: Iterator[Sentence], max_length: int | None, chosen: np.ndarray 
         j += 1
 
 
+_LAST: dict = {}  # the last corpus this process loaded, and its key
+
+
 def load_corpus(cfg) -> Corpus:
     """Read the corpus described by a `CorpusConfig` (see `concepts.config`): a first pass counts
     and fingerprints it (and holds the sentences when there are at most `cfg.stream_above`); a
-    larger corpus with a sentence cap takes a second pass for its fingerprint, without holding it."""
+    larger corpus with a sentence cap takes a second pass for its fingerprint, without holding it.
+
+    The last corpus loaded is kept: loading it again with the same options, from files of the same
+    sizes and modification times, reads nothing (each stage of a pipeline names its store by the
+    corpus's fingerprint, which costs a pass over the corpus)."""
+    key = _cache_key(cfg)
+    if key is not None and _LAST.get("key") == key:
+        log.debug("corpus %s: unchanged since it was loaded, not read again", cfg.path)
+        return _LAST["corpus"]
     with gc_paused():
-        return _load_corpus(cfg)
+        corpus = _load_corpus(cfg)
+    if key is not None:
+        _LAST.update(key=key, corpus=corpus)
+    return corpus
+
+
+def _cache_key(cfg) -> str | None:
+    """What a loaded corpus depends on: its options and its files' sizes and modification times
+    (None for a dataset from the Hub, which is not kept)."""
+    _, files = _reader(cfg)
+    if not files:
+        return None
+    opts = asdict(cfg) if is_dataclass(cfg) else dict(cfg)
+    stats = [(f, (st := Path(f).stat()).st_size, st.st_mtime_ns) for f in files]
+    return json.dumps({"options": opts, "files": stats}, sort_keys=True, default=str)
 
 
 def _load_corpus(cfg) -> Corpus:
