@@ -34,7 +34,10 @@ def attention_context(device: torch.device, cudnn_attention: bool = False) -> Ab
     flash and memory-efficient kernels need no such plan. Elsewhere: no change."""
     if device.type != "cuda" or cudnn_attention:
         return nullcontext()
-    from torch.nn.attention import SDPBackend, sdpa_kernel
+    try:
+        from torch.nn.attention import SDPBackend, sdpa_kernel
+    except ImportError:  # an older torch, without cuDNN attention either
+        return nullcontext()
 
     return sdpa_kernel([SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION, SDPBackend.MATH])
 
