@@ -136,6 +136,13 @@ def _encode_for_store(lm, ex, sentences: list[Sentence]):
     return encode_shard(lm.tokenizer, sentences, ex.max_length or lm.max_length, lm.n_special, ex.long_sentences.value)
 
 
+def _skipped_for_store(lm, ex, sentences: list[Sentence]) -> set[int]:
+    """The sentences the store will not hold (over the model's limit; in window mode, a word longer
+    than a window): `_encode_for_store(...).skipped`, from subword counts (`skipped_sentences`)."""
+    return set(skipped_sentences(lm.tokenizer, sentences, ex.max_length or lm.max_length, lm.n_special,
+                                 ex.long_sentences.value))
+
+
 def token_table(sentences: list[Sentence], skipped: set[int], enc) -> pd.DataFrame:
     kept = [i for i in range(len(sentences)) if i not in skipped]
     lengths = np.array([len(sentences[i]) for i in kept], dtype=np.int64)
@@ -270,15 +277,10 @@ def _sample_rows(lm, cfg: ExtractConfig, corpus: Corpus, step: int, sample, path
     n = corpus.n_sentences
     sent_file = path / SENTENCES
 
-    def over_limit(item) -> set[int]:
-        """The shard's sentences the store will not hold (over the model's limit; in window mode, a
-        word longer than a window)."""
-        return set(skipped_sentences(lm.tokenizer, item[1], ex.max_length or lm.max_length, lm.n_special,
-                                     ex.long_sentences.value))
-
     def count_pass():  # yields the store's sentences.jsonl lines: written from this pass, not another one
         # the shards are read and tokenized a shard ahead, on a thread
-        with closing(read_ahead(corpus.shards(step), over_limit, name="count-ahead")) as ahead:
+        with closing(read_ahead(corpus.shards(step), lambda item: _skipped_for_store(lm, ex, item[1]),
+                                name="count-ahead")) as ahead:
             for (_, sents), skipped in tqdm(ahead, total=-(-n // step), desc="count words", unit="shard",
                                             disable=not ex.progress):
                 stored = [s for i, s in enumerate(sents) if i not in skipped]

@@ -146,8 +146,8 @@ def skipped_sentences(tokenizer, sentences: list[Sentence], max_length: int, n_s
     base = len(tokenizer(["a"], **plain)["input_ids"])
     per_word = max(1, len(tokenizer([fill], **plain)["input_ids"]), len(tokenizer(["a", fill], **plain)["input_ids"]) - base)
     words = [list(s.words) for s in sentences]
-    lengths = tokenizer(words, add_special_tokens=True, return_length=True, return_attention_mask=False,
-                        return_token_type_ids=False, **{k: v for k, v in plain.items() if k != "add_special_tokens"})["length"]
+    lengths = tokenizer(words, is_split_into_words=True, add_special_tokens=True, truncation=False, return_length=True,
+                        return_attention_mask=False, return_token_type_ids=False)["length"]
     maybe = [i for i, (n, w) in enumerate(zip(lengths, words)) if n + per_word * len(w) > max_length]
     if not maybe:
         return []
