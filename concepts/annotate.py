@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
 import time
 from collections import Counter
 from dataclasses import asdict, dataclass
@@ -24,21 +25,24 @@ from omegaconf import DictConfig
 
 from concepts.annotation.annotators import Annotator, LLMAnnotator
 from concepts.annotation.cache import ReplyCache
-from concepts.annotation.dataset import export_dataset, label_of_record
+from concepts.annotation.dataset import export_dataset, label_of_record, label_source_of
 from concepts.annotation.factory import make_annotator
 from concepts.annotation.human_eval import write_sheet
 from concepts.annotation.prompts import estimate_tokens
 from concepts.artifacts import (
+    atomic_publish_dir,
     atomic_write_json,
     atomic_write_text,
     fingerprint,
     library_versions,
     read_manifest,
+    unique_tmp,
 )
 from concepts.cli import hydra_entry, model_slug
 from concepts.config import AnnotateConfig, register_configs, validate
 from concepts.confirm import confirm_large
 from concepts.errors import UserError
+from concepts.locks import unit_lock
 from concepts.records import Annotation, Concept, read_concepts, write_concepts
 from concepts.store import ActivationStore
 
@@ -159,39 +163,89 @@ def merge(c: Concept, ann: Annotation) -> bool:
     return True
 
 
+def _report_name(cfg: AnnotateConfig, k: int) -> str:
+    a = cfg.annotator
+    offline = a.backend == "alignment"  # no model and no prompt
+    return f"{a.backend}-{'alignment' if offline else model_slug(a.model)}-{'alignment' if offline else cfg.prompt.id}-K{k}.json"
+
+
+def _identity(cfg: AnnotateConfig, crun: ConceptRun) -> str:
+    """What the annotations of a layer depend on (not which layers a run asks for: each layer is
+    a unit of its own, so annotating layers [3, 4] after [3] annotates layer 4 only)."""
+    a = cfg.annotator
+    return fingerprint({"annotator": {key: v for key, v in asdict(a).items()
+                                      if key not in ("concurrency", "timeout", "max_connection_failures")},
+                        "label_source": label_source_of(cfg), "retry_refused": cfg.annotation.retry_refused,
+                        "prompt": asdict(cfg.prompt), "max_concepts": cfg.annotation.max_concepts,
+                        "concepts": crun.fingerprint})
+
+
+def _done(report: dict | None, ident: str, export: bool) -> dict[int, dict]:
+    """Layer -> statuses of the layers a previous run annotated with this identity."""
+    if not report or report.get("fingerprint") != ident or report.get("exported", False) != export:
+        return {}
+    per_layer = report.get("per_layer") or {}
+    return {int(layer): st for layer, st in per_layer.items() if "error" not in st}
+
+
+def _result(crun: ConceptRun, report: dict, layers: list[int], dataset: Path | None, t0: float) -> AnnotateResult:
+    statuses: Counter = Counter()
+    for layer in layers:
+        statuses.update(report["per_layer"][str(layer)])
+    return AnnotateResult(crun.path, layers, crun.k, dict(statuses), report.get("usage", {}), report.get("cost_usd", 0.0),
+                          dataset, time.perf_counter() - t0)
+
+
 def run(cfg: DictConfig | AnnotateConfig) -> AnnotateResult:
     t0 = time.perf_counter()
     cfg = validate(cfg, AnnotateConfig)
     crun = open_concepts(cfg)
     k = crun.k
     out = crun.path / "annotations"
-    a = cfg.annotator
-    offline = a.backend == "alignment"  # no model and no prompt
-    name = f"{a.backend}-{'alignment' if offline else model_slug(a.model)}-{'alignment' if offline else cfg.prompt.id}-K{k}.json"
-    ident = fingerprint({"annotator": {key: v for key, v in asdict(a).items()
-                                       if key not in ("concurrency", "timeout", "max_connection_failures")},
-                         "label_source": cfg.annotation.label_source, "retry_refused": cfg.annotation.retry_refused,
-                         "prompt": asdict(cfg.prompt), "max_concepts": cfg.annotation.max_concepts,
-                         "layers": crun.layers, "concepts": crun.fingerprint})
-    previous = out / name
-    if not cfg.annotation.dry_run and previous.exists():
-        rep = json.loads(previous.read_text())
-        if rep.get("fingerprint") == ident and "error" not in rep.get("statuses", {}) and rep.get("exported", False) == cfg.annotation.export:
-            log.info("annotations complete, nothing to do: %s", previous)
-            dataset = crun.path / f"dataset-K{k}" if cfg.annotation.export else None
-            return AnnotateResult(crun.path, crun.layers, k, rep["statuses"], rep["usage"], rep["cost_usd"], dataset,
-                                  time.perf_counter() - t0)
+    previous = out / _report_name(cfg, k)
+    ident = _identity(cfg, crun)
+    dataset = crun.path / f"dataset-K{k}" if cfg.annotation.export else None
+    if cfg.annotation.dry_run:
+        return _annotate(cfg, crun, crun.layers, ident, previous, t0)
+    if set(crun.layers) <= set(_done(_read_report(previous), ident, cfg.annotation.export)):
+        log.info("annotations complete, nothing to do: %s", previous)
+        return _result(crun, _read_report(previous), crun.layers, dataset, t0)
+    # one annotation of a concepts folder at a time: the records are read, changed and written whole
+    with unit_lock(out, f"annotate-K{k}", f"the annotation of {crun.path} at K={k}"):
+        done = _done(_read_report(previous), ident, cfg.annotation.export)
+        todo = [layer for layer in crun.layers if layer not in done]
+        if not todo:
+            log.info("annotations complete (by another process meanwhile), nothing to do: %s", previous)
+            return _result(crun, _read_report(previous), crun.layers, dataset, t0)
+        return _annotate(cfg, crun, todo, ident, previous, t0, done)
+
+
+def _read_report(path: Path) -> dict | None:
+    if not path.exists():
+        return None
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return None  # a damaged report: annotate again (replies come from the cache)
+
+
+def _annotate(cfg: AnnotateConfig, crun: ConceptRun, todo: list[int], ident: str, previous: Path, t0: float,
+              done: dict[int, dict] | None = None) -> AnnotateResult:
+    """Annotate the layers `todo` of the concepts folder (the others of the run are `done`), write
+    the records, the folder's dataset and explorer, then the report (last: its layers are done)."""
+    k, a, out = crun.k, cfg.annotator, crun.path / "annotations"
+    done = dict(done or {})
     cache = None if cfg.annotator.backend == "alignment" else ReplyCache(cfg.annotation.cache)
     try:
         annotator = make_annotator(cfg, cache)
-        by_layer = {layer: crun.read(layer) for layer in crun.layers}
+        by_layer = {layer: crun.read(layer) for layer in todo}
         targets = {layer: _select(cs, cfg.annotation.max_concepts) for layer, cs in by_layer.items()}
         if cfg.annotation.dry_run:
             if not isinstance(annotator, LLMAnnotator):
                 raise UserError("annotation.dry_run=true needs an LLM annotator (annotator=openai or hf_local)")
             return _dry_run(annotator, crun, targets, cfg, out)
         sentences = crun.sentences()
-        flat = [c for layer in crun.layers for c in targets[layer]]
+        flat = [c for layer in todo for c in targets[layer]]
         if isinstance(annotator, LLMAnnotator):  # requests and cost, before any is sent
             lines, n_distinct, tokens, cost_max = _estimate(annotator, targets, cfg, sentences)
             what = (f"an LLM annotation: {len(lines)} concepts, {n_distinct} distinct prompts (cached replies are not "
@@ -199,16 +253,20 @@ def run(cfg: DictConfig | AnnotateConfig) -> AnnotateResult:
             log.info("%s with %s at %s", what, a.model, a.base_url or "the OpenAI API")
             confirm_large(what, cost_max, cfg.annotation.confirm_above_usd, "annotation.confirm_above_usd")
         log.info("annotating %d concepts of layers %s with %s (%s, prompt %s)", len(flat),
-                 ",".join(map(str, crun.layers)), annotator.name, annotator.model, annotator.prompt_id)
+                 ",".join(map(str, todo)), annotator.name, annotator.model, annotator.prompt_id)
         anns = annotator.annotate(flat, sentences)
         client = annotator.client if isinstance(annotator, LLMAnnotator) else None
         if client is not None and flat and client.usage.answered + client.usage.cached == 0:
             raise UserError(f"no request was answered ({client.broken or _first_error(anns)}); no record was changed "
                             "and nothing was exported. Check the server and re-run")
         changed = sum(merge(c, ann) for c, ann in zip(flat, anns))
-        for layer in crun.layers:
+        for layer in todo:
             crun.write(layer, by_layer[layer])
-        statuses = dict(Counter(a.status for a in anns))
+        i = 0
+        for layer in todo:
+            n = len(targets[layer])
+            done[layer] = dict(Counter(x.status for x in anns[i:i + n]))
+            i += n
         usage = client.usage.to_dict() if client is not None else {}
         cost = client.usage.cost(a.price_input_per_1m, a.price_output_per_1m) if usage else 0.0
         if client is not None and client.broken:
@@ -218,13 +276,15 @@ def run(cfg: DictConfig | AnnotateConfig) -> AnnotateResult:
     finally:
         if cache is not None:
             cache.close()
+    statuses = dict(Counter(x.status for x in anns))
     cached_cost = client.usage.cached_cost(a.price_input_per_1m, a.price_output_per_1m) if usage else 0.0
     report = {
         "fingerprint": ident, "exported": cfg.annotation.export,
         "annotator": annotator.name, "model": annotator.model, "prompt_id": annotator.prompt_id, "k": k,
-        "layers": crun.layers, "concepts": len(anns), "statuses": statuses, "usage": usage, "cost_usd": cost,
+        "layers": sorted(done), "per_layer": {str(layer): st for layer, st in sorted(done.items())},
+        "concepts": len(anns), "statuses": statuses, "usage": usage, "cost_usd": cost,
         "cost_cached_usd": cached_cost, "cost_total_usd": cost + cached_cost, "records_changed": changed,
-        "label_source": cfg.annotation.label_source, "versions": library_versions(),
+        "label_source": label_source_of(cfg), "versions": library_versions(),
     }
     log.info("labels: %s", ", ".join(f"{s} {n}" for s, n in sorted(statuses.items())))
     if usage:
@@ -233,23 +293,43 @@ def run(cfg: DictConfig | AnnotateConfig) -> AnnotateResult:
                  usage["requests"], usage["retries"], usage["failed"], usage["cached"], usage["prompt_tokens"],
                  usage["completion_tokens"], cost, cached_cost, cost + cached_cost)
     dataset = None
-    if cfg.annotation.export:
-        source = cfg.annotation.label_source
-        dataset = export_dataset(crun.path / f"dataset-K{k}", by_layer, sentences, k, hf=cfg.annotation.export_hf,
-                                 source=source)
-        write_sheet(dataset / "human-eval.csv", by_layer, cfg.annotation.human_eval_per_layer, cfg.annotation.seed,
-                    label_of=lambda c: (a.label if (a := label_of_record(c, source)) else None),
-                    human_of=lambda c: next((x.label for x in c.annotations if x.annotator == "alignment" and x.label), None))
-        log.info("concept dataset: %s", dataset)
-    if cfg.discovery.explorer:
-        from concepts.explorer import write_explorer
+    with unit_lock(crun.path, f"views-K{k}", f"the folder views of {crun.path}"):
+        # the folder's dataset and explorer cover every layer it holds at K, whichever this run annotated
+        import concepts.discover as discover_stage
 
-        page = crun.path / f"explorer-K{k}.html"
-        write_explorer(page, by_layer, sentences, f"{cfg.model.name or cfg.model.name_or_path} · {cfg.corpus.name} · K={k}",
-                       label_source=cfg.annotation.label_source)
-        log.info("open the concept explorer: %s", page.resolve().as_uri())
-    atomic_write_json(out / name, report)  # last: its presence means this annotation run is complete
-    return AnnotateResult(crun.path, crun.layers, k, statuses, usage, cost, dataset, time.perf_counter() - t0)
+        every = {layer: crun.read(layer) for layer in sorted(discover_stage.done_layers(crun.path, k))}
+        source = label_source_of(cfg)
+        if cfg.annotation.export:
+            dataset = write_dataset(crun.path / f"dataset-K{k}", every, sentences, k, cfg, source)
+            log.info("concept dataset (every layer of %s): %s", crun.path.name, dataset)
+        if cfg.discovery.explorer:
+            from concepts.explorer import write_explorer
+
+            page = crun.path / f"explorer-K{k}.html"
+            write_explorer(page, every, sentences, f"{cfg.model.name or cfg.model.name_or_path} · {cfg.corpus.name} · K={k}",
+                           label_source=source)
+            log.info("open the concept explorer: %s", page.resolve().as_uri())
+    atomic_write_json(previous, report)  # last: the layers it lists are annotated
+    return _result(crun, report, crun.layers, dataset, t0)
+
+
+def write_dataset(root: Path, by_layer: dict[int, list[Concept]], sentences, k: int, cfg: AnnotateConfig,
+                  source: str) -> Path:
+    """The released dataset of `by_layer` (every format, and the human-evaluation sheet) in `root`,
+    written in a temp folder and published whole: no format ever holds other layers than the rest."""
+    root = Path(root)
+    tmp = unique_tmp(root)
+    try:
+        export_dataset(tmp, by_layer, sentences, k, hf=cfg.annotation.export_hf, source=source)
+        write_sheet(tmp / "human-eval.csv", by_layer, cfg.annotation.human_eval_per_layer, cfg.annotation.seed,
+                    label_of=lambda c: (a.label if (a := label_of_record(c, source)) else None),
+                    human_of=lambda c: next((x.label for x in c.annotations if x.annotator == "alignment" and x.label),
+                                            None))
+        atomic_publish_dir(tmp, root)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return root
 
 
 main = hydra_entry("annotate", run)

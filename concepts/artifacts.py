@@ -6,6 +6,7 @@ fingerprints of its inputs, library versions, counts and a `complete` flag.
 
 from __future__ import annotations
 
+import errno
 import glob
 import hashlib
 import json
@@ -47,7 +48,10 @@ def remove_stale_temps(path: Path) -> int:
         host, _, rest = f.name[len(path.name) + 2:].rpartition("~")  # <host>~<pid>.<random>.tmp[suffix]
         pid = rest.split(".", 1)[0]
         if host == _HOST and pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
-            f.unlink(missing_ok=True)
+            if f.is_dir():
+                shutil.rmtree(f, ignore_errors=True)
+            else:
+                f.unlink(missing_ok=True)
             removed += 1
     return removed
 
@@ -82,10 +86,28 @@ def atomic_write_json(path: Path, obj: Any) -> None:
 
 
 def atomic_publish_dir(tmp_dir: Path, final_dir: Path) -> None:
-    """Move a fully written temp folder to its final name (one rename on the same disk)."""
-    if final_dir.exists():
-        shutil.rmtree(final_dir)
-    os.replace(tmp_dir, final_dir)
+    """Move a fully written temp folder to its final name (one rename on the same disk). A folder
+    already there is first renamed aside (a name of this process) and then removed, so a reader
+    sees the old folder or the new one, and two processes publishing the same folder never fail."""
+    final_dir = Path(final_dir)
+    for _ in range(20):
+        old = None
+        if final_dir.exists():
+            old = unique_tmp(final_dir)
+            try:
+                os.replace(final_dir, old)
+            except FileNotFoundError:  # another publisher moved it first
+                old = None
+        try:
+            os.replace(tmp_dir, final_dir)
+            return
+        except OSError as e:
+            if e.errno not in (errno.ENOTEMPTY, errno.EEXIST):
+                raise
+        finally:
+            if old is not None:
+                shutil.rmtree(old, ignore_errors=True)
+    raise OSError(errno.EEXIST, f"could not publish {final_dir}: other processes keep replacing it")
 
 
 def fingerprint(obj: Any) -> str:
@@ -146,7 +168,11 @@ def atomic_save_npy(path: Path, arr) -> None:
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "wb") as fh:
-        np.save(fh, arr)
-    os.replace(tmp, path)
+    tmp = unique_tmp(path)
+    try:
+        with open(tmp, "wb") as fh:
+            np.save(fh, arr)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
+import secrets
+import shutil
 import sys
 import time
 from collections.abc import Callable
@@ -139,11 +142,94 @@ def config_error(config_name: str, argv: list[str]) -> str | None:
     return None
 
 
+def workspace_problem(config_name: str, argv: list[str]) -> str | None:
+    """One line when the workspace cannot be written (a read-only file system, no permission, a full
+    disk), checked before Hydra makes its log folder there (which would fail with a traceback)."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from omegaconf import OmegaConf
+
+    overrides = [a for a in argv if not a.startswith("-") and not a.lstrip("+~").startswith(("hydra.", "hydra/"))]
+    try:
+        parsed = OverridesParser.create().parse_overrides(overrides)
+        overrides = [o.input_line for o in parsed if not o.is_sweep_override()]
+        with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+            cfg = compose(config_name=config_name, overrides=overrides)
+        workspace = Path(str(OmegaConf.select(cfg, "paths.workspace"))).expanduser()
+    except Exception:  # noqa: BLE001 - composition errors are config_error's (or Hydra's) to report
+        return None
+    return writable_problem(workspace, "paths.workspace")
+
+
+def writable_problem(folder: Path, option: str) -> str | None:
+    """Why `folder` (made if missing) cannot take new files, or None."""
+    existing = Path(folder).absolute()
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    fix = f"set {option}=<a writable folder with free space>"
+    if not os.access(existing, os.W_OK | os.X_OK):
+        return f"cannot write in {folder}: {existing} is read-only or not yours (no write permission); {fix}"
+    try:
+        probe = existing / f".write-test-{os.getpid()}-{secrets.token_hex(3)}"
+        probe.write_bytes(b"x")
+        probe.unlink()
+    except OSError as e:
+        return f"cannot write in {folder}: {disk_error_text(e)}; {fix}"
+    return None
+
+
+def human_bytes(n: float) -> str:
+    """1234567 -> '1.2 MB' (decimal units, as `df -H` prints them)."""
+    for unit in ("B", "kB", "MB", "GB", "TB"):
+        if abs(n) < 1000 or unit == "TB":
+            return f"{n:.3g} {unit}" if unit != "B" else f"{int(n)} B"
+        n /= 1000
+    return f"{n:.3g} TB"
+
+
+DISK_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM)
+
+
+def disk_error_text(e: OSError, needed_bytes: int | None = None) -> str:
+    """A full disk, a quota, a read-only file system or a permission problem, in one phrase."""
+    where = e.filename or "the workspace"
+    if e.errno in (errno.ENOSPC, errno.EDQUOT):
+        try:
+            at = Path(where).absolute() if e.filename else Path.cwd()
+            free = shutil.disk_usage(next(p for p in (at, *at.parents) if p.exists())).free
+        except OSError:
+            free = None
+        need = f", about {human_bytes(needed_bytes)} more needed" if needed_bytes else ""
+        have = f" ({human_bytes(free)} free there{need})" if free is not None else need
+        kind = "disk quota exceeded" if e.errno == errno.EDQUOT else "no space left on the device"
+        return f"{kind} writing {where}{have}"
+    if e.errno == errno.EROFS:
+        return f"read-only file system: cannot write {where}"
+    return f"no permission to write {where}"
+
+
 def _exit_user_error(message: str) -> None:
     """A user error found before Hydra runs: one line, exit status 2."""
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     log.error("%s", message)
     sys.exit(2)
+
+
+_STAMP: list[str] = []
+
+
+def invocation_stamp() -> str:
+    """One id per command (or per process using the Python API): `$CONCEPTS_RUN_STAMP` when set
+    (a command sets it for its multirun jobs, started by joblib or SLURM in another second, so they
+    share one sweep folder), else the time and a random suffix, made once per process. It names a
+    command's log folder and its W&B group; the suffix keeps two commands started in the same second
+    apart."""
+    stamp = os.environ.get("CONCEPTS_RUN_STAMP")
+    if stamp:
+        return stamp
+    if not _STAMP:
+        _STAMP.append(f"{time.strftime('%Y-%m-%d_%H-%M-%S')}-{secrets.token_hex(3)}")
+    return _STAMP[0]
 
 
 def hydra_entry(config_name: str, run: Callable[[DictConfig], object],
@@ -163,11 +249,19 @@ def hydra_entry(config_name: str, run: Callable[[DictConfig], object],
         except UserError as e:
             log.error("%s", e)
             sys.exit(2)
+        except OSError as e:
+            if e.errno not in DISK_ERRNOS:
+                raise
+            # what was being written is a temp file (atomic writes) and is gone or named as one;
+            # a later run trusts only finished files
+            log.error("%s; free space (or set paths.workspace=<another disk>) and run the same command "
+                      "again: it resumes from what is finished", disk_error_text(e))
+            sys.exit(2)
 
     def main() -> None:
         # one timestamp per command: multirun jobs started by joblib or submitit in another
         # second would otherwise resolve ${now:...} into different sweep folders
-        os.environ.setdefault("CONCEPTS_RUN_STAMP", time.strftime("%Y-%m-%d_%H-%M-%S"))
+        os.environ["CONCEPTS_RUN_STAMP"] = invocation_stamp()
         problem = check_argv(sys.argv[1:])  # before Hydra saves the overrides anywhere
         if problem:
             _exit_user_error(problem)
@@ -181,7 +275,7 @@ def hydra_entry(config_name: str, run: Callable[[DictConfig], object],
             sys.argv = [sys.argv[0], *name_corpus_by_path(rewrite_model_shortcut(sys.argv[1:]))]
         except UserError as e:
             _exit_user_error(str(e))
-        problem = config_error(config_name, sys.argv[1:])
+        problem = config_error(config_name, sys.argv[1:]) or workspace_problem(config_name, sys.argv[1:])
         if problem:
             _exit_user_error(problem)
         _task()

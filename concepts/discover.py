@@ -43,10 +43,11 @@ from concepts.clustering import Clustering, cluster
 from concepts.config import DiscoverConfig, register_configs, validate
 from concepts.errors import UserError
 from concepts.explorer import write_explorer
+from concepts.locks import unit_lock
 from concepts.records import Concept, Member, read_concepts, write_concepts
 from concepts.sampling import sample_tokens
 from concepts.store import ActivationStore
-from concepts.tagsets import compute_tag_sets
+from concepts.tagsets import compute_tag_sets, resource_identity
 
 log = logging.getLogger(__name__)
 register_configs()
@@ -96,8 +97,12 @@ def concepts_path(store: ActivationStore, cfg: DiscoverConfig) -> tuple[Path, di
     """The concepts folder of this config and its identity: the clustering plus the alignment
     settings (θ and the tag sets change every record's alignment, so each choice has a folder of
     its own; folders that differ only there share the merge trees, see `reuse_clustering`)."""
-    ident = {**clustering_identity(store, cfg),
-             "alignment": {"theta": float(cfg.discovery.theta), "tag_sets": list(dict.fromkeys(cfg.discovery.tag_sets))}}
+    tag_sets = list(dict.fromkeys(cfg.discovery.tag_sets))
+    alignment: dict = {"theta": float(cfg.discovery.theta), "tag_sets": tag_sets}
+    resources = resource_identity(tag_sets)  # e.g. WordNet installed or not, and which files
+    if resources:
+        alignment["resources"] = resources
+    ident = {**clustering_identity(store, cfg), "alignment": alignment}
     return store.path.parent / "concepts" / f"{cfg.clustering.method}-{fingerprint(ident)[:8]}", ident
 
 
@@ -166,6 +171,29 @@ def _layer_clustering(store, rows, layer: int, ldir: Path, cfg: DiscoverConfig) 
     return res
 
 
+def _discover_layer(store, rows, layer: int, ldir: Path, cfg: DiscoverConfig, tags: dict, members: list[Member],
+                    model_name: str) -> float:
+    """Cluster one layer (or reuse its merge tree), cut it at K and write its records and alignment
+    (the alignment file last: its presence marks the layer done). Returns the seconds clustering."""
+    k = cfg.discovery.k
+    res = _layer_clustering(store, rows, layer, ldir, cfg)
+    per_set = {name: align(res.labels, t, cfg.discovery.theta, name=name) for name, t in tags.items()}
+    concepts = build_concepts(model_name, layer, k, res.labels, members)
+    for c in concepts:
+        c.alignment = {name: per[c.concept_id] for name, (per, _) in per_set.items()}
+    write_concepts(ldir / f"concepts-K{k}.jsonl", concepts)
+    atomic_write_json(ldir / f"alignment-K{k}.json",
+                      [{**summ.to_row(), "theta": float(cfg.discovery.theta)} for _, summ in per_set.values()])
+    return res.seconds
+
+
+def write_manifest_locked(out: Path, build) -> None:
+    """Write the folder's manifest from `build()` under the folder's manifest lock, so that two
+    processes never publish it from states read in the other order."""
+    with unit_lock(out, "manifest", f"the manifest of {out}"):
+        write_manifest(out, build())
+
+
 def run(cfg: DictConfig | DiscoverConfig) -> DiscoverResult:
     t_start = time.perf_counter()
     cfg = validate(cfg, DiscoverConfig)
@@ -178,7 +206,7 @@ def run(cfg: DictConfig | DiscoverConfig) -> DiscoverResult:
     if (all(layer in done_before for layer in layers) and (out / f"alignment-K{k}.csv").exists()
             and (page.exists() or not cfg.discovery.explorer)):
         log.info("concepts complete, nothing to do: %s (layers %s, K=%d)", out, ",".join(map(str, layers)), k)
-        return DiscoverResult(out, store.path, layers, k, collect_alignment(out, k), time.perf_counter() - t_start)
+        return DiscoverResult(out, store.path, layers, k, collect_alignment(out, k, layers), time.perf_counter() - t_start)
     tokens = store.tokens()
     sample_file = out / "sample.npy"  # rows of the full store, whichever store clusters them
     if store.sample_rows is not None and store.manifest["sample"] != asdict(cfg.sampling):
@@ -230,37 +258,38 @@ def run(cfg: DictConfig | DiscoverConfig) -> DiscoverResult:
         return {**previous, **{str(kk): sorted(done_layers(out, kk)) for kk in sorted(ks)}}
 
     # a manifest from the start (complete: false), so a folder in progress or killed says what it holds
-    write_manifest(out, {**manifest, "layers_done": every_k_done(), "complete": False})
+    write_manifest_locked(out, lambda: {**manifest, "layers_done": every_k_done(), "complete": False})
     cluster_s = 0.0
     for layer in tqdm(layers, desc="discover", unit="layer", disable=not cfg.extraction.progress):
         ldir = out / f"layer_{layer:02d}"
         if (ldir / f"alignment-K{k}.json").exists():
             continue
-        res = _layer_clustering(store, rows, layer, ldir, cfg)
-        cluster_s += res.seconds
-        labels = res.labels
-        per_set = {name: align(labels, t, cfg.discovery.theta, name=name) for name, t in tags.items()}
-        concepts = build_concepts(model_name, layer, k, labels, members)
-        for c in concepts:
-            c.alignment = {name: per[c.concept_id] for name, (per, _) in per_set.items()}
-        write_concepts(ldir / f"concepts-K{k}.jsonl", concepts)
-        atomic_write_json(ldir / f"alignment-K{k}.json",
-                          [{**summ.to_row(), "theta": float(cfg.discovery.theta)} for _, summ in per_set.values()])
-        write_manifest(out, {**manifest, "layers_done": every_k_done(), "complete": False})  # per layer
-    table = collect_alignment(out, k)
-    atomic_write_text(out / f"alignment-K{k}.csv", table.to_csv(index=False))
-    if cfg.discovery.plot and len(table):
-        from concepts.plots import plot_alignment
+        # one process clusters a layer; another that reaches it meanwhile waits, then reuses it
+        with unit_lock(ldir, "layer", f"layer {layer} of {out}"):
+            if (ldir / f"alignment-K{k}.json").exists():
+                log.info("layer %d: clustered at K=%d by another process meanwhile; reused", layer, k)
+                continue
+            cluster_s += _discover_layer(store, rows, layer, ldir, cfg, tags, members, model_name)
+        write_manifest_locked(out, lambda: {**manifest, "layers_done": every_k_done(), "complete": False})  # per layer
+    with unit_lock(out, f"views-K{k}", f"the folder views of {out}"):
+        # the folder's own views cover every layer it holds at K (read inside the lock: the last
+        # writer sees every finished layer); a run's result holds its own layers only
+        every = collect_alignment(out, k)
+        atomic_write_text(out / f"alignment-K{k}.csv", every.to_csv(index=False))
+        if cfg.discovery.plot and len(every):
+            from concepts.plots import plot_alignment
 
-        plot_alignment(table, out / f"alignment-K{k}.png", f"{cfg.model.name or model_name}: alignment at θ={cfg.discovery.theta}, K={k}")
-    done = sorted(done_layers(out, k))
-    if cfg.discovery.explorer:
-        by_layer = {layer: read_concepts(out / f"layer_{layer:02d}" / f"concepts-K{k}.jsonl") for layer in done}
-        sentences = store.sentence_words()
-        write_explorer(out / f"explorer-K{k}.html", by_layer, sentences, f"{cfg.model.name or model_name} · {cfg.corpus.name} · K={k}")
-    manifest["layers_done"] = every_k_done()
-    manifest["complete"] = len(done) == store.n_layers
-    write_manifest(out, manifest)
+            plot_alignment(every, out / f"alignment-K{k}.png",
+                           f"{cfg.model.name or model_name}: alignment at θ={cfg.discovery.theta}, K={k}")
+        done = sorted(done_layers(out, k))
+        if cfg.discovery.explorer:
+            by_layer = {layer: read_concepts(out / f"layer_{layer:02d}" / f"concepts-K{k}.jsonl") for layer in done}
+            sentences = store.sentence_words()
+            write_explorer(out / f"explorer-K{k}.html", by_layer, sentences,
+                           f"{cfg.model.name or model_name} · {cfg.corpus.name} · K={k}")
+        write_manifest_locked(out, lambda: {**manifest, "layers_done": every_k_done(),
+                                            "complete": len(done) == store.n_layers})
+    table = every[every["layer"].isin(layers)].reset_index(drop=True)
     log.info("concepts: %s (layers %s, K=%d)", out, ",".join(map(str, layers)), k)
     if cfg.discovery.explorer:
         log.info("open the concept explorer: %s", (out / f"explorer-K{k}.html").resolve().as_uri())
@@ -284,9 +313,12 @@ def done_layers(out: Path, k: int) -> dict[int, Path]:
     return {int(f.parent.name.split("_")[1]): f for f in out.glob(f"layer_*/alignment-K{k}.json")}
 
 
-def collect_alignment(out: Path, k: int) -> pd.DataFrame:
+def collect_alignment(out: Path, k: int, layers: list[int] | None = None) -> pd.DataFrame:
+    """The alignment rows of the layers done at K (of `layers` only, when given)."""
     rows = []
     for layer, f in sorted(done_layers(out, k).items()):
+        if layers is not None and layer not in layers:
+            continue
         rows += [{"layer": layer, **r} for r in json.loads(f.read_text())]
     cols = ["layer", *AlignmentSummary("", 0, 0, 0, 0).to_row().keys(), "theta"]
     return pd.DataFrame(rows, columns=cols)

@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import closing
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -35,8 +35,8 @@ from concepts.artifacts import (
     read_manifest,
     write_manifest,
 )
-from concepts.cli import hydra_entry, model_slug
-from concepts.config import ExtractConfig, plain_config, register_configs, validate
+from concepts.cli import human_bytes, hydra_entry, model_slug
+from concepts.config import ExtractConfig, LongSentences, plain_config, register_configs, validate
 from concepts.confirm import confirm_large
 from concepts.corpus import Corpus, Sentence, load_corpus
 from concepts.errors import UserError
@@ -201,10 +201,14 @@ def _write_shard(
     }
 
     def save() -> None:  # runs on the writer thread while the next shard computes
-        for layer in range(lm.n_layers):
-            np.save(tmp / layer_file(layer), arrays[layer].numpy())
-        table.to_parquet(tmp / "tokens.parquet", index=False)
-        atomic_write_json(tmp / "meta.json", meta)
+        try:
+            for layer in range(lm.n_layers):
+                np.save(tmp / layer_file(layer), arrays[layer].numpy())
+            table.to_parquet(tmp / "tokens.parquet", index=False)
+            atomic_write_json(tmp / "meta.json", meta)
+        except BaseException:  # a full disk, say: no partial shard stays behind
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
         atomic_publish_dir(tmp, final)
 
     if bar is not None:  # skipped sentences' words count as done
@@ -230,6 +234,29 @@ def _then_unlock(save: Callable[[], None], lock) -> None:
         save()
     finally:
         lock.close()
+
+
+def _same_store_other_mode(cfg: ExtractConfig, corpus: Corpus, sample) -> Path | None:
+    """A complete store made with another `extraction.long_sentences` mode in which no sentence
+    was over the model's limit (none skipped, none windowed): it holds exactly the vectors this
+    mode would compute. For a sampled store, the full store of that mode serves too."""
+    for other in LongSentences:
+        if other == cfg.extraction.long_sentences:
+            continue
+        ocfg = replace(cfg, extraction=replace(cfg.extraction, long_sentences=other))
+        full_ident = store_identity(ocfg, corpus)
+        full_path = store_path(ocfg, corpus)
+        candidates = [(full_path, fingerprint(full_ident))]
+        if sample is not None:
+            ident = sampled_identity(full_ident, sample)
+            candidates.append((full_path.parent / f"sampled-{fingerprint(ident)[:8]}", fingerprint(ident)))
+        for path, fp in candidates:
+            m = read_manifest(path)
+            if m and m.get("complete") and m.get("fingerprint") == fp:
+                counts = m.get("counts", {})
+                if not counts.get("sentences_skipped_subword_limit") and not counts.get("sentences_windowed"):
+                    return path
+    return None
 
 
 def _finalize(path: Path, manifest: dict, n_shards: int) -> dict | None:
@@ -371,6 +398,12 @@ def run(cfg: DictConfig | ExtractConfig, check_k: bool = False, sample=None) -> 
     if existing is not None and existing.get("complete") and not todo:
         log.info("activation store is complete, nothing to do: %s", path)
         return ExtractResult(path, True, 0, 0, time.perf_counter() - t_start, 0.0)
+    if existing is None:
+        same = _same_store_other_mode(cfg, corpus, sample)
+        if same is not None:
+            log.info("no sentence of this corpus is over the model's limit, so extraction.long_sentences=%s changes "
+                     "nothing: using the complete store %s", cfg.extraction.long_sentences.value, same)
+            return ExtractResult(same, True, 0, 0, time.perf_counter() - t_start, 0.0)
     if existing is None and check_k and sample is None:
         check_k_fits(cfg, corpus)  # before any model is loaded: a discovery that cannot run says so now
     lm = load_model(cfg.model, cfg.extraction.device, cfg.extraction.dtype.value)
@@ -398,6 +431,11 @@ def run(cfg: DictConfig | ExtractConfig, check_k: bool = False, sample=None) -> 
             what += (" (concepts alone need only the sampled tokens: pipeline.store=sampled for the pipeline, "
                      "discovery.extract=sampled for concepts.discover)")
         confirm_large(what, gb, cfg.extraction.confirm_above_gb, "extraction.confirm_above_gb")
+        free = shutil.disk_usage(next(p for p in (path, *path.parents) if p.exists())).free
+        if gb * 1e9 > free:
+            raise UserError(f"the new activation store needs about {human_bytes(gb * 1e9)} in {path}, but only "
+                            f"{human_bytes(free)} are free on that disk; free space, set paths.workspace=<a larger disk>, or store less "
+                            "(pipeline.store=sampled, extraction.store_dtype=float16)")
     manifest = {
         "stage": "extract",
         "complete": False,

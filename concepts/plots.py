@@ -6,6 +6,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from concepts.artifacts import unique_tmp
+
 
 def plot_alignment(table: pd.DataFrame, path: Path, title: str) -> None:
     """Mean alignment (concepts aligned and tags covered, averaged) per layer, one line per tag set."""
@@ -29,7 +31,7 @@ def plot_alignment(table: pd.DataFrame, path: Path, title: str) -> None:
     fig.suptitle(title)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp.png")
+    tmp = unique_tmp(path)  # parallel jobs may write the same plot
     fig.savefig(tmp, dpi=110)
     plt.close(fig)
     tmp.replace(path)

@@ -21,13 +21,24 @@ log = logging.getLogger(__name__)
 
 TagFn = Callable[[pd.DataFrame], "list[tuple[str, ...]] | None"]
 TAG_SETS: dict[str, TagFn] = {}
+# tag sets that read a resource outside the corpus: name -> a function giving the resource's
+# identity (None when it is missing), so that installing or removing it names new concepts folders
+TAG_SET_RESOURCES: dict[str, Callable[[], object]] = {}
 
 
-def tag_set(name: str):
+def tag_set(name: str, resource: Callable[[], object] | None = None):
     def deco(fn: TagFn) -> TagFn:
         TAG_SETS[name] = fn
+        if resource is not None:
+            TAG_SET_RESOURCES[name] = resource
         return fn
     return deco
+
+
+def resource_identity(names: list[str]) -> dict[str, object]:
+    """The identity of the outside resources the named tag sets read ({} when none reads one):
+    whether each is installed, and which version (e.g. WordNet's files)."""
+    return {n: TAG_SET_RESOURCES[n]() for n in names if n in TAG_SET_RESOURCES}
 
 
 def _column(name: str) -> TagFn:

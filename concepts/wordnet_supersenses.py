@@ -80,7 +80,19 @@ def wordnet_reader():
         return _Reader(str(root), None)
 
 
-@tag_set("wordnet")
+def wordnet_identity() -> dict | None:
+    """What the wordnet tag set reads, for the concepts folder's identity: None when it cannot run
+    (no NLTK, no database, no lexnames page), else the database files' names and sizes."""
+    try:
+        import nltk  # noqa: F401
+    except ImportError:
+        return None
+    if not (WORDNET_DIR / "data.noun").exists() or not MAN_PAGE.exists():
+        return None
+    return {f.name: f.stat().st_size for f in sorted(WORDNET_DIR.iterdir()) if f.is_file()}
+
+
+@tag_set("wordnet", resource=wordnet_identity)
 def wordnet_supersense(tokens: pd.DataFrame):
     wn = wordnet_reader()
     if wn is None:

@@ -30,7 +30,8 @@ import concepts.discover as discover_stage
 import concepts.extract as extract_stage
 import neurons.rank as rank_stage
 import probing.train as train_stage
-from concepts.artifacts import atomic_write_json, fingerprint, read_manifest
+from concepts.annotation.dataset import label_source_of
+from concepts.artifacts import atomic_write_json, atomic_write_text, fingerprint, read_manifest
 from concepts.cli import hydra_entry, model_slug
 from concepts.config import register_configs, validate
 from concepts.errors import UserError
@@ -40,7 +41,7 @@ from concepts.store import ActivationStore
 from neurons import report as rep
 from neurons.config import PipelineConfig, register_neuron_configs, register_pipeline_configs
 from probing.config import register_probing_configs
-from probing.summary import summarize_results
+from probing.summary import plot_summary, summarize_results
 
 log = logging.getLogger(__name__)
 register_configs()
@@ -120,13 +121,15 @@ def run(cfg: DictConfig | PipelineConfig) -> PipelineResult:
     tag_cfg = _with(cfg, labels={"source": "tag", "tag": p.tag}, logger=logger)
     tag_probe = timed(f"probe {p.tag}", train_stage.run, tag_cfg)
     probe_results = list(tag_probe.results)
-    probe_plots = [tag_probe.path / "summary.png"]
+    # the report plots this run's probes (the probing folder's own summary.png covers every layer
+    # any run probed with these settings)
+    probe_plots = [(tag_probe.results, f"{model}: {tag_probe.path.name.rsplit('-', 1)[0]}")]
     if p.concept_probes:
         c_cfg = _with(cfg, labels={"source": "concepts", "top": p.concept_top, "require_label": True,
                                    "concepts": str(disc.path)}, logger=logger)
         c_probe = timed("probe concepts", train_stage.run, c_cfg)
         probe_results += c_probe.results
-        probe_plots.append(c_probe.path / "summary.png")
+        probe_plots.append((c_probe.results, f"{model}: {c_probe.path.name.rsplit('-', 1)[0]}"))
     ranked = None
     if p.neurons:
         r_cfg = _with(cfg, labels={"source": "tag", "tag": p.tag}, logger={"kind": "none"})
@@ -134,15 +137,20 @@ def run(cfg: DictConfig | PipelineConfig) -> PipelineResult:
     t = time.perf_counter()
     root = Path(p.report) if p.report else Path(cfg.paths.workspace) / "report" / report_name(cfg, model)
     probing = summarize_results(probe_results)
-    inputs = fingerprint({"concepts": str(disc.path), "annotation": ann.statuses, "probes": sorted(probing["fingerprint"]),
+    inputs = fingerprint({"concepts": str(disc.path), "layers": list(disc.layers), "annotation": ann.statuses,
+                          "probes": sorted(probing["fingerprint"]),
                           "ranked": str(ranked.path) if ranked is not None else None, "wandb": p.wandb})
-    if p.wandb:  # every run, cached results included
+    from probing.loggers import already_logged, mark_logged, wandb_root
+
+    if p.wandb and not already_logged(cfg.logger, wandb_root(cfg), {"pipeline": inputs}):
+        # once per set of results: a re-run with nothing changed logs nothing new
         from neurons.wandb_summary import log_pipeline
 
         log_pipeline(cfg, group, model, disc, ann, probing, ranked,
                      {"store": read_manifest(Path(ex.store))["fingerprint"], "concepts": read_manifest(disc.path)["fingerprint"],
                       "probes": sorted(set(probing["fingerprint"])) if len(probing) else [],
                       "ranking": ranked.path.name.rsplit("-", 1)[-1] if ranked is not None else None})
+        mark_logged(cfg.logger, wandb_root(cfg), {"pipeline": inputs})
     marker = root / "report.json"
     if (root / "index.html").exists() and marker.exists() and json.loads(marker.read_text()).get("inputs") == inputs:
         index = root / "index.html"  # nothing upstream changed
@@ -177,19 +185,23 @@ def write_report(cfg, root: Path, model: str, ex, disc, ann, probing: pd.DataFra
             f = ranked.path / unit / "top_words.json"
             if f.exists():
                 neurons_words.update(json.loads(f.read_text()))
-    if neurons_words:  # the explorer, with a view of the top neurons' top activating words
-        by_layer = {layer: read_concepts(disc.path / f"layer_{layer:02d}" / f"concepts-K{k}.jsonl") for layer in disc.layers}
-        sentences = ActivationStore(disc.store).sentence_words()
-        write_explorer(root / "explorer.html", by_layer, sentences, f"{model} · {cfg.corpus.name} · K={k}", neurons_words,
-                       label_source=cfg.annotation.label_source)
-    else:
-        rep.copy_into(disc.path / f"explorer-K{k}.html", root / "explorer.html")
-    rep.copy_into(disc.path / f"alignment-K{k}.png", root / "alignment.png")
-    rep.copy_into(disc.path / f"alignment-K{k}.csv", root / "alignment.csv")
+    # the report shows this run's layers only, never the shared folder's views (which cover every
+    # layer any run clustered there): explorer, alignment table and plot, dataset and rating sheet
+    by_layer = {layer: read_concepts(disc.path / f"layer_{layer:02d}" / f"concepts-K{k}.jsonl") for layer in disc.layers}
+    sentences = ActivationStore(disc.store).sentence_words()
+    source = label_source_of(cfg)
+    write_explorer(root / "explorer.html", by_layer, sentences, f"{model} · {cfg.corpus.name} · K={k}",
+                   neurons_words or None, label_source=source)
+    atomic_write_text(root / "alignment.csv", disc.alignment.to_csv(index=False))
+    if cfg.discovery.plot and len(disc.alignment):
+        from concepts.plots import plot_alignment
+
+        plot_alignment(disc.alignment, root / "alignment.png", f"{model}: alignment at θ={cfg.discovery.theta}, K={k}")
     if ann.dataset is not None:
-        rep.copy_into(ann.dataset, root / "dataset")
-    for i, png in enumerate(probe_plots):
-        rep.copy_into(png, root / f"probing-{i}.png")
+        annotate_stage.write_dataset(root / "dataset", by_layer, sentences, k, cfg, source)
+    for i, (results, title) in enumerate(probe_plots):
+        if cfg.probing.plot and results:
+            plot_summary(summarize_results(results), root / f"probing-{i}.png", title)
     probing.to_csv(root / "probing.csv", index=False)
     neuron_html = "<p><em>neuron ranking was not run</em></p>"
     if ranked is not None:
@@ -218,7 +230,7 @@ def write_report(cfg, root: Path, model: str, ex, disc, ann, probing: pd.DataFra
                        "Probes retrained on the top / random / bottom k neurons (test accuracy):</p>"
                        + rep.table(pivot, 60) + rep.scale_section(ranked.scale)
                        + "<h3>Super and sub concepts (top-10 neuron overlap)</h3>"
-                       + rep.super_sub_table(ranked.super_sub, disc.path, k, cfg.annotation.label_source)
+                       + rep.super_sub_table(ranked.super_sub, disc.path, k, label_source_of(cfg))
                        + ("<p class='links'>" + rep.link("neurons-super-sub.csv", "every pair (CSV)") + "</p>"
                           if len(ranked.super_sub) else "")
                        + missing + "".join(parts))

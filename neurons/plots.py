@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from concepts.artifacts import unique_tmp
 from neurons.ranking import Ranking
 
 
@@ -14,7 +15,7 @@ def _save(fig, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.stem + ".tmp.png")
+    tmp = unique_tmp(path)
     fig.tight_layout()
     fig.savefig(tmp, dpi=110)
     plt.close(fig)

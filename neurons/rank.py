@@ -31,6 +31,7 @@ from concepts.artifacts import atomic_write_json, atomic_write_text, fingerprint
 from concepts.cli import hydra_entry, model_slug
 from concepts.config import register_configs, validate
 from concepts.errors import UserError
+from concepts.locks import unit_lock
 from concepts.store import row_index
 from neurons import plots
 from neurons.config import RankConfig, register_neuron_configs
@@ -41,6 +42,7 @@ from neurons.scale import describe, scale_report
 from probing.config import register_probing_configs
 from probing.data import ArrayDataModule, check_finite, split_examples
 from probing.fit import FitOptions, fit_probe
+from probing.loggers import already_logged, mark_logged, wandb_root
 from probing.train import ConceptSource, labels_identity, tasks_for
 
 log = logging.getLogger(__name__)
@@ -155,7 +157,8 @@ def run(cfg: DictConfig | RankConfig) -> RankResult:
         nrn.pop("ablate")
     ident = {"store": store.fingerprint, "labels": labels_identity(cfg.labels),
              "ranking": {"method": cfg.ranking.method, **cfg.ranking.params()},
-             "neurons": nrn, "split": asdict(cfg.split), "concepts": concepts.fingerprint if concepts else None}
+             "neurons": nrn, "split": asdict(cfg.split), "task": task_identity(cfg),
+             "concepts": concepts.fingerprint if concepts else None}
     fp = fingerprint(ident)
     family = cfg.labels.tag if cfg.labels.source == "tag" else f"concepts-top{cfg.labels.top}"
     out = store.path.parent / "neurons" / f"{family}-{cfg.ranking.method}-{fp[:8]}"
@@ -167,7 +170,8 @@ def run(cfg: DictConfig | RankConfig) -> RankResult:
     bar = tqdm(units, desc=f"rank neurons ({cfg.ranking.method})", unit="layer" if not cfg.neurons.concat else "set",
                disable=not cfg.extraction.progress)
     tag_task = tasks_for(cfg, tokens, layers[0], None)[0] if cfg.labels.source == "tag" else None  # same every layer
-    rows_of = None  # built on first use
+    row_cache: dict = {}  # rows_of, built on first use
+    fresh, unit_fps = 0, {}
     for unit_layers in bar:
         unit = _unit_name(unit_layers, cfg.neurons.concat)
         udir = out / unit
@@ -178,84 +182,162 @@ def run(cfg: DictConfig | RankConfig) -> RankResult:
             ls = type(ls)(ls.name, ls.rows[keep], ls.y[keep], ls.classes, ls.words[keep], ls.sentences[keep])
         split = split_examples(ls, cfg.split.by, cfg.split.train, cfg.split.dev, cfg.split.seed)
         names = neuron_names(unit_layers, store.hidden_size)
+        ufp = unit_fingerprint(cfg, fp, concepts, task_layer)
         meta = {"model": model, "model_path": cfg.model.name_or_path, "store": store.fingerprint, "unit": unit,
-                "layers": unit_layers, "task": ls.name, "fingerprint": fp,
+                "layers": unit_layers, "task": ls.name, "fingerprint": ufp,
                 "class_counts": np.bincount(ls.y[split.train], minlength=len(ls.classes)).tolist()}
-        done = udir / "eval.json"
-        if done.exists() and json.loads(done.read_text()).get("fingerprint") == fp:
-            ranking = Ranking.load(udir, expect={"store": store.fingerprint, "layers": unit_layers})
-            ev = json.loads(done.read_text())
-            rankings[unit] = ranking
-            scales[unit] = json.loads((udir / "scale.json").read_text()) if (udir / "scale.json").exists() else {}
+        unit_fps[unit] = ufp
+        cached = _load_unit(udir, ufp, store.fingerprint, unit_layers)
+        if cached is None:  # not done here: rank it, unless another process is at it (then reuse theirs)
+            with unit_lock(udir, "ranking", f"ranking {unit} ({cfg.ranking.method})") as waited:
+                cached = _load_unit(udir, ufp, store.fingerprint, unit_layers) if waited else None
+                if cached is not None:
+                    log.info("%s %s: ranked by another process meanwhile; reused", unit, cfg.ranking.method)
+                else:
+                    fresh += 1
+                    rows, table, unit_missing, ranking = _rank_unit(
+                        cfg, store, ls, split, unit_layers, udir, names, meta, opt, concepts, tokens, model, unit,
+                        scales, ufp, row_cache)
+        if cached is not None:
+            rankings[unit], scales[unit], ev, table = cached
             missing += ev.get("super_sub_missing", [])
             curves += ev["rows"]
-            if (udir / "super_sub.csv").exists() and (udir / "super_sub.csv").stat().st_size > 1:
-                tables.append(pd.read_csv(udir / "super_sub.csv"))
+            if table is not None:
+                tables.append(table)
             continue
-        X = np.hstack([np.asarray(store.layer(layer)[ls.rows], dtype=np.float32) for layer in unit_layers])
-        check_finite(X, f"layer {', '.join(map(str, unit_layers))} of the store {store.path} ({ls.name} rows)")
-        ranker = make_ranker(cfg.ranking.method, **cfg.ranking.params())
-        tr = time.perf_counter()
-        ranking = ranker.rank(X[split.train], ls.y[split.train], ls.classes, names, meta)
-        rank_seconds = time.perf_counter() - tr
-        ranking.save(udir)
-        scales[unit] = scale_report(ranker, ranking, X[split.train], ls.y[split.train], cfg.ranking.method,
-                                    cfg.ranking.params(), unit_layers, 10, cfg.neurons.outlier_spread,
-                                    cfg.neurons.outlier_offset)
-        atomic_write_json(udir / "scale.json", scales[unit])
-        log.info("%s", describe(unit, scales[unit]))
-        ks = resolve_ks(list(cfg.neurons.ks), ranking.dim)
-        data = Data(X[split.train], ls.y[split.train], X[split.test], ls.y[split.test], len(ls.classes))
-        rows = []
-        # the probe on all neurons chooses the penalty (on the dev rows); the top/random/bottom-k
-        # probes reuse it, so the curves compare neuron sets, not penalties
-        full = fit_probe(ArrayDataModule(data.X_train, data.y_train, X[split.dev], ls.y[split.dev]), data.classes, opt)
-        if cfg.neurons.retrain:
-            opt_k = replace(opt, select=False, l2=full.l2)
-            rows += [{**r, "kind": "retrain"} for r in retrain_curve(ranking, data, ks, opt_k, cfg.neurons.seed)]
-        if cfg.neurons.ablation:
-            rows += [{**r, "kind": "ablation"} for r in ablation(ranking, full, data, ks, cfg.neurons.seed, cfg.neurons.ablate)]
-        rows = [{"model": model, "unit": unit, "task": ls.name, **r} for r in rows]
         curves += rows
-        if cfg.neurons.top_words:
-            atomic_write_json(udir / "top_words.json", top_words(X, ls.words, ranking, 20, cfg.neurons.top_words))
-        table = pd.DataFrame()
-        unit_missing = []
-        if cfg.neurons.super_sub and concepts is not None and not cfg.neurons.concat:
-            if concepts.has_layer(task_layer):
-                rows_of = rows_of if rows_of is not None else row_index(tokens)
-                table = super_sub_table(cfg, store, task_layer, concepts, rows_of)
-                if len(table):
-                    tables.append(table)
-            else:
-                unit_missing = [task_layer]
-                log.warning("super/sub analysis skipped for layer %d: no concepts at K=%d in %s (run concepts.discover "
-                            "for that layer)", task_layer, cfg.discovery.k, concepts.path)
+        if len(table):
+            tables.append(table)
         missing += unit_missing
-        atomic_write_text(udir / "super_sub.csv", table.to_csv(index=False) if len(table) else "\n")
-        if cfg.neurons.plot:
-            plots.salience_heatmap(ranking, udir / "salience.png")
-            if len(unit_layers) > 1:
-                plots.layer_distribution(ranking, udir / "layers.png")
-            if rows:
-                plots.accuracy_vs_k(pd.DataFrame(rows), udir / "accuracy_vs_k.png", f"{model} {unit}: {ls.name}, {ranking.method}")
-        atomic_write_json(done, {"fingerprint": fp, "rank_seconds": rank_seconds, "rows": rows,
-                                 "super_sub_missing": unit_missing})
         rankings[unit] = ranking
         top = [ranking.neurons[i] for i in ranking.order()[:5]]
-        log.info("%s %s: ranked %d neurons in %.1f s; top %s", unit, ranking.method, ranking.dim, rank_seconds, ", ".join(top))
-    curves_df = pd.DataFrame(curves)
-    # one column order whether rows were computed now or read back from eval.json (sorted keys)
-    curves_df = curves_df[[c for c in CURVE_COLUMNS if c in curves_df] + [c for c in curves_df if c not in CURVE_COLUMNS]]
+        log.info("%s %s: ranked %d neurons in %.1f s; top %s", unit, ranking.method, ranking.dim,
+                 json.loads((udir / "eval.json").read_text())["rank_seconds"], ", ".join(top))
+    curves_df = _curves_frame(curves)
     sub_df = pd.concat(tables, ignore_index=True) if tables else pd.DataFrame()
-    if len(curves_df):
-        atomic_write_text(out / "curves.csv", curves_df.to_csv(index=False))
-    if len(sub_df):
-        atomic_write_text(out / "super_sub.csv", sub_df.to_csv(index=False))
-    _log_wandb(cfg, out, rankings, curves_df, sub_df, model,
-               {"store": store.fingerprint, "concepts": concepts.fingerprint if concepts else None})
+    if fresh or not (out / "curves.csv").exists():
+        # the folder's tables cover every current unit in it (any run's layers); the result, this run's
+        with unit_lock(out, "summary", f"the tables of {out}"):
+            _write_folder_tables(cfg, out, fp, concepts)
+    if cfg.logger.kind == "wandb":  # once per set of current units: a re-run with nothing new logs nothing
+        key = {"ranking": fp, "units": unit_fps}
+        if not already_logged(cfg.logger, wandb_root(cfg), key):
+            _log_wandb(cfg, out, rankings, curves_df, sub_df, model,
+                       {"store": store.fingerprint, "concepts": concepts.fingerprint if concepts else None})
+            mark_logged(cfg.logger, wandb_root(cfg), key)
     log.info("neuron rankings: %s", out)
     return RankResult(out, rankings, curves_df, sub_df, time.perf_counter() - t0, scales, sorted(set(missing)))
+
+
+def task_identity(cfg: RankConfig) -> dict:
+    """The probe-data options that decide which rows and classes a ranking sees."""
+    out = {"min_examples": cfg.probing.min_examples}
+    if cfg.labels.source == "tag" and cfg.labels.max_tokens:
+        out["seed"] = cfg.probing.seed  # draws the max_tokens rows
+    return out
+
+
+def unit_fingerprint(cfg: RankConfig, fp: str, concepts, task_layer: int) -> str:
+    """A unit's identity: the folder's, and the records of the concept layers it reads (its labels
+    from concepts, its super/sub table), so clustering another layer never makes it stale."""
+    if concepts is None:
+        return fp
+    layers = {task_layer} | ({cfg.labels.concept_layer} if cfg.labels.concept_layer is not None else set())
+    return fingerprint({"ranking": fp, "records": {str(la): concepts.layer_fingerprint(la) for la in sorted(layers)}})
+
+
+def _load_unit(udir: Path, ufp: str, store_fp: str, unit_layers: list[int]):
+    """(ranking, scale, eval, super/sub table or None) of a finished unit with this fingerprint, else None."""
+    done = udir / "eval.json"
+    if not done.exists():
+        return None
+    ev = json.loads(done.read_text())
+    if ev.get("fingerprint") != ufp:
+        return None
+    ranking = Ranking.load(udir, expect={"store": store_fp, "layers": unit_layers})
+    scale = json.loads((udir / "scale.json").read_text()) if (udir / "scale.json").exists() else {}
+    table = None
+    if (udir / "super_sub.csv").exists() and (udir / "super_sub.csv").stat().st_size > 1:
+        table = pd.read_csv(udir / "super_sub.csv")
+    return ranking, scale, ev, table
+
+
+def _curves_frame(curves: list[dict]) -> pd.DataFrame:
+    df = pd.DataFrame(curves)
+    # one column order whether rows were computed now or read back from eval.json (sorted keys)
+    return df[[c for c in CURVE_COLUMNS if c in df] + [c for c in df if c not in CURVE_COLUMNS]]
+
+
+def _write_folder_tables(cfg: RankConfig, out: Path, fp: str, concepts) -> None:
+    """curves.csv and super_sub.csv of a ranking folder: every unit whose eval.json is current."""
+    curves, tables = [], []
+    for done in sorted(out.glob("*/eval.json")):
+        ev = json.loads(done.read_text())
+        unit_layers = [int(x) for x in done.parent.name.split("_", 1)[1].split("-")]
+        if ev.get("fingerprint") != unit_fingerprint(cfg, fp, concepts, unit_layers[-1]):
+            continue
+        curves += ev["rows"]
+        sub = done.parent / "super_sub.csv"
+        if sub.exists() and sub.stat().st_size > 1:
+            tables.append(pd.read_csv(sub))
+    if curves:
+        atomic_write_text(out / "curves.csv", _curves_frame(curves).to_csv(index=False))
+    if tables:
+        atomic_write_text(out / "super_sub.csv", pd.concat(tables, ignore_index=True).to_csv(index=False))
+
+
+def _rank_unit(cfg, store, ls, split, unit_layers, udir, names, meta, opt, concepts, tokens, model, unit, scales, ufp,
+               row_cache):
+    """Rank one unit and evaluate it; writes its folder (eval.json last). Returns (curve rows,
+    super/sub table, layers missing concepts, ranking)."""
+    task_layer = unit_layers[-1]
+    X = np.hstack([np.asarray(store.layer(layer)[ls.rows], dtype=np.float32) for layer in unit_layers])
+    check_finite(X, f"layer {', '.join(map(str, unit_layers))} of the store {store.path} ({ls.name} rows)")
+    ranker = make_ranker(cfg.ranking.method, **cfg.ranking.params())
+    tr = time.perf_counter()
+    ranking = ranker.rank(X[split.train], ls.y[split.train], ls.classes, names, meta)
+    rank_seconds = time.perf_counter() - tr
+    ranking.save(udir)
+    scales[unit] = scale_report(ranker, ranking, X[split.train], ls.y[split.train], cfg.ranking.method,
+                                cfg.ranking.params(), unit_layers, 10, cfg.neurons.outlier_spread,
+                                cfg.neurons.outlier_offset)
+    atomic_write_json(udir / "scale.json", scales[unit])
+    log.info("%s", describe(unit, scales[unit]))
+    ks = resolve_ks(list(cfg.neurons.ks), ranking.dim)
+    data = Data(X[split.train], ls.y[split.train], X[split.test], ls.y[split.test], len(ls.classes))
+    rows = []
+    # the probe on all neurons chooses the penalty (on the dev rows); the top/random/bottom-k
+    # probes reuse it, so the curves compare neuron sets, not penalties
+    full = fit_probe(ArrayDataModule(data.X_train, data.y_train, X[split.dev], ls.y[split.dev]), data.classes, opt)
+    if cfg.neurons.retrain:
+        opt_k = replace(opt, select=False, l2=full.l2)
+        rows += [{**r, "kind": "retrain"} for r in retrain_curve(ranking, data, ks, opt_k, cfg.neurons.seed)]
+    if cfg.neurons.ablation:
+        rows += [{**r, "kind": "ablation"} for r in ablation(ranking, full, data, ks, cfg.neurons.seed, cfg.neurons.ablate)]
+    rows = [{"model": model, "unit": unit, "task": ls.name, **r} for r in rows]
+    if cfg.neurons.top_words:
+        atomic_write_json(udir / "top_words.json", top_words(X, ls.words, ranking, 20, cfg.neurons.top_words))
+    table = pd.DataFrame()
+    unit_missing = []
+    if cfg.neurons.super_sub and concepts is not None and not cfg.neurons.concat:
+        if concepts.has_layer(task_layer):
+            if "rows_of" not in row_cache:
+                row_cache["rows_of"] = row_index(tokens)
+            table = super_sub_table(cfg, store, task_layer, concepts, row_cache["rows_of"])
+        else:
+            unit_missing = [task_layer]
+            log.warning("super/sub analysis skipped for layer %d: no concepts at K=%d in %s (run concepts.discover "
+                        "for that layer)", task_layer, cfg.discovery.k, concepts.path)
+    atomic_write_text(udir / "super_sub.csv", table.to_csv(index=False) if len(table) else "\n")
+    if cfg.neurons.plot:
+        plots.salience_heatmap(ranking, udir / "salience.png")
+        if len(unit_layers) > 1:
+            plots.layer_distribution(ranking, udir / "layers.png")
+        if rows:
+            plots.accuracy_vs_k(pd.DataFrame(rows), udir / "accuracy_vs_k.png", f"{model} {unit}: {ls.name}, {ranking.method}")
+    atomic_write_json(udir / "eval.json", {"fingerprint": ufp, "rank_seconds": rank_seconds, "rows": rows,
+                                           "super_sub_missing": unit_missing})
+    return rows, table, unit_missing, ranking
 
 
 def rankings_table(rankings: dict, top: int = 50) -> pd.DataFrame:
@@ -276,10 +358,15 @@ def _log_wandb(cfg: RankConfig, out: Path, rankings, curves: pd.DataFrame, sub: 
 
     from neurons.wandb_summary import accuracy_vs_k_plots
     from probing.loggers import run_config, start_run, wandb_root
+    from probing.train import sweep_group
 
-    run = start_run(cfg.logger, wandb_root(cfg), f"{model}-{out.name}", cfg.logger.group or "neurons", "rank",
-                    [model, cfg.ranking.method, cfg.labels.tag if cfg.labels.source == "tag" else cfg.labels.source],
-                    run_config(cfg, store=fps.get("store"), ranking=out.name.rsplit("-", 1)[-1], concepts=fps.get("concepts")))
+    units = "-".join(u.replace("layer_", "L").replace("layers_", "L") for u in sorted(rankings))
+    task = cfg.labels.tag if cfg.labels.source == "tag" else cfg.labels.source
+    run = start_run(cfg.logger, wandb_root(cfg), f"{model}-{cfg.corpus.name}-{units}-{task}-{cfg.ranking.method}",
+                    sweep_group(cfg, f"neurons-{model}-{cfg.corpus.name}"), "rank",
+                    [model, cfg.corpus.name, cfg.ranking.method, task],
+                    run_config(cfg, RankConfig, store=fps.get("store"), ranking=out.name.rsplit("-", 1)[-1],
+                               concepts=fps.get("concepts")))
     payload = {"rankings": wandb.Table(dataframe=rankings_table(rankings))}
     if len(curves):
         payload["curves"] = wandb.Table(dataframe=curves)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from concepts.artifacts import atomic_write_text
+from concepts.artifacts import atomic_publish_dir, atomic_write_text, unique_tmp
 
 
 def copy_into(src: Path, dst: Path) -> Path | None:
@@ -18,13 +18,11 @@ def copy_into(src: Path, dst: Path) -> Path | None:
         return None
     dst.parent.mkdir(parents=True, exist_ok=True)
     if src.is_dir():
-        tmp = dst.with_name(dst.name + ".tmp")
-        shutil.rmtree(tmp, ignore_errors=True)
+        tmp = unique_tmp(dst)
         shutil.copytree(src, tmp)
-        shutil.rmtree(dst, ignore_errors=True)
-        tmp.replace(dst)
+        atomic_publish_dir(tmp, dst)
     else:
-        tmp = dst.with_name(dst.name + ".tmp")
+        tmp = unique_tmp(dst)
         shutil.copyfile(src, tmp)
         tmp.replace(dst)
     return dst

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from concepts.annotation.dataset import label_of_record
+from concepts.annotation.dataset import label_of_record, label_source_of
 from concepts.records import read_concepts
 from probing.loggers import run_config, start_run, wandb_root
 
@@ -57,10 +57,12 @@ def log_pipeline(cfg, group: str, model: str, disc, ann, probing: pd.DataFrame, 
     """One run (job_type pipeline) with the tables above; returns its folder."""
     import wandb
 
+    from neurons.pipeline import report_name
     from neurons.rank import rankings_table
 
-    run = start_run(cfg.logger, wandb_root(cfg), f"{model}-{cfg.corpus.name}-pipeline", group, "pipeline",
-                    [model, cfg.corpus.name, f"K{disc.k}", "pipeline"], run_config(cfg, **fingerprints))
+    run = start_run(cfg.logger, wandb_root(cfg), f"{report_name(cfg, model)}-pipeline", group, "pipeline",
+                    [model, cfg.corpus.name, f"K{disc.k}", "pipeline", *[f"layer{la}" for la in disc.layers]],
+                    run_config(cfg, **fingerprints))
     payload: dict = {}
     align = disc.alignment
     if len(align):
@@ -68,7 +70,7 @@ def log_pipeline(cfg, group: str, model: str, disc, ann, probing: pd.DataFrame, 
         for tag_set, part in align.groupby("tag_set"):
             payload[f"alignment/{tag_set}"] = _lines(wandb, part.sort_values("layer"), "layer",
                                                      ["concept_share", "tag_share"], f"alignment with {tag_set} (θ={cfg.discovery.theta})")
-    table = concepts_table(disc.path, disc.k, disc.layers, cfg.annotation.label_source)
+    table = concepts_table(disc.path, disc.k, disc.layers, label_source_of(cfg))
     payload["concepts"] = wandb.Table(dataframe=table)
     summary: dict = {"concepts": len(table), "labelled": int(table["label"].notna().sum()),
                      **{f"labels/{s}": n for s, n in sorted(ann.statuses.items())}}

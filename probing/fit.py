@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import lightning as L
 import numpy as np
 import torch
+from lightning.pytorch.plugins.environments import LightningEnvironment
 from sklearn.metrics import f1_score
 
 from concepts.errors import UserError
@@ -123,14 +124,26 @@ def fit_probe(dm: ArrayDataModule, classes: int, opt: FitOptions, logger=None) -
     callbacks = []
     if not full and opt.patience and has_dev:
         callbacks.append(L.pytorch.callbacks.EarlyStopping("val_loss", patience=opt.patience, mode="min"))
+    with warnings.catch_warnings():
+        # probes are single-process fits (LightningEnvironment below): `srun` on the PATH, or a SLURM
+        # job around us, is not a request for multi-process training
+        warnings.filterwarnings("ignore", message="The `srun` command is available on your system")
+        trainer, steps = _fit(system, dm, opt, accelerator, full, has_dev, callbacks, logger)
+    return FittedProbe(system, dm.transform, classes, time.perf_counter() - t0, steps,
+                       system.converged if full else None, system.l2, selection)
+
+
+def _fit(system, dm, opt: FitOptions, accelerator: str, full: bool, has_dev: bool, callbacks: list, logger):
+    """One Lightning fit of `system`; returns (trainer, steps: L-BFGS iterations or epochs)."""
     trainer = L.Trainer(
         accelerator=accelerator, devices=1, max_epochs=1 if full else opt.max_epochs, logger=logger or False,
         enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False, callbacks=callbacks,
-        num_sanity_val_steps=0, log_every_n_steps=1, limit_val_batches=1.0 if has_dev else 0)
+        num_sanity_val_steps=0, log_every_n_steps=1, limit_val_batches=1.0 if has_dev else 0,
+        # one process, whatever the launcher: inside a SLURM job (or where `srun` exists) Lightning
+        # would otherwise detect SLURM, warn, and take the job's task settings for multi-process training
+        plugins=[LightningEnvironment()])
     trainer.fit(system, train_dataloaders=dm.train_dataloader(), val_dataloaders=dm.val_dataloader() if has_dev else None)
-    steps = system.iterations if full else trainer.current_epoch
-    return FittedProbe(system, dm.transform, classes, time.perf_counter() - t0, steps,
-                       system.converged if full else None, system.l2, selection)
+    return trainer, system.iterations if full else trainer.current_epoch
 
 
 @dataclass

@@ -22,13 +22,42 @@ def wandb_root(cfg) -> Path:
     return Path(cfg.paths.workspace) / "wandb"
 
 
-def run_config(cfg, **fingerprints) -> dict:
-    """The full resolved config of a run as plain values (so the W&B UI filters and groups by any
+def run_config(cfg, schema=None, **fingerprints) -> dict:
+    """The resolved config of a run as plain values (so the W&B UI filters and groups by any
     option: model, corpus, layer, K, aggregation, label source, probe, ranking...), with the
-    fingerprints of its inputs and outputs. The API key never is in a config, only its variable's name."""
+    fingerprints of its inputs and outputs. `schema` (a config dataclass): keep only its sections, so
+    a probe run started by the pipeline does not carry ranking options it never used. The API key
+    never is in a config, only its variable's name."""
+    from dataclasses import fields
+
     from concepts.config import plain_config
 
-    return {**plain_config(cfg), "fingerprints": {k: v for k, v in fingerprints.items() if v is not None}}
+    plain = plain_config(cfg)
+    if schema is not None:
+        keep = {f.name for f in fields(schema)}
+        plain = {k: v for k, v in plain.items() if k in keep}
+    return {**plain, "fingerprints": {k: v for k, v in fingerprints.items() if v is not None}}
+
+
+def _mark(lcfg, root: Path, key: dict) -> Path:
+    """The marker of one logged unit in a W&B folder, per project and entity."""
+    import hashlib
+    import json
+
+    blob = json.dumps({"project": lcfg.project, "entity": lcfg.entity, **key}, sort_keys=True)
+    return Path(root) / "logged" / hashlib.sha256(blob.encode()).hexdigest()[:32]
+
+
+def already_logged(lcfg, root: Path, key: dict) -> bool:
+    """Whether a W&B run for `key` (a result's fingerprint and unit) is already in this W&B folder."""
+    return _mark(lcfg, root, key).exists()
+
+
+def mark_logged(lcfg, root: Path, key: dict) -> None:
+    """Remember that `key` has its W&B run in this folder (a re-run with nothing new logs nothing)."""
+    f = _mark(lcfg, root, key)
+    f.parent.mkdir(parents=True, exist_ok=True)
+    f.touch()
 
 
 def start_run(lcfg, root: Path, name: str, group: str, job_type: str, tags: list[str], config: dict):

@@ -25,16 +25,26 @@ import pandas as pd
 from omegaconf import DictConfig
 from tqdm.auto import tqdm
 
+from concepts.annotation.dataset import label_of_record, label_source_of
 from concepts.artifacts import atomic_write_json, fingerprint, read_manifest
-from concepts.cli import hydra_entry, model_slug
+from concepts.cli import hydra_entry, invocation_stamp, model_slug
 from concepts.config import register_configs, validate
 from concepts.errors import UserError
+from concepts.locks import unit_lock
 from concepts.records import read_concepts
 from probing.config import TrainConfig, register_probing_configs
 from probing.data import LabelSet, StoreDataModule, control_labels, split_examples
 from probing.fit import FitOptions, evaluate, fit_probe
 from probing.labels import concept_binary_labels, concept_labels, tag_labels
-from probing.loggers import finish, make_logger, run_config, start_run, wandb_root
+from probing.loggers import (
+    already_logged,
+    finish,
+    make_logger,
+    mark_logged,
+    run_config,
+    start_run,
+    wandb_root,
+)
 from probing.results import ProbeResult
 from probing.stats import lexical_baseline, majority_baseline, paired_bootstrap, wilson
 from probing.summary import summarize_results, write_summary
@@ -77,7 +87,7 @@ class ConceptSource:
                 f"the concepts in {path} were made from the store {manifest['inputs']['store']}, not from the store "
                 f"probed here ({store.path}): another model or corpus; pass matching model/corpus options or "
                 "re-run concepts.discover on this store")
-        self.path, self.k = path, cfg.discovery.k
+        self.path, self.k, self.source = path, cfg.discovery.k, label_source_of(cfg)
         if cfg.labels.source != "tag" and cfg.labels.require_label and not self._has_labels():
             # chaining: labels come from concepts.annotate (offline alignment unless an LLM is configured)
             import concepts.annotate as annotate_stage
@@ -85,17 +95,24 @@ class ConceptSource:
             log.info("the concepts in %s have no labels yet: running concepts.annotate first (annotator.backend=%s)",
                      path, cfg.annotator.backend)
             annotate_stage.run(replace(cfg, annotation=replace(cfg.annotation, concepts=str(path))))
-        # the records as they stand (annotation adds labels to them later) and the label rule:
-        # a probe on concept labels is stale once either changes
-        h = hashlib.sha256()
-        for f in sorted(path.glob(f"layer_*/concepts-K{self.k}.jsonl")):
-            h.update(f.parent.name.encode() + f.read_bytes())
-        self.fingerprint = fingerprint({"concepts": manifest["fingerprint"], "k": self.k, "records": h.hexdigest(),
-                                        "label_source": cfg.annotation.label_source})
+        # the folder and the label rule; each layer's records count per layer (`layer_fingerprint`),
+        # so clustering another layer later never makes this layer's probes stale
+        self.fingerprint = fingerprint({"concepts": manifest["fingerprint"], "k": self.k,
+                                        "label_source": label_source_of(cfg)})
+        self._layer_fps: dict[int, str | None] = {}
+
+    def layer_fingerprint(self, layer: int) -> str | None:
+        """The content of one layer's records as they stand (annotation adds labels to them later):
+        a probe or ranking on that layer's concept labels is stale once it changes. None if missing."""
+        if layer not in self._layer_fps:
+            f = self.path / f"layer_{layer:02d}" / f"concepts-K{self.k}.jsonl"
+            self._layer_fps[layer] = hashlib.sha256(f.read_bytes()).hexdigest() if f.exists() else None
+        return self._layer_fps[layer]
 
     def _has_labels(self) -> bool:
-        return any(a.label for f in self.path.glob(f"layer_*/concepts-K{self.k}.jsonl")
-                   for c in read_concepts(f) for a in c.annotations)
+        """Whether any record holds a label of this run's label source (`label_source_of`)."""
+        return any(label_of_record(c, self.source) is not None for f in self.path.glob(f"layer_*/concepts-K{self.k}.jsonl")
+                   for c in read_concepts(f))
 
     def has_layer(self, layer: int) -> bool:
         return (self.path / f"layer_{layer:02d}" / f"concepts-K{self.k}.jsonl").exists()
@@ -112,29 +129,49 @@ def tasks_for(cfg: TrainConfig, tokens: pd.DataFrame, layer: int, concepts: Conc
     if lab.source == "tag":
         return [tag_labels(tokens, lab.tag, minimum, lab.max_tokens, cfg.probing.seed)]
     cs = concepts.layer(layer if lab.concept_layer is None else lab.concept_layer)
-    if lab.require_label and not any(a.label for c in cs for a in c.annotations):
+    if lab.require_label and not any(label_of_record(c, label_source_of(cfg)) is not None for c in cs):
         raise UserError(f"the concepts in {concepts.path} have no labels yet; run concepts.annotate first "
                         "(or set labels.require_label=false)")
     where = str(concepts.path)
-    source = cfg.annotation.label_source
+    source = label_source_of(cfg)
     if lab.source == "concepts":
         return [concept_labels(tokens, cs, lab.top, lab.require_label, minimum, where, source)]
     return concept_binary_labels(tokens, cs, lab.top, lab.require_label, minimum, cfg.probing.seed, where,
                                  lab.negatives, lab.min_rows, source)
 
 
+def result_fingerprint(cfg: TrainConfig, fp: str, concepts: ConceptSource | None, layer: int) -> str:
+    """A (layer, task) result's identity: the probing folder's, and for concept labels the records of
+    the layer whose concepts label it (`labels.concept_layer`, else the probed layer)."""
+    if concepts is None:
+        return fp
+    source_layer = layer if cfg.labels.concept_layer is None else cfg.labels.concept_layer
+    return fingerprint({"probes": fp, "records": concepts.layer_fingerprint(source_layer)})
+
+
 def probe_config(cfg: TrainConfig, store, fp: str, concepts_fp: str | None, layer: int, task: str) -> dict:
-    """A probe run's W&B config: the full resolved config, this run's layer and task, fingerprints."""
-    return {**run_config(cfg, store=store.fingerprint, probes=fp, concepts=concepts_fp), "layer": layer, "task": task}
+    """A probe run's W&B config: the options a probe uses (not ranking or pipeline options), this
+    run's layer and task, fingerprints."""
+    return {**run_config(cfg, TrainConfig, store=store.fingerprint, probes=fp, concepts=concepts_fp),
+            "layer": layer, "task": task}
+
+
+def probe_run_name(cfg: TrainConfig, model: str, layer: int, task: str) -> str:
+    return f"{model}-{cfg.corpus.name}-L{layer}-{task}-{cfg.probe.kind}"
 
 
 def log_cached(cfg: TrainConfig, r: ProbeResult, config: dict, group: str, model: str) -> None:
-    """A result reused from disk still gets its W&B run (marked cached), so a re-run with W&B on
-    logs everything it reports."""
-    run = start_run(cfg.logger, wandb_root(cfg), f"{model}-L{r.layer}-{r.task}", group, "probe",
-                    [model, f"layer{r.layer}", cfg.labels.source, r.task, "cached"], config)
+    """A result reused from disk gets its W&B run (marked cached) once per W&B folder and project,
+    so turning W&B on later logs everything, and a re-run with nothing changed logs nothing new."""
+    key = {"probe": r.fingerprint, "layer": r.layer, "task": r.task}
+    if already_logged(cfg.logger, wandb_root(cfg), key):
+        return
+    run = start_run(cfg.logger, wandb_root(cfg), probe_run_name(cfg, model, r.layer, r.task), group, "probe",
+                    [model, cfg.corpus.name, f"layer{r.layer}", cfg.labels.source, r.task, cfg.probe.kind, "cached"],
+                    config)
     run.summary.update({**{k: v for k, v in r.row().items() if isinstance(v, float)}, "cached": True})
     run.finish()
+    mark_logged(cfg.logger, wandb_root(cfg), key)
 
 
 def probe_one(cfg: TrainConfig, store, layer: int, ls: LabelSet, fp: str, model: str, group: str,
@@ -149,8 +186,8 @@ def probe_one(cfg: TrainConfig, store, layer: int, ls: LabelSet, fp: str, model:
         return None
     dm = StoreDataModule(store, layer, ls, split)
     opts = fit_options(cfg)
-    tags = [model, f"layer{layer}", cfg.labels.source, ls.name]
-    logger = make_logger(cfg.logger, out, f"{model}-L{layer}-{ls.name}", group, tags,
+    tags = [model, cfg.corpus.name, f"layer{layer}", cfg.labels.source, ls.name, cfg.probe.kind]
+    logger = make_logger(cfg.logger, out, probe_run_name(cfg, model, layer, ls.name), group, tags,
                          probe_config(cfg, store, fp, concepts_fp, layer, ls.name), wandb_root(cfg))
     fitted = fit_probe(dm, len(ls.classes), opts, logger)
     X_test, y_test = dm.arrays["test"]
@@ -190,6 +227,8 @@ def probe_one(cfg: TrainConfig, store, layer: int, ls: LabelSet, fp: str, model:
                          majority_baseline(ytr, y_test, k), fitted.l2, sel.C if sel else None, flags,
                          control_seconds=control_s)
     finish(logger, {k: v for k, v in result.row().items() if isinstance(v, float)})
+    if cfg.logger.kind == "wandb":
+        mark_logged(cfg.logger, wandb_root(cfg), {"probe": fp, "layer": layer, "task": ls.name})
     return result
 
 
@@ -228,7 +267,18 @@ def probing_path(cfg: TrainConfig, store, concepts: ConceptSource | None) -> tup
     return store.path.parent / "probing" / f"{family}-{fp[:8]}", fp
 
 
+def _done(f: Path, rfp: str) -> ProbeResult | None:
+    """The result saved at `f` when it is current (same fingerprint), else None."""
+    if f.exists():
+        r = ProbeResult.load(f)
+        if r.fingerprint == rfp:
+            return r
+    return None
+
+
 def sweep_group(cfg: TrainConfig, family: str) -> str:
+    """The W&B group of an invocation: `logger.group` if set, a multirun's sweep folder name, else
+    `family` with this invocation's stamp (so separate invocations never share a group)."""
     if cfg.logger.group:
         return cfg.logger.group
     try:
@@ -240,7 +290,7 @@ def sweep_group(cfg: TrainConfig, family: str) -> str:
             return f"sweep-{Path(hc.sweep.dir).name}"
     except ValueError:
         pass
-    return family
+    return f"{family}-{invocation_stamp()}"
 
 
 def run(cfg: DictConfig | TrainConfig) -> TrainResult:
@@ -264,32 +314,38 @@ def run(cfg: DictConfig | TrainConfig) -> TrainResult:
     bar = tqdm(layers, desc=f"probe {out.name.rsplit('-', 1)[0]}", unit="layer", disable=not cfg.extraction.progress)
     tag_tasks = tasks_for(cfg, tokens, layers[0], None) if cfg.labels.source == "tag" else None  # same for every layer
     for layer in bar:
+        rfp = result_fingerprint(cfg, fp, concepts, layer)
         for ls in tag_tasks or tasks_for(cfg, tokens, layer, concepts):
             f = out / f"layer_{layer:02d}" / f"{ls.name}.json"
-            if f.exists():
-                r = ProbeResult.load(f)
-                if r.fingerprint == fp:
-                    results.append(r)
-                    if cfg.logger.kind == "wandb":
-                        log_cached(cfg, r, probe_config(cfg, store, fp, concepts_fp, layer, ls.name), group, model)
-                    continue
-            r = probe_one(cfg, store, layer, ls, fp, model, group, out, concepts_fp)
-            if r is None:
-                continue
-            r.save(f)
-            trained += 1
+            r = _done(f, rfp)
+            if r is None:  # not done here: compute it, unless another process is at it (then reuse theirs)
+                with unit_lock(f.parent, ls.name, f"probe layer {layer} {ls.name}") as waited:
+                    r = _done(f, rfp) if waited else None
+                    if r is None:
+                        r = probe_one(cfg, store, layer, ls, rfp, model, group, out, concepts_fp)
+                        if r is None:
+                            continue
+                        r.save(f)
+                        trained += 1
+                        log.info("layer %d %s: accuracy %.3f [%.3f, %.3f], lexical %.3f%s (%d classes, %d train, %.1f s)",
+                                 layer, ls.name, r.accuracy, r.accuracy_low, r.accuracy_high, r.lexical_accuracy,
+                                 f", control {r.control_accuracy:.3f}, selectivity {r.selectivity:.3f}"
+                                 if r.control_accuracy is not None else "", r.classes, r.n_train, r.seconds)
+                        results.append(r)
+                        continue
+                    log.info("layer %d %s: probed by another process meanwhile; reused", layer, ls.name)
             results.append(r)
-            log.info("layer %d %s: accuracy %.3f [%.3f, %.3f], lexical %.3f%s (%d classes, %d train, %.1f s)", layer,
-                     ls.name, r.accuracy, r.accuracy_low, r.accuracy_high, r.lexical_accuracy,
-                     f", control {r.control_accuracy:.3f}, selectivity {r.selectivity:.3f}" if r.control_accuracy is not None else "",
-                     r.classes, r.n_train, r.seconds)
-    if not trained and (out / "summary.parquet").exists():  # nothing new: the summary on disk is current
-        summary = pd.read_parquet(out / "summary.parquet")
-    else:
-        every = [ProbeResult.load(f) for f in sorted(out.glob("layer_*/*.json"))]
-        every = [r for r in every if r.fingerprint == fp]
-        summary = summarize_results(every)
-        write_summary(out, every, title=f"{model}: {out.name.rsplit('-', 1)[0]}", plot=cfg.probing.plot)
+            if cfg.logger.kind == "wandb":
+                log_cached(cfg, r, probe_config(cfg, store, rfp, concepts_fp, layer, ls.name), group, model)
+    # the folder's own summary covers every current result in it (every layer any run probed with
+    # these settings); the run's summary, below, covers this run's layers only
+    title = f"{model}: {out.name.rsplit('-', 1)[0]}"
+    if trained or not (out / "summary.parquet").exists():
+        with unit_lock(out, "summary", f"the summary of {out}"):
+            every = [r for r in (ProbeResult.load(f) for f in sorted(out.glob("layer_*/*.json")))
+                     if r.fingerprint == result_fingerprint(cfg, fp, concepts, r.layer)]
+            write_summary(out, every, title=title, plot=cfg.probing.plot)
+    summary = summarize_results(results)
     log.info("probing results: %s", out)
     return TrainResult(out, results, summary, time.perf_counter() - t0)
 

@@ -22,6 +22,15 @@ def extract_overrides(model_dir, corpus_path, workspace, *extra) -> list[str]:
     ]
 
 
+def tiny_pipeline(tiny_models, corpus, ws, *extra) -> list[str]:
+    """Pipeline overrides for the tiny BERT on a small tagged corpus (seconds per stage)."""
+    return ["model=hf", f"model.name_or_path={tiny_models['bert']}", "model.name=tiny", "corpus=ewt",
+            f"corpus.path={corpus}", "corpus.name=tagged", "corpus.splits=[train]", f"paths.workspace={ws}",
+            "extraction.progress=false", "sampling.min_count=1", "sampling.max_per_type=20", "discovery.k=12",
+            "probing.min_examples=3", "neurons.ks=[2,8]", "neurons.max_tokens=1000", "pipeline.concept_top=4",
+            "ranking.epochs=3", *extra]
+
+
 def reference_vectors(lm, words: list[str], how: str) -> np.ndarray:
     """One sentence through the model alone, aggregated by hand: `[L, n_words, H]`."""
     enc = lm.tokenizer([words], is_split_into_words=True, return_tensors="pt")

@@ -163,6 +163,8 @@ RANK_FLIPS = [
     ("ranking.l1=0.1", False),  # a probe_weights option
     ("neurons.plot=false", False),
     ("neurons.top=3", False),  # a super/sub option; super_sub is off
+    ("probing.min_examples=61", True),  # VERB, ADV and PUNCT (60 tokens each) leave the task
+    ("probing.seed=4", False),  # draws labels.max_tokens rows, and there is no cap
 ]
 
 
@@ -204,8 +206,8 @@ def _probe(tiny_models, tagged_store, *extra):
 def _rank(tiny_models, tagged_store, *extra):
     corpus, ws, store = tagged_store
     shutil.rmtree(store.parent / "neurons", ignore_errors=True)
-    over = [o for o in _tag_over(tiny_models, corpus, ws, "neurons.super_sub=false", "neurons.ks=[2,8]", *extra)
-            if not o.startswith("probing.") and o != "logger=none"]
+    over = [o for o in _tag_over(tiny_models, corpus, ws, "neurons.super_sub=false", "neurons.ks=[2,8]")
+            if not o.startswith("probing.") and o != "logger=none"] + list(extra)
     res = rank_mod.run(compose_cfg("rank", over))
     return res.path.name, _rank_content(res)
 
@@ -217,3 +219,114 @@ FLIPS = [("probing", *f) for f in PROBE_FLIPS] + [("rank", *f) for f in RANK_FLI
 def test_probing_and_ranking_identity(tiny_models, tagged_store, stage, flip, changes):
     run = {"probing": _probe, "rank": _rank}[stage]
     check_flip(flip, changes, run(tiny_models, tagged_store), run(tiny_models, tagged_store, flip))
+
+
+# ------------------------------------------------------------- options that cannot change content
+
+def test_a_long_sentence_mode_without_long_sentences_reuses_the_store(tiny_models, text_corpus, tmp_path):
+    """extraction.long_sentences=window where no sentence is over the model's limit: the complete
+    store made with skip holds the same vectors and is used; with over-long sentences it is not."""
+    run = lambda *extra: extract_mod.run(compose_cfg("extract", extract_overrides(tiny_models["bert"], text_corpus,  # noqa: E731
+                                                                                 tmp_path, *extra)))
+    skip = run()
+    window = run("extraction.long_sentences=window")
+    assert window.store == skip.store and window.shards_written == 0
+    assert len(list(tmp_path.rglob("activations"))) == 1
+    # a limit that some sentence passes: the modes differ, and so do the stores
+    short_skip = run("extraction.max_length=12")
+    short_window = run("extraction.max_length=12", "extraction.long_sentences=window")
+    assert short_window.store != short_skip.store
+    assert len(ActivationStore(short_window.store).tokens()) > len(ActivationStore(short_skip.store).tokens())
+
+
+def _concept_over(tiny_models, tagged_store, *extra):
+    corpus, ws, store = tagged_store
+    return [o for o in _tag_over(tiny_models, corpus, ws) if not o.startswith("layer=")] + [
+        "sampling.min_count=1", "sampling.max_per_type=20", "discovery.k=6", "labels=concepts", "labels.top=3",
+        "probing.min_test=5", *extra]
+
+
+def test_concept_probes_of_a_layer_are_kept_when_another_layer_is_added(tiny_models, tagged_store, monkeypatch):
+    """layer=[1] then layer=[1,2]: layer 1's concept probe is reused (clustering layer 2 adds
+    records to the folder, not to layer 1), and layer 2's is trained."""
+    first = train_mod.run(compose_cfg("train", _concept_over(tiny_models, tagged_store, "layer=[1]")))
+    (f1,) = list(first.path.glob("layer_01/*.json"))
+    stamp = f1.stat().st_mtime_ns
+    trained = []
+    real = train_mod.probe_one
+    monkeypatch.setattr(train_mod, "probe_one", lambda cfg, store, layer, *a, **k: trained.append(layer) or
+                        real(cfg, store, layer, *a, **k))
+    both = train_mod.run(compose_cfg("train", _concept_over(tiny_models, tagged_store, "layer=[1,2]")))
+    assert both.path == first.path and set(trained) == {2}
+    assert f1.stat().st_mtime_ns == stamp
+    assert {r.layer for r in both.results} == {1, 2}
+    # the run's summary covers its layers; the folder's own summary every layer probed there
+    first_again = train_mod.run(compose_cfg("train", _concept_over(tiny_models, tagged_store, "layer=[1]")))
+    assert set(first_again.summary["layer"]) == {1}
+    import pandas as pd
+
+    assert set(pd.read_parquet(first.path / "summary.parquet")["layer"]) == {1, 2}
+
+
+def _upstream(over: list[str]) -> list[str]:
+    """Probe overrides as overrides of an upstream stage (discover, annotate)."""
+    over = [o.replace("layer=", "discovery.layers=") if o.startswith("layer=") else o for o in over]
+    return [o for o in over if not o.startswith(("labels", "probing", "logger"))]
+
+
+def test_labels_do_not_depend_on_what_ran_before_in_the_workspace(tiny_models, tagged_store, tmp_path):
+    """Labels by alignment with UPOS only, in a workspace where a run with every tag set annotated
+    the same concepts first, equal those of a fresh workspace (concepts UPOS leaves unaligned have
+    no label, not the earlier run's)."""
+    import concepts.annotate as annotate_mod
+    from concepts.annotation.dataset import label_of_record, label_source_of
+
+    corpus, ws, _ = tagged_store
+    upos = ["annotator.tag_sets=[upos]", "layer=[2]"]
+
+    def labels(workspace, *extra):
+        over = [o.replace(f"paths.workspace={ws}", f"paths.workspace={workspace}")
+                for o in _concept_over(tiny_models, tagged_store, *extra)]
+        cfg = compose_cfg("annotate", _upstream(over))
+        res = annotate_mod.run(cfg)
+        source = label_source_of(annotate_mod.validate(cfg, annotate_mod.AnnotateConfig))
+        recs = read_concepts(res.concepts / "layer_02" / "concepts-K6.jsonl")
+        return [(c.concept_id, a.label if (a := label_of_record(c, source)) else None) for c in recs]
+
+    every = labels(ws, "layer=[2]")
+    reused = labels(ws, *upos)
+    fresh = labels(tmp_path / "fresh", *upos)
+    assert reused == fresh
+    assert sum(lab is not None for _, lab in every) > sum(lab is not None for _, lab in fresh)  # a real difference
+
+
+def test_whether_wordnet_is_installed_names_the_concepts_folder(tiny_models, tagged_store, monkeypatch, tmp_path):
+    import concepts.wordnet_supersenses as wn
+
+    if wn.wordnet_identity() is None:
+        pytest.skip("WordNet is not installed here (Debian's wordnet-base; .ci/run installs it)")
+    corpus, ws, store = tagged_store
+    over = _upstream([*_concept_over(tiny_models, tagged_store, "layer=[1]"), f"discovery.store={store}",
+                      "discovery.tag_sets=[upos,wordnet]"])
+    with_wn = discover_mod.run(compose_cfg("discover", over))
+    monkeypatch.setattr(wn, "WORDNET_DIR", tmp_path / "no-wordnet")
+    wn.wordnet_reader.cache_clear()
+    try:
+        without = discover_mod.run(compose_cfg("discover", over))
+    finally:
+        wn.wordnet_reader.cache_clear()
+    assert without.path != with_wn.path
+    assert set(with_wn.alignment["tag_set"]) == {"upos", "wordnet"} and set(without.alignment["tag_set"]) == {"upos"}
+
+
+def test_naming_the_default_label_source_recomputes_nothing(tiny_models, tagged_store, monkeypatch):
+    """annotation.label_source=alignment when the annotator is alignment: the default's choice, so
+    the annotation and the concept probes are reused."""
+    first = train_mod.run(compose_cfg("train", _concept_over(tiny_models, tagged_store, "layer=[2]")))
+    monkeypatch.setattr(train_mod, "probe_one", lambda *a, **k: pytest.fail("probed again"))
+    import concepts.annotate as annotate_mod
+
+    monkeypatch.setattr(annotate_mod, "_annotate", lambda *a, **k: pytest.fail("annotated again"))
+    named = train_mod.run(compose_cfg("train", _concept_over(tiny_models, tagged_store, "layer=[2]",
+                                                             "annotation.label_source=alignment")))
+    assert named.path == first.path and [r.accuracy for r in named.results] == [r.accuracy for r in first.results]

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 from browser import chromium, rendered_dom, screenshot
-from helpers import compose_cfg
+from helpers import compose_cfg, tiny_pipeline
 from llm_server import LLMServer, Reply, user_text
 
 import neurons.pipeline as pipeline_mod
@@ -18,12 +18,7 @@ PRESETS = sorted(p.stem for p in (Path(CONF_DIR) / "experiment").glob("*.yaml"))
 REPO = Path(__file__).resolve().parent.parent
 
 
-def tiny(tiny_models, corpus, ws, *extra) -> list[str]:
-    return ["model=hf", f"model.name_or_path={tiny_models['bert']}", "model.name=tiny", "corpus=ewt",
-            f"corpus.path={corpus}", "corpus.name=tagged", "corpus.splits=[train]", f"paths.workspace={ws}",
-            "extraction.progress=false", "sampling.min_count=1", "sampling.max_per_type=20", "discovery.k=12",
-            "probing.min_examples=3", "neurons.ks=[2,8]", "neurons.max_tokens=1000", "pipeline.concept_top=4",
-            "ranking.epochs=3", *extra]
+tiny = tiny_pipeline
 
 
 def test_every_preset_is_covered():
@@ -128,7 +123,8 @@ def test_a_corpus_too_small_for_k_is_refused_before_anything_runs(tiny_models, t
     assert res.index.exists()  # the advised K works (every sentence fits the tiny model here)
 
 
-def test_wandb_runs_carry_the_config_share_a_group_and_live_in_one_folder(tiny_models, tagged_corpus, tmp_path, capfd):
+def test_wandb_runs_carry_the_config_share_a_group_and_live_in_one_folder(tiny_models, tagged_corpus, tmp_path, capfd,
+                                                                        monkeypatch):
     from wandb_files import read_run
 
     over = tiny(tiny_models, tagged_corpus, tmp_path / "ws", "pipeline.wandb=true")
@@ -137,7 +133,8 @@ def test_wandb_runs_carry_the_config_share_a_group_and_live_in_one_folder(tiny_m
     runs = [read_run(d) for d in sorted(root.glob("offline-run-*"))]
     assert not [d for d in (tmp_path / "ws").rglob("offline-run-*") if root not in d.parents]  # one folder only
     assert {r["job_type"] for r in runs} == {"probe", "pipeline"}
-    assert {r["group"] for r in runs} == {"pipeline-tiny-tagged"}
+    (group,) = {r["group"] for r in runs}  # one group per invocation: settings, then a unique stamp
+    assert group.startswith("pipeline-tiny-tagged-") and len(group) > len("pipeline-tiny-tagged-") + 15
     for r in runs:  # the full resolved config, so the UI filters and groups by any option
         c = r["config"]
         assert c["model"]["name_or_path"] == str(tiny_models["bert"])
@@ -145,18 +142,32 @@ def test_wandb_runs_carry_the_config_share_a_group_and_live_in_one_folder(tiny_m
         assert c["extraction"]["aggregation"] == "last" and c["fingerprints"]["store"]
     probes = [r for r in runs if r["job_type"] == "probe"]
     assert {(r["config"]["layer"], r["config"]["labels"]["source"]) for r in probes} >= {(0, "tag"), (2, "concepts")}
+    for r in probes:  # a probe's config holds the options a probe uses; its name, model, corpus, layer, method
+        assert not {"ranking", "neurons", "pipeline"} & set(r["config"])
+        assert r["name"] == f"tiny-tagged-L{r['config']['layer']}-{r['config']['task']}-linear"
     (pipe,) = [r for r in runs if r["job_type"] == "pipeline"]
+    assert pipe["name"] == "tiny-tagged-pipeline"
     # a table is logged as <key>/_type, a plot as <key>_table/_type
     keys = {k.removesuffix("/_type").removesuffix("_table") for h in pipe["history"] for k in h if k.endswith("/_type")}
     assert {"alignment", "concepts", "probes/gold/upos", "probes/gold/upos/accuracy", "probes/concepts",
             "neurons/rankings", "neurons/curves"} <= keys
     assert not any("accuracy_by_layer" in k for k in keys)  # no line mixing gold and concept probes
     assert pipe["summary"]["probes/gold/upos/best_accuracy"] > 0.5
-    # a re-run with everything cached still logs: a new pipeline run and the reused probes, marked cached
+    # a re-run with nothing changed, as another invocation, logs nothing new
+    import concepts.cli as cli
+
+    monkeypatch.setattr(cli, "_STAMP", [])
     pipeline_mod.run(compose_cfg("pipeline", over))
-    again = [read_run(d) for d in sorted(root.glob("offline-run-*"))]
-    assert len([r for r in again if r["job_type"] == "pipeline"]) == 2
-    assert len([r for r in again if "cached" in r["tags"]]) == len(probes)
+    assert len(list(root.glob("offline-run-*"))) == len(runs)
+    # W&B turned on after a run without it: the reused probes are logged once, marked cached, in
+    # that invocation's own group
+    pipeline_mod.run(compose_cfg("pipeline", tiny(tiny_models, tagged_corpus, tmp_path / "ws2", "pipeline.wandb=false")))
+    monkeypatch.setattr(cli, "_STAMP", [])
+    pipeline_mod.run(compose_cfg("pipeline", tiny(tiny_models, tagged_corpus, tmp_path / "ws2", "pipeline.wandb=true")))
+    later = [read_run(d) for d in sorted((tmp_path / "ws2" / "wandb" / "wandb").glob("offline-run-*"))]
+    assert len([r for r in later if "cached" in r["tags"]]) == len(probes)
+    (group2,) = {r["group"] for r in later}
+    assert group2 != group and group2.startswith("pipeline-tiny-tagged-")
     assert "anonymous setting" not in capfd.readouterr().err
     index = (tmp_path / "ws" / "report" / "tiny-tagged" / "index.html").read_text()
     assert f"wandb sync {root}/offline-run-*" in index

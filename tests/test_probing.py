@@ -175,7 +175,8 @@ def test_multirun_with_joblib_gives_one_result_per_layer_and_one_summary(tiny_mo
             assert r["config"]["model"]["name"] == "tiny" and r["config"]["fingerprints"]["store"]
     results = {json.loads(f.read_text())[0]["layer"]: json.loads(f.read_text())[0] for f in per_job}
     probes = sorted((r for r in runs if "accuracy" in r["summary"]), key=lambda r: r["name"])
-    assert [r["name"] for r in probes] == ["tiny-L0-upos", "tiny-L1-upos", "tiny-L2-upos"]
+    # names: model, corpus, layer, task and probe kind
+    assert [r["name"] for r in probes] == [f"tiny-tagged-L{i}-upos-linear" for i in range(3)]
     for layer, r in enumerate(probes):
         assert r["summary"]["accuracy"] == pytest.approx(results[layer]["accuracy"])
         assert r["summary"]["selectivity"] == pytest.approx(results[layer]["selectivity"])
@@ -224,11 +225,13 @@ def test_concept_probes_on_a_fresh_workspace_run_every_stage_before(tiny_models,
     assert res.results and all(r.source == "concept_binary" for r in res.results)
     (concepts,) = list(tmp_path.rglob("concepts/ward-*"))
     assert list((concepts / "annotations").glob("alignment-*.json"))
-    # the probes' identity covers the labels: new records are a new probing folder
+    # the probes' identity covers the labels of their layer: new records there are new results
+    # (in the same folder: the folder is named by the settings, each result by its layer's records)
     f = concepts / "layer_02" / "concepts-K6.jsonl"
     f.write_text(f.read_text().replace('"label": "', '"label": "relabelled ', 1))
     again = train_mod.run(compose_cfg("train", over))
-    assert again.path != res.path
+    assert again.path == res.path
+    assert {r.fingerprint for r in again.results}.isdisjoint({r.fingerprint for r in res.results})
 
 
 def test_summary_plot_draws_concept_probes_whose_interval_misses_the_mean(tmp_path):

@@ -19,15 +19,41 @@ from pathlib import Path
 
 import pandas as pd
 
-from concepts.artifacts import atomic_write_text
+from concepts.artifacts import atomic_write_text, unique_tmp
 from concepts.records import Annotation, Concept, Member
 
 
 def matches(a: Annotation, source: str) -> bool:
-    """Does annotation `a` come from `source` = "annotator[:model[:prompt]]"?"""
+    """Does annotation `a` come from `source` = "annotator[:model[:prompt]]"? (A model name may
+    hold ":" itself, as in `llama3:8b`: the full identity matches exactly.)"""
+    if source == f"{a.annotator}:{a.model}:{a.prompt_id}":
+        return True
     want = source.split(":", 2)
     have = [a.annotator, a.model, a.prompt_id]
     return all(w == h for w, h in zip(want, have))
+
+
+def annotator_source(annotator, prompt_id: str) -> str:
+    """The full identity "annotator:model:prompt" of the annotations that an annotator config
+    (`AnnotatorConfig`) writes: the alignment annotator's model names its tag sets."""
+    if annotator.backend == "alignment":
+        return f"alignment:{'+'.join(annotator.tag_sets)}:alignment"
+    return f"{annotator.backend}:{annotator.model}:{prompt_id}"
+
+
+def label_source_of(cfg) -> str:
+    """The label source a run uses (`annotation.label_source` resolved against the run's annotator):
+    null, or a prefix of the configured annotator's identity ("alignment", "openai:gpt-4o-mini"),
+    is the configured annotator's own labels, so the label a concept gets never depends on what
+    other annotators wrote into the records before; any other value is kept as given."""
+    configured = annotator_source(cfg.annotator, cfg.prompt.id)
+    given = cfg.annotation.label_source
+    if not given:
+        return configured
+    parts, have = given.split(":", 2), configured.split(":", 2)
+    if given == configured or (len(parts) < 3 and parts == have[:len(parts)]):
+        return configured
+    return given
 
 
 def label_of_record(c: Concept, source: str | None = None) -> Annotation | None:
@@ -70,7 +96,7 @@ def to_frame(concepts: list[Concept], source: str | None = None) -> pd.DataFrame
 def write_parquet(path: Path, concepts: list[Concept], source: str | None = None) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
+    tmp = unique_tmp(path)
     to_frame(concepts, source).to_parquet(tmp, index=False)
     tmp.replace(path)
 
