@@ -3,7 +3,11 @@
     .venv/bin/python bench/bench_parsers.py [--concepts 150] [--write]
 
 1. The parser table: every reply of `tests/reply_table.py` (refusals in many wordings,
-   preambles, fences, JSON, reasoning blocks, NA, truncation, ...) -> status and label.
+   preambles, fences, JSON, reasoning blocks, NA, truncation, ...) -> status and label; then,
+   side by side with the parser of git revision `--baseline` (loaded in the same process), how
+   many replies of the independently written `tests/reply_table_independent.py` (and of any
+   further held-out table `--heldout FILE` defining REPLIES_HELDOUT) each gets exactly right,
+   and how many non-labels each stores as labels.
 2. A fault run: the real `LLMAnnotator` (official `openai` client) on synthetic concepts
    against a local server (127.0.0.1) whose replies cycle through 429 with Retry-After, 500,
    a malformed body, a hang past the client timeout, and realistic label and refusal replies.
@@ -14,7 +18,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib.util
 import logging
+import subprocess
 import sys
 import tempfile
 import time
@@ -25,6 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
 from llm_server import Drop, Hang, LLMServer, Malformed, Reply, Status  # noqa: E402
 from reply_table import REPLIES  # noqa: E402
+from reply_table_independent import REPLIES_INDEPENDENT  # noqa: E402
 from results import append_results, this_command  # noqa: E402
 
 from concepts.annotation.annotators import LLMAnnotator  # noqa: E402
@@ -39,6 +46,56 @@ R = "\u2019"
 ANSWERS = [Reply("Animals"), Reply("Sure! Here is the label:\nBody parts"), Reply(f"I{R}m sorry, but I can{R}t help."),
            Reply("```json\n{\"label\": \"Colors\"}\n```"), Reply("<think>hmm</think>\nWeekdays"), Reply("N/A"),
            Reply("Words that describe the", "length"), Reply("Unfortunately, I cannot label this.")]
+
+
+def baseline_prompts(rev: str):
+    """The prompts module (with its parsers) of git revision `rev`, or None if it cannot be read."""
+    root = Path(__file__).resolve().parent.parent
+    try:
+        src = subprocess.run(["git", "show", f"{rev}:concepts/annotation/prompts.py"], cwd=root, capture_output=True,
+                             text=True, check=True).stdout
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    path = Path(tempfile.mkdtemp()) / "baseline_prompts.py"
+    path.write_text(src)
+    spec = importlib.util.spec_from_file_location("baseline_prompts", path)
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules["baseline_prompts"] = mod
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def score_table(get, rows) -> tuple[int, int]:
+    """(replies whose status and label are exactly right, non-labels stored as labels)."""
+    right = leaked = 0
+    for _, pid, reply, finish, status, label in rows:
+        p = get(pid).parse(reply, finish)
+        if p.status == status and (p.label in label if isinstance(label, tuple) else p.label == label):
+            right += 1
+        elif status != "ok" and p.status == "ok":
+            leaked += 1
+    return right, leaked
+
+
+def compare_parsers(baseline: str, heldout: str | None) -> list[str]:
+    tables = {"tests/reply_table_independent.py": REPLIES_INDEPENDENT}
+    if heldout:
+        spec = importlib.util.spec_from_file_location("heldout_table", heldout)
+        mod = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(mod)
+        tables[heldout] = mod.REPLIES_HELDOUT
+    old = baseline_prompts(baseline)
+    lines = ["", f"Parsers side by side (baseline: the parser of {baseline}):", "",
+             "| table | replies | non-labels | parser | exactly right | non-labels stored as labels |",
+             "|---|---:|---:|---|---:|---:|"]
+    for name, rows in tables.items():
+        n_bad = sum(r[4] != "ok" for r in rows)
+        for tag, get in ((baseline, old.get_prompt if old else None), ("this tree", get_prompt)):
+            if get is None:
+                continue
+            right, leaked = score_table(get, rows)
+            lines.append(f"| {name} | {len(rows)} | {n_bad} | {tag} | {right} | {leaked} |")
+    return lines
 
 
 def concepts(n: int) -> list[Concept]:
@@ -72,12 +129,15 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--concepts", type=int, default=150)
     ap.add_argument("--write", action="store_true")
+    ap.add_argument("--baseline", default="93042fd", help="git revision whose parser is the baseline")
+    ap.add_argument("--heldout", default=None, help="a further table file defining REPLIES_HELDOUT")
     args = ap.parse_args()
     lines = ["| reply kind | prompt | status | label |", "|---|---|---|---|"]
     for kind, pid, reply, finish, _, _ in REPLIES:
         p = get_prompt(pid).parse(reply, finish)
         lines.append(f"| {kind}{' (finish_reason ' + finish + ')' if finish != 'stop' else ''} | {pid} | {p.status} | "
                      f"{p.label if p.label is not None else '-'} |")
+    lines += compare_parsers(args.baseline, args.heldout)
     cs = concepts(args.concepts)
     with tempfile.TemporaryDirectory() as tmp:
         with LLMServer(fault_responder) as server:

@@ -25,10 +25,17 @@ from omegaconf import DictConfig
 
 from concepts.annotation.annotators import Annotator, LLMAnnotator
 from concepts.annotation.cache import ReplyCache
-from concepts.annotation.dataset import export_dataset, label_of_record, label_source_of
+from concepts.annotation.dataset import (
+    check_label_source,
+    export_dataset,
+    label_of_record,
+    label_source_of,
+    record_views_source,
+)
 from concepts.annotation.factory import make_annotator
 from concepts.annotation.human_eval import write_sheet
 from concepts.annotation.prompts import estimate_tokens
+from concepts.annotation.replies import PARSER_VERSION
 from concepts.artifacts import (
     atomic_publish_dir,
     atomic_write_json,
@@ -118,16 +125,21 @@ def _select(concepts: list[Concept], max_concepts: int | None) -> list[Concept]:
 
 def _estimate(annotator: Annotator, targets: dict[int, list[Concept]], cfg, sentences) -> tuple[list[str], int, int, float]:
     """The prompts (one JSON line per concept), the distinct requests among them (a prompt asked
-    for two concepts is sent once), their estimated tokens, and the cost at most (every distinct
-    prompt sent, every reply at `annotator.max_tokens`)."""
+    for two concepts is sent once; with `prompt.fallback_unique`, each concept's re-ask with its
+    unique types is counted too, as a refused reply would send it), their estimated tokens, and
+    the cost at most (every distinct request sent, every reply at `annotator.max_tokens`)."""
     lines, seen, tokens = [], set(), 0
     for layer, cs in targets.items():
         for c in cs:
             msgs = annotator.messages(c, sentences)
-            key = json.dumps(msgs, ensure_ascii=False, sort_keys=True)
-            if key not in seen:
-                seen.add(key)
-                tokens += estimate_tokens(msgs)
+            asks = [msgs]
+            if getattr(annotator, "fallback_unique", False):
+                asks.append(annotator.messages(c, sentences, repeats=False))
+            for m in asks:
+                key = json.dumps(m, ensure_ascii=False, sort_keys=True)
+                if key not in seen:
+                    seen.add(key)
+                    tokens += estimate_tokens(m)
             lines.append(json.dumps({"layer": layer, "concept_id": c.concept_id, "messages": msgs}, ensure_ascii=False))
     a = cfg.annotator
     cost = (tokens * a.price_input_per_1m + len(seen) * a.max_tokens * a.price_output_per_1m) / 1e6
@@ -142,25 +154,32 @@ def _dry_run(annotator: Annotator, run: ConceptRun, targets: dict[int, list[Conc
     if lines:
         first = json.loads(lines[0])["messages"]
         log.info("dry run: first prompt\n%s", "\n".join(f"[{m['role']}] {m['content']}" for m in first))
-    log.info("dry run: %d requests, about %d prompt tokens, at most %d reply tokens, estimated cost at most $%.4f; "
+    log.info("dry run: at most %d requests (re-asks of refused replies included), about %d prompt tokens, at most %d reply tokens, estimated cost at most $%.4f; "
              "all prompts in %s", n, tokens, n * a.max_tokens, cost, dump)
     return AnnotateResult(run.path, run.layers, run.k, {}, {"requests": 0, "estimated_prompt_tokens": tokens},
                           cost, None, 0.0)
 
 
-def merge(c: Concept, ann: Annotation) -> bool:
+def merge(c: Concept, ann: Annotation, overwrite: bool = False) -> str:
     """Put `ann` into the record, replacing an earlier annotation of the same identity
-    (annotator, model, prompt, generation settings), but never a usable label with a result
-    that has none (an error, refusal, unparseable or truncated reply of a failed attempt).
-    Returns whether the record changed."""
+    (annotator, model, prompt, generation settings). Never a usable label with a result that has
+    none (an error, refusal, abstention, unparseable or truncated reply of a failed attempt), and
+    never a usable label with a different one from another reply unless `overwrite` (the same
+    reply read again, as after a parser fix, may change it). Returns "changed", "kept" (a
+    different label was held back) or "same"."""
     key = (ann.annotator, ann.model, ann.prompt_id, ann.settings)
     same = [a for a in c.annotations if (a.annotator, a.model, a.prompt_id, a.settings) == key]
-    if any(a.label and a.status == "ok" for a in same) and not (ann.label and ann.status == "ok"):
-        return False
+    has_label = [a for a in same if a.label and a.status == "ok"]
+    new_label = bool(ann.label and ann.status == "ok")
+    if has_label and not new_label:
+        return "same"
     if same and same[-1] == ann:
-        return False
+        return "same"
+    old = has_label[-1] if has_label else None
+    if old is not None and not overwrite and old.label != ann.label and old.raw != ann.raw:
+        return "kept"
     c.annotations = [a for a in c.annotations if (a.annotator, a.model, a.prompt_id, a.settings) != key] + [ann]
-    return True
+    return "changed"
 
 
 def _report_name(cfg: AnnotateConfig, k: int) -> str:
@@ -176,6 +195,7 @@ def _identity(cfg: AnnotateConfig, crun: ConceptRun) -> str:
     return fingerprint({"annotator": {key: v for key, v in asdict(a).items()
                                       if key not in ("concurrency", "timeout", "max_connection_failures")},
                         "label_source": label_source_of(cfg), "retry_refused": cfg.annotation.retry_refused,
+                        "overwrite": cfg.annotation.overwrite, "parser": PARSER_VERSION,
                         "prompt": asdict(cfg.prompt), "max_concepts": cfg.annotation.max_concepts,
                         "concepts": crun.fingerprint})
 
@@ -248,8 +268,9 @@ def _annotate(cfg: AnnotateConfig, crun: ConceptRun, todo: list[int], ident: str
         flat = [c for layer in todo for c in targets[layer]]
         if isinstance(annotator, LLMAnnotator):  # requests and cost, before any is sent
             lines, n_distinct, tokens, cost_max = _estimate(annotator, targets, cfg, sentences)
-            what = (f"an LLM annotation: {len(lines)} concepts, {n_distinct} distinct prompts (cached replies are not "
-                    f"sent again), about {tokens:,} prompt tokens, at most ${cost_max:.4f}")
+            what = (f"an LLM annotation: {len(lines)} concepts, at most {n_distinct} distinct requests (re-asks of "
+                    f"refused replies included; cached replies are not sent again), about {tokens:,} prompt tokens, "
+                    f"at most ${cost_max:.4f}")
             log.info("%s with %s at %s", what, a.model, a.base_url or "the OpenAI API")
             confirm_large(what, cost_max, cfg.annotation.confirm_above_usd, "annotation.confirm_above_usd")
         log.info("annotating %d concepts of layers %s with %s (%s, prompt %s)", len(flat),
@@ -259,7 +280,11 @@ def _annotate(cfg: AnnotateConfig, crun: ConceptRun, todo: list[int], ident: str
         if client is not None and flat and client.usage.answered + client.usage.cached == 0:
             raise UserError(f"no request was answered ({client.broken or _first_error(anns)}); no record was changed "
                             "and nothing was exported. Check the server and re-run")
-        changed = sum(merge(c, ann) for c, ann in zip(flat, anns))
+        merged = Counter(merge(c, ann, cfg.annotation.overwrite) for c, ann in zip(flat, anns))
+        changed, kept = merged["changed"], merged["kept"]
+        if kept:
+            log.warning("kept %d existing labels that this run's replies would change (annotation.overwrite=true "
+                        "replaces them)", kept)
         for layer in todo:
             crun.write(layer, by_layer[layer])
         i = 0
@@ -284,6 +309,7 @@ def _annotate(cfg: AnnotateConfig, crun: ConceptRun, todo: list[int], ident: str
         "layers": sorted(done), "per_layer": {str(layer): st for layer, st in sorted(done.items())},
         "concepts": len(anns), "statuses": statuses, "usage": usage, "cost_usd": cost,
         "cost_cached_usd": cached_cost, "cost_total_usd": cost + cached_cost, "records_changed": changed,
+        "labels_kept": kept,
         "label_source": label_source_of(cfg), "versions": library_versions(),
     }
     log.info("labels: %s", ", ".join(f"{s} {n}" for s, n in sorted(statuses.items())))
@@ -298,7 +324,8 @@ def _annotate(cfg: AnnotateConfig, crun: ConceptRun, todo: list[int], ident: str
         import concepts.discover as discover_stage
 
         every = {layer: crun.read(layer) for layer in sorted(discover_stage.done_layers(crun.path, k))}
-        source = label_source_of(cfg)
+        source = check_label_source(cfg, every, crun.path)
+        record_views_source(crun.path, k, source)
         if cfg.annotation.export:
             dataset = write_dataset(crun.path / f"dataset-K{k}", every, sentences, k, cfg, source)
             log.info("concept dataset (every layer of %s): %s", crun.path.name, dataset)

@@ -16,7 +16,7 @@ import hydra
 from omegaconf import DictConfig
 
 from concepts.errors import UserError
-from concepts.secrets import check_argv
+from concepts.secrets import check_argv, config_problem, redact
 
 # the top-level conf/, through the link concepts/conf (a checkout) or as package data (a wheel)
 CONF_DIR = str((Path(__file__).parent / "conf").resolve())
@@ -115,6 +115,31 @@ def name_corpus_by_path(argv: list[str]) -> list[str]:
     return [*argv, f"corpus.name={model_slug(stem) if stem else 'corpus'}"]
 
 
+_COMPOSED: dict | None = None  # within one command's start-up checks: (name, overrides) -> config or error
+
+
+def _compose(config_name: str, overrides: list[str]):
+    """`compose` of the packaged configs; during a command's start-up checks (`hydra_entry`) each
+    composition is made once, as `config_error` and `workspace_problem` ask for the same one."""
+    from hydra import compose, initialize_config_dir
+
+    key = (config_name, tuple(overrides))
+    if _COMPOSED is not None and key in _COMPOSED:
+        if isinstance(_COMPOSED[key], Exception):
+            raise _COMPOSED[key]
+        return _COMPOSED[key]
+    try:
+        with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+            cfg = compose(config_name=config_name, overrides=overrides)
+    except Exception as e:
+        if _COMPOSED is not None:
+            _COMPOSED[key] = e
+        raise
+    if _COMPOSED is not None:
+        _COMPOSED[key] = cfg
+    return cfg
+
+
 def config_error(config_name: str, argv: list[str]) -> str | None:
     """One line for a config error that Hydra would otherwise report itself in several lines with
     exit status 1 (an unknown key, a value of the wrong type, a missing option, bad override
@@ -123,14 +148,12 @@ def config_error(config_name: str, argv: list[str]) -> str | None:
     if any(a.startswith("-") for a in argv):
         return None
     overrides = [a for a in argv if not a.lstrip("+~").startswith(("hydra.", "hydra/"))]
-    from hydra import compose, initialize_config_dir
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
     try:
         if any(o.is_sweep_override() for o in OverridesParser.create().parse_overrides(overrides)):
             return None  # a sweep (a preset may set hydra.mode=MULTIRUN): Hydra's to expand
-        with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
-            compose(config_name=config_name, overrides=overrides)
+        _compose(config_name, overrides)
     except Exception as e:  # noqa: BLE001 - any composition error becomes the one line
         keep = [ln.strip() for ln in str(e).splitlines()
                 if ln.strip() and not ln.strip().startswith(("Config search path", "provider=", "See https"))]
@@ -138,14 +161,13 @@ def config_error(config_name: str, argv: list[str]) -> str | None:
             i = next(i for i, ln in enumerate(keep) if ln.startswith("Available options"))
             keep = keep[:i] + [keep[i] + " " + ", ".join(keep[i + 1:])]
         cause = str(e.__cause__).splitlines()[0] if e.__cause__ is not None and str(e.__cause__) else ""
-        return "; ".join(keep + ([cause] if cause else [])) + " (see --help)"
+        return redact("; ".join(keep + ([cause] if cause else [])) + " (see --help)")  # never a key
     return None
 
 
 def workspace_problem(config_name: str, argv: list[str]) -> str | None:
     """One line when the workspace cannot be written (a read-only file system, no permission, a full
     disk), checked before Hydra makes its log folder there (which would fail with a traceback)."""
-    from hydra import compose, initialize_config_dir
     from hydra.core.override_parser.overrides_parser import OverridesParser
     from omegaconf import OmegaConf
 
@@ -153,8 +175,7 @@ def workspace_problem(config_name: str, argv: list[str]) -> str | None:
     try:
         parsed = OverridesParser.create().parse_overrides(overrides)
         overrides = [o.input_line for o in parsed if not o.is_sweep_override()]
-        with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
-            cfg = compose(config_name=config_name, overrides=overrides)
+        cfg = _compose(config_name, overrides)
         workspace = Path(str(OmegaConf.select(cfg, "paths.workspace"))).expanduser()
     except Exception:  # noqa: BLE001 - composition errors are config_error's (or Hydra's) to report
         return None
@@ -262,7 +283,8 @@ def hydra_entry(config_name: str, run: Callable[[DictConfig], object],
         # one timestamp per command: multirun jobs started by joblib or submitit in another
         # second would otherwise resolve ${now:...} into different sweep folders
         os.environ["CONCEPTS_RUN_STAMP"] = invocation_stamp()
-        problem = check_argv(sys.argv[1:])  # before Hydra saves the overrides anywhere
+        # an API key on the command line: refused before Hydra parses it (its errors echo it) or saves it
+        problem = check_argv(sys.argv[1:])
         if problem:
             _exit_user_error(problem)
         if "--help" in sys.argv[1:] or "-h" in sys.argv[1:]:
@@ -275,7 +297,17 @@ def hydra_entry(config_name: str, run: Callable[[DictConfig], object],
             sys.argv = [sys.argv[0], *name_corpus_by_path(rewrite_model_shortcut(sys.argv[1:]))]
         except UserError as e:
             _exit_user_error(str(e))
-        problem = config_error(config_name, sys.argv[1:]) or workspace_problem(config_name, sys.argv[1:])
+        # an API key in a config file, a preset or behind an interpolation: refused before Hydra
+        # composes the config itself (and prints it, or writes it into .hydra/)
+        problem = config_problem(config_name, sys.argv[1:], CONF_DIR, calling_module=__name__)
+        if problem:
+            _exit_user_error(problem)
+        global _COMPOSED
+        _COMPOSED = {}
+        try:
+            problem = config_error(config_name, sys.argv[1:]) or workspace_problem(config_name, sys.argv[1:])
+        finally:
+            _COMPOSED = None
         if problem:
             _exit_user_error(problem)
         _task()

@@ -227,12 +227,15 @@ class AnnotatorConfig:
     temperature: float = 0.0  # the paper's settings
     top_p: float = 0.95
     max_tokens: int = 64  # reply length cap
-    timeout: float = 60.0  # seconds per request
+    timeout: float = 40.0  # seconds per request; a timeout counts toward max_connection_failures. 40 s leaves room
+    # for a slow local server (a 70B model: 20-30 s a reply) and, with 3 failures in a row, gives up on a server
+    # that never answers within about 2 minutes (3 x 40 s + backoff) at concurrency 1, about 40 s at 8
     max_retries: int = 6  # on 429, 5xx, timeouts, dropped connections, malformed replies
     backoff_base: float = 1.0  # seconds; doubled per attempt, with jitter, at least the server's Retry-After
     backoff_max: float = 60.0
     concurrency: int = 8  # requests in flight
-    max_connection_failures: int = 5  # in a row, across requests: then the run stops (circuit breaker)
+    max_connection_failures: int = 3  # requests in a row, across requests, that could not connect or timed out
+    # (no answer at all): then the run stops (circuit breaker). Any answer, an HTTP error included, resets the count
     requests_per_minute: float | None = None  # client-side limits; null = none
     tokens_per_minute: float | None = None
     price_input_per_1m: float = 0.0  # USD per million prompt tokens, for the cost estimate
@@ -282,11 +285,18 @@ class AnnotationConfig:
     # or "annotator[:model[:prompt]]", e.g. alignment, openai, openai:gpt-4o-mini:default
     confirm_above_usd: float | None = None  # an LLM annotation estimated to cost more asks first (null = never)
     retry_refused: bool = False  # ask again (not the cache) when the cached reply is a refusal or filtered
+    overwrite: bool = False  # let a new reply replace an existing label of the same annotator, model and prompt
+    max_non_labels: float = 0.5  # stop when a larger share of the replies are not labels (1 = never stop)
+    judge_after: int = 30  # replies before that share is judged
     seed: int = 0
 
     def __post_init__(self) -> None:
         if self.max_concepts is not None and self.max_concepts < 1:
             raise UserError(f"annotation.max_concepts={self.max_concepts} must be at least 1 (or null)")
+        if not 0 < self.max_non_labels <= 1:
+            raise UserError(f"annotation.max_non_labels={self.max_non_labels} must be in (0, 1] (1 = never stop)")
+        if self.judge_after < 1:
+            raise UserError(f"annotation.judge_after={self.judge_after} must be at least 1")
 
 
 @dataclass

@@ -28,6 +28,7 @@ from tqdm.auto import tqdm
 
 import concepts.extract as extract_stage
 from concepts.alignment import AlignmentSummary, align
+from concepts.annotation.dataset import views_source
 from concepts.artifacts import (
     atomic_save_npy,
     atomic_write_json,
@@ -286,7 +287,8 @@ def run(cfg: DictConfig | DiscoverConfig) -> DiscoverResult:
             by_layer = {layer: read_concepts(out / f"layer_{layer:02d}" / f"concepts-K{k}.jsonl") for layer in done}
             sentences = store.sentence_words()
             write_explorer(out / f"explorer-K{k}.html", by_layer, sentences,
-                           f"{cfg.model.name or model_name} · {cfg.corpus.name} · K={k}")
+                           f"{cfg.model.name or model_name} · {cfg.corpus.name} · K={k}",
+                           label_source=views_source(out, k))  # the label of record the last annotation chose
         write_manifest_locked(out, lambda: {**manifest, "layers_done": every_k_done(),
                                             "complete": len(done) == store.n_layers})
     table = every[every["layer"].isin(layers)].reset_index(drop=True)

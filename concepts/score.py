@@ -98,10 +98,15 @@ def run(cfg: DictConfig | ScoreConfig) -> ScoreResult:
     log.info("scored %d labels (%d unusable replies); mean F1 %.3f; requests sent %d, from cache %d",
              len(ok), len(per_concept) - len(ok), ok["f1"].mean() if len(ok) else float("nan"), u.requests, u.cached)
     if cfg.discovery.explorer:
+        from concepts.annotation.dataset import check_label_source, views_source
         from concepts.explorer import write_explorer
 
+        # the folder's label of record: the one given, else the one its last annotation chose
+        source = check_label_source(cfg, by_layer, crun.path) if cfg.annotation.label_source else views_source(
+            crun.path, crun.k)
         write_explorer(crun.path / f"explorer-K{crun.k}.html", by_layer, crun.sentences(),
-                       f"{cfg.model.name or cfg.model.name_or_path} · {cfg.corpus.name} · K={crun.k}")
+                       f"{cfg.model.name or cfg.model.name_or_path} · {cfg.corpus.name} · K={crun.k}",
+                       label_source=source)
     return ScoreResult(crun.path, per_concept, per_layer, time.perf_counter() - t0)
 
 

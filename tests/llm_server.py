@@ -8,6 +8,8 @@ which returns one of:
     Hang(seconds)                           sleep, then answer with a 200 reply of ""
     Malformed()                             a 200 whose body is not JSON
     Drop()                                  close the connection without answering
+    Html(body)                              a 200 with content-type text/html (a proxy's login page)
+    Silent()                                accept the request and never answer (until the server stops)
 The server counts requests in flight (and their maximum), keeps every request body and the
 Authorization headers it saw, and can add a fixed latency to every request.
 """
@@ -49,6 +51,17 @@ class Drop:
     """Close the connection without an answer (a server that went away mid-request)."""
 
 
+@dataclass
+class Html:
+    """HTTP 200 with an HTML page (content-type text/html), as a captive proxy sends."""
+    body: str = "<html><head><title>Sign in</title></head><body><form>Proxy login</form></body></html>"
+
+
+@dataclass
+class Silent:
+    """Read the request and never answer: the connection stays open until the server stops."""
+
+
 def user_text(request: dict) -> str:
     return "\n".join(m["content"] for m in request["messages"] if m["role"] == "user")
 
@@ -62,6 +75,7 @@ class LLMServer:
         self.in_flight = 0
         self.max_in_flight = 0
         self._lock = threading.Lock()
+        self._stopping = threading.Event()  # releases Silent handlers
         server = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -70,9 +84,10 @@ class LLMServer:
             def log_message(self, *args):  # quiet
                 pass
 
-            def _send(self, code: int, body: bytes, headers: dict | None = None):
+            def _send(self, code: int, body: bytes, headers: dict | None = None,
+                      content_type: str = "application/json"):
                 self.send_response(code)
-                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Type", content_type)
                 self.send_header("Content-Length", str(len(body)))
                 for k, v in (headers or {}).items():
                     self.send_header(k, str(v))
@@ -100,6 +115,13 @@ class LLMServer:
                     action = server.responder(request, n)
                     if isinstance(action, Drop):
                         self.close_connection = True
+                        return
+                    if isinstance(action, Silent):
+                        server._stopping.wait()
+                        self.close_connection = True
+                        return
+                    if isinstance(action, Html):
+                        self._send(200, action.body.encode(), content_type="text/html; charset=utf-8")
                         return
                     if isinstance(action, Hang):
                         time.sleep(action.seconds)
@@ -137,6 +159,7 @@ class LLMServer:
         return self
 
     def __exit__(self, *exc) -> None:
+        self._stopping.set()
         self.httpd.shutdown()
         self.httpd.server_close()
 

@@ -571,16 +571,17 @@ def test_cached_refusals_are_asked_again_only_with_retry_refused(discovered, tmp
     monkeypatch.setenv("OPENAI_API_KEY", SECRET)
     over = _overrides(discovered, "annotator=openai", "annotator.backoff_base=0.01", "annotation.export=false",
                       f"annotation.cache={tmp_path / 'c.sqlite'}", "prompt.fallback_unique=false")
+    # one server throughout: the cache keys replies by server, so another server would be asked again
     with LLMServer(lambda r, n: Reply("I\u2019m sorry, I can\u2019t help with that.")) as server:
-        first = annotate_mod.run(compose_cfg("annotate", [*over, f"annotator.base_url={server.base_url}"]))
-    assert set(first.statuses) == {"refused"}
-    with LLMServer(label_responder) as server:
-        same = annotate_mod.run(compose_cfg("annotate", [*over, f"annotator.base_url={server.base_url}",
-                                                         "annotation.export=true"]))  # any change: re-run, cache only
-        assert set(same.statuses) == {"refused"} and not server.requests
-        again = annotate_mod.run(compose_cfg("annotate", [*over, f"annotator.base_url={server.base_url}",
-                                                          "annotation.retry_refused=true"]))
-        assert again.statuses == {"ok": 18} and server.requests
+        over = [*over, f"annotator.base_url={server.base_url}"]
+        first = annotate_mod.run(compose_cfg("annotate", over))
+        assert set(first.statuses) == {"refused"}
+        n = len(server.requests)
+        server.responder = label_responder
+        same = annotate_mod.run(compose_cfg("annotate", [*over, "annotation.export=true"]))  # any change: re-run, cache only
+        assert set(same.statuses) == {"refused"} and len(server.requests) == n
+        again = annotate_mod.run(compose_cfg("annotate", [*over, "annotation.retry_refused=true"]))
+        assert again.statuses == {"ok": 18} and len(server.requests) > n
 
 
 def test_an_exhausted_quota_stops_the_run_at_once(discovered, tmp_path, monkeypatch):
@@ -611,11 +612,11 @@ def test_a_costly_annotation_asks_first_and_says_what_it_will_send(discovered, t
     with LLMServer(label_responder) as server:
         over = _openai(discovered, server.base_url, tmp_path)
         before = _records(discovered[0].path)
-        with caplog.at_level("INFO"), pytest.raises(UserError, match=r"an LLM annotation: 18 concepts, 6 distinct prompts.*above "
+        with caplog.at_level("INFO"), pytest.raises(UserError, match=r"an LLM annotation: 18 concepts, at most \d+ distinct requests.*above "
                                                                      r"annotation.confirm_above_usd=1e-09"):
             annotate_mod.run(compose_cfg("annotate", [*over, "annotation.confirm_above_usd=0.000000001"]))
         assert not server.requests and _records(discovered[0].path) == before
-        assert "an LLM annotation: 18 concepts, 6 distinct prompts" in caplog.text
+        assert "an LLM annotation: 18 concepts, at most " in caplog.text
         monkeypatch.setattr(confirm_mod.sys, "stdin", type("Tty", (), {"isatty": lambda self: True})())
         monkeypatch.setattr("builtins.input", lambda prompt: "n")
         with pytest.raises(UserError, match="not confirmed"):
@@ -624,3 +625,142 @@ def test_a_costly_annotation_asks_first_and_says_what_it_will_send(discovered, t
         monkeypatch.setattr("builtins.input", lambda prompt: "y")
         res = annotate_mod.run(compose_cfg("annotate", [*over, "annotation.confirm_above_usd=0.000000001"]))
         assert res.statuses == {"ok": 18} and len(server.requests) == 6
+
+
+# ---------------------------------------------------------------- non-labels, kept labels, the label of record
+
+@pytest.mark.parametrize("reply", ["I can't help with that.", "No clear pattern", "I'd rather not label this list."])
+def test_a_storm_of_non_labels_stops_the_run_and_changes_nothing(reply, discovered, tmp_path, monkeypatch):
+    monkeypatch.setenv("OPENAI_API_KEY", SECRET)
+    res_path = discovered[0].path
+    before = _records(res_path)
+    with LLMServer(lambda r, n: Reply(reply)) as server:
+        over = _openai(discovered, server.base_url, tmp_path, "annotation.judge_after=8", "annotator.concurrency=2")
+        with pytest.raises(UserError, match=r"not labels .*annotation.max_non_labels=0.5.*no record was changed"):
+            annotate_mod.run(compose_cfg("annotate", over))
+        # judged after 8 replies: the run stopped well before asking every concept (18, twice each)
+        assert len(server.requests) < 18
+    assert _records(res_path) == before
+    assert not (res_path / "dataset-K6").exists() and not list((res_path / "annotations").glob("openai-*.json"))
+
+
+def test_a_storm_stops_a_cli_run_with_one_line(discovered, tmp_path):
+    with LLMServer(lambda r, n: Reply("Sorry \u2014 I can\u2019t help with that.")) as server:
+        out = _cli_annotate([*_openai(discovered, server.base_url, tmp_path, "annotation.judge_after=5")], tmp_path,
+                            {"OPENAI_API_KEY": SECRET})
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    assert "are not labels (refused" in out.stderr + out.stdout
+
+
+def test_na_answers_to_the_lexical_prompt_are_no_storm(discovered, tmp_path, monkeypatch):
+    monkeypatch.setenv("OPENAI_API_KEY", SECRET)
+    with LLMServer(lambda r, n: Reply("NA")) as server:
+        res = annotate_mod.run(compose_cfg("annotate", _openai(discovered, server.base_url, tmp_path, "prompt=lexical",
+                                                               "annotation.judge_after=5")))
+    assert res.statuses == {"none": 18}
+
+
+def test_a_rerun_keeps_labels_unless_overwrite(discovered, tmp_path, monkeypatch, caplog):
+    monkeypatch.setenv("OPENAI_API_KEY", SECRET)
+    res_path = discovered[0].path
+    with LLMServer(label_responder) as server:
+        annotate_mod.run(compose_cfg("annotate", _openai(discovered, server.base_url, tmp_path)))
+    good = _records(res_path)
+    other = _openai(discovered, "BASE", tmp_path, f"annotation.cache={tmp_path / 'other.sqlite'}")
+    with LLMServer(lambda r, n: Reply("Animals")) as server:
+        over = [o.replace("BASE", server.base_url) for o in other]
+        with caplog.at_level("WARNING"):
+            res = annotate_mod.run(compose_cfg("annotate", over))
+        assert res.statuses == {"ok": 18} and _records(res_path) == good
+        assert "kept 18 existing labels" in caplog.text
+        rep = json.loads(next((res_path / "annotations").glob("openai-*.json")).read_text())
+        assert rep["labels_kept"] == 18 and rep["records_changed"] == 0
+        annotate_mod.run(compose_cfg("annotate", [*over, "annotation.overwrite=true"]))
+    recs = [c for layer in range(3) for c in read_concepts(res_path / f"layer_{layer:02d}" / "concepts-K6.jsonl")]
+    assert {a.label for c in recs for a in c.annotations if a.annotator == "openai"} == {"Animals"}
+
+
+def test_a_parser_fix_rereads_stored_replies_from_the_cache(discovered, tmp_path, monkeypatch):
+    """A label the old parser got wrong is replaced when the same cached reply is read again."""
+    import concepts.annotate as am
+
+    monkeypatch.setenv("OPENAI_API_KEY", SECRET)
+    res_path = discovered[0].path
+    with LLMServer(lambda r, n: Reply(f"### Label\nWords like {words_of(r)[0]}")) as server:
+        over = _openai(discovered, server.base_url, tmp_path)
+        annotate_mod.run(compose_cfg("annotate", over))
+        n = len(server.requests)
+        for layer in range(3):  # what the old parser stored: the header word
+            path = res_path / f"layer_{layer:02d}" / "concepts-K6.jsonl"
+            recs = read_concepts(path)
+            for c in recs:
+                for a in c.annotations:
+                    if a.annotator == "openai":
+                        a.label = "Label"
+            from concepts.records import write_concepts
+            write_concepts(path, recs)
+        monkeypatch.setattr(am, "PARSER_VERSION", 999)
+        annotate_mod.run(compose_cfg("annotate", over))
+        assert len(server.requests) == n  # from the cache
+    labels = {a.label for layer in range(3) for c in read_concepts(res_path / f"layer_{layer:02d}" / "concepts-K6.jsonl")
+              for a in c.annotations if a.annotator == "openai"}
+    assert labels and all(x.startswith("Words like") for x in labels)
+
+
+def test_a_label_source_that_matches_nothing_is_refused_naming_the_sources(discovered, tmp_path, monkeypatch):
+    monkeypatch.setenv("OPENAI_API_KEY", SECRET)
+    with LLMServer(label_responder) as server:
+        over = _openai(discovered, server.base_url, tmp_path)
+        first = annotate_mod.run(compose_cfg("annotate", over))
+        exported = {p.name: p.read_bytes() for p in first.dataset.rglob("*") if p.is_file()}
+        for typo in ("OpenAI", "openai:gpt-4o"):
+            with pytest.raises(UserError, match=rf"label_source='{typo}' matches no label.*openai:gpt-4o-mini:default "
+                                                r"\(18 concepts\)"):
+                annotate_mod.run(compose_cfg("annotate", [*over, f"annotation.label_source={typo}"]))
+    assert {p.name: p.read_bytes() for p in first.dataset.rglob("*") if p.is_file()} == exported
+
+
+def _explorer_labels(page: Path) -> set[str]:
+    """What the labels of record shown on an explorer page look like ("words like" from the LLM,
+    "TAG=" from the alignment annotator, as in "CASING=lower (90%)")."""
+    import re
+
+    shown = re.findall(r'"label": (null|"[^"]*")', page.read_text())
+    return {"words like" if "words like" in x else "TAG=" if "=" in x else "other" for x in shown if x != "null"}
+
+
+def test_every_explorer_writer_shows_the_label_of_record(discovered, tmp_path, monkeypatch):
+    import concepts.score as score_mod
+
+    monkeypatch.setenv("OPENAI_API_KEY", SECRET)
+    res, over0 = discovered
+    annotate_mod.run(compose_cfg("annotate", _overrides(discovered)))  # the alignment baseline
+    page = res.path / "explorer-K6.html"
+    with LLMServer(label_responder) as server:
+        annotate_mod.run(compose_cfg("annotate", _openai(discovered, server.base_url, tmp_path,
+                                                         "annotation.label_source=alignment")))
+    assert _explorer_labels(page) == {"TAG="}
+    # scoring rewrites the page: still the label of record the annotation chose
+    with LLMServer(lambda r, n: Reply('{"fit": []}')) as server:
+        score_mod.run(compose_cfg("score", [*_openai(discovered, server.base_url, tmp_path), "scoring.positives=1",
+                                            "scoring.random_negatives=1", "scoring.near_negatives=0"]))
+    assert _explorer_labels(page) == {"TAG="}
+    page.unlink()  # discovery rewrites the folder's views
+    discover_mod.run(compose_cfg("discover", over0))
+    assert _explorer_labels(page) == {"TAG="}
+    with LLMServer(label_responder) as server:  # the LLM label of record again
+        annotate_mod.run(compose_cfg("annotate", _openai(discovered, server.base_url, tmp_path)))
+    page.unlink()
+    discover_mod.run(compose_cfg("discover", over0))
+    assert "words like" in _explorer_labels(page)
+
+
+def test_the_cost_estimate_counts_the_fallback_reasks(discovered, tmp_path, monkeypatch, caplog):
+    monkeypatch.setenv("OPENAI_API_KEY", SECRET)
+    recs = [c for layer in range(3) for c in read_concepts(discovered[0].path / f"layer_{layer:02d}" / "concepts-K6.jsonl")]
+    token_lists = {tuple(cap_words(c.type_counts, 100)) for c in recs}
+    unique_lists = {tuple(cap_words(c.type_counts, 100, repeats=False)) for c in recs}
+    expected = len(token_lists | unique_lists)
+    with caplog.at_level("INFO"):
+        annotate_mod.run(compose_cfg("annotate", _overrides(discovered, "annotator=openai", "annotation.dry_run=true")))
+    assert f"dry run: at most {expected} requests" in caplog.text and expected > len(token_lists)

@@ -123,6 +123,7 @@ def uninterrupted(tiny_models, tmp_path_factory):
     return corpus, outputs(cwd / "ws")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("stage", list(KILL_POINTS))
 def test_kill_9_in_a_stage_then_rerun_equals_an_uninterrupted_run(stage, tiny_models, uninterrupted, tmp_path):
     corpus, expected = uninterrupted

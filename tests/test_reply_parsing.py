@@ -1,5 +1,8 @@
+import json
+
 import pytest
 from reply_table import REPLIES
+from reply_table_independent import REPLIES_INDEPENDENT
 
 from concepts.annotation.prompts import get_prompt, parse_detection, penn_tag
 
@@ -9,6 +12,23 @@ def test_every_reply_kind(kind, prompt_id, reply, finish, status, label):
     p = get_prompt(prompt_id).parse(reply, finish)
     assert (p.status, p.label) == (status, label)
     assert (p.label is not None) == (p.status == "ok")  # a label exactly when ok
+
+
+@pytest.mark.parametrize("kind,prompt_id,reply,finish,status,label", REPLIES_INDEPENDENT,
+                         ids=[r[0] for r in REPLIES_INDEPENDENT])
+def test_replies_written_independently_from_the_specification(kind, prompt_id, reply, finish, status, label):
+    """A table another author wrote from the label definition alone (a tuple: either form is right)."""
+    p = get_prompt(prompt_id).parse(reply, finish)
+    assert p.status == status
+    assert p.label in label if isinstance(label, tuple) else p.label == label
+
+
+def test_text_and_json_give_the_same_label():
+    for text in ("Concept: Animals", "Label \u2014 Animals", "**Label:** Animals", "Animals."):
+        as_json = json.dumps({"label": text})
+        assert get_prompt("default").parse(text, "stop").label == "Animals"
+        assert get_prompt("default").parse(as_json, "stop").label == "Animals"
+        assert get_prompt("structured").parse(as_json, "stop").label == "Animals"
 
 
 def test_the_table_is_large_and_covers_every_status():

@@ -14,11 +14,13 @@ from __future__ import annotations
 import asyncio
 import logging
 from abc import ABC, abstractmethod
+from collections import Counter
 
 from tqdm.auto import tqdm
 
 from concepts.annotation.client import LLMClient
 from concepts.annotation.prompts import Prompt, cap_words
+from concepts.errors import UserError
 from concepts.records import Annotation, Concept
 
 log = logging.getLogger(__name__)
@@ -26,6 +28,25 @@ log = logging.getLogger(__name__)
 TAG_SET_TYPES = {"upos": "syntactic", "xpos": "syntactic", "deprel": "syntactic", "feats": "morphological",
                  "wordnet": "semantic", "suffix": "lexical", "casing": "lexical", "is_number": "lexical",
                  "first_word": "syntactic"}
+
+
+# statuses that say the reply held no label (an abstention counts unless the prompt offers NA as an answer)
+NON_LABELS = ("refused", "filtered", "truncated", "unparseable", "none")
+
+
+class NonLabelStorm(UserError):
+    """Too many replies were not labels: the run stops before any record changes."""
+
+
+def storm_message(counts: Counter, replies: int, limit: float, examples: list[str]) -> str:
+    bad = sum(counts.values())
+    kinds = ", ".join(f"{k} {n}" for k, n in counts.most_common())
+    shown = "; ".join(repr(e[:60] + ("..." if len(e) > 60 else "")) for e in examples[:3])
+    return (f"stopped: {bad} of the {replies} replies so far are not labels ({kinds}), more than "
+            f"annotation.max_non_labels={limit:g}. That points to a broken prompt, model or server, not to the data; "
+            f"no record was changed and nothing was exported (replies are cached). "
+            + (f"First ones: {shown}. " if shown else "")
+            + "Fix the cause, or raise annotation.max_non_labels (1 = never stop)")
 
 
 class Annotator(ABC):
@@ -73,7 +94,8 @@ class AlignmentAnnotator(Annotator):
 
 class LLMAnnotator(Annotator):
     def __init__(self, client: LLMClient, prompt: Prompt, max_words: int = 100, examples: int = 3,
-                 fallback_unique: bool = True, progress: bool = True, retry_refused: bool = False):
+                 fallback_unique: bool = True, progress: bool = True, retry_refused: bool = False,
+                 max_non_labels: float = 1.0, judge_after: int = 30):
         self.client = client
         self.prompt = prompt
         self.name = client.backend.name
@@ -84,6 +106,8 @@ class LLMAnnotator(Annotator):
         self.fallback_unique = fallback_unique
         self.progress = progress
         self.retry_refused = retry_refused
+        self.max_non_labels = max_non_labels
+        self.judge_after = judge_after
         params = getattr(client.backend, "params", {}) or {}
         self.settings = ",".join([f"{k}={params[k]}" for k in sorted(params)] + [f"max_words={max_words}"]
                                  + ([f"examples={examples}"] if prompt.context else []))
@@ -124,15 +148,33 @@ class LLMAnnotator(Annotator):
         self.client.start()
         bar = tqdm(total=len(concepts), desc=f"annotate ({self.prompt_id})", unit="concept", disable=not self.progress)
 
+        counted = NON_LABELS if not self.prompt.offers_na else tuple(s for s in NON_LABELS if s != "none")
+        seen: Counter = Counter()
+        examples: list[str] = []
+
         async def one(c):
             a = await self.annotate_one(c, sentences)
             bar.update()
+            if a.status != "error":
+                seen["replies"] += 1
+                if a.status in counted:
+                    seen[a.status] += 1
+                    if a.raw:
+                        examples.append(a.raw.strip())
+                self._judge(seen, examples)
             return a
 
         try:
             return await asyncio.gather(*(one(c) for c in concepts))
         finally:
             bar.close()
+
+    def _judge(self, seen: Counter, examples: list[str]) -> None:
+        """Stop the run (NonLabelStorm) when too many of the replies so far are not labels."""
+        replies = seen["replies"]
+        bad = Counter({k: v for k, v in seen.items() if k != "replies"})
+        if self.max_non_labels < 1 and replies >= self.judge_after and sum(bad.values()) > self.max_non_labels * replies:
+            raise NonLabelStorm(storm_message(bad, replies, self.max_non_labels, examples))
 
     def annotate(self, concepts, sentences):
         return asyncio.run(self._run(concepts, sentences))

@@ -1,8 +1,10 @@
 """A persistent on-disk cache of LLM replies (SQLite, one row per request, committed at once).
 
-The key is a hash of (backend, model, messages, generation parameters); the server address
-and the API key are not part of it and nothing secret is stored. A run that is killed keeps
-every reply it received; a re-run sends none of those requests again.
+The key is a hash of (backend, model, messages, generation parameters) and, when the backend
+talks to a server named by a base URL, that server: two servers with the same model name never
+share replies, while keys for the official OpenAI API (no base URL) are those of earlier
+versions. The API key is not part of it and nothing secret is stored. A run that is killed
+keeps every reply it received; a re-run sends none of those requests again.
 """
 
 from __future__ import annotations
@@ -23,9 +25,20 @@ class CachedReply:
     completion_tokens: int
 
 
-def cache_key(backend: str, model: str, messages: list[dict], params: dict) -> str:
-    blob = json.dumps({"backend": backend, "model": model, "messages": messages, "params": params},
-                      sort_keys=True, ensure_ascii=False)
+def server_id(base_url: str | None) -> str | None:
+    """The server as it enters the key: the base URL without surrounding spaces or trailing
+    '/' (None, or empty, for the backend's default server)."""
+    return (base_url or "").strip().rstrip("/") or None
+
+
+def cache_key(backend: str, model: str, messages: list[dict], params: dict, server: str | None = None) -> str:
+    """The SHA-256 of the request's JSON; `server` (a base URL) joins it only when set, so keys
+    without one are unchanged."""
+    fields = {"backend": backend, "model": model, "messages": messages, "params": params}
+    server = server_id(server)
+    if server is not None:
+        fields["server"] = server
+    blob = json.dumps(fields, sort_keys=True, ensure_ascii=False)
     return hashlib.sha256(blob.encode()).hexdigest()
 
 

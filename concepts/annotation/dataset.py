@@ -15,11 +15,13 @@ Parquet schema, one row per concept (also in the README):
 from __future__ import annotations
 
 import json
+from collections import Counter
 from pathlib import Path
 
 import pandas as pd
 
 from concepts.artifacts import atomic_write_text, unique_tmp
+from concepts.errors import UserError
 from concepts.records import Annotation, Concept, Member
 
 
@@ -54,6 +56,47 @@ def label_source_of(cfg) -> str:
     if given == configured or (len(parts) < 3 and parts == have[:len(parts)]):
         return configured
     return given
+
+
+def sources_in(by_layer: dict[int, list[Concept]]) -> Counter:
+    """Full identity "annotator:model:prompt" -> concepts holding a usable label of it."""
+    found: Counter = Counter()
+    for cs in by_layer.values():
+        for c in cs:
+            found.update({f"{a.annotator}:{a.model}:{a.prompt_id}" for a in c.annotations if a.label and a.status == "ok"})
+    return found
+
+
+def check_label_source(cfg, by_layer: dict[int, list[Concept]], where: Path | str) -> str:
+    """The run's label source (`label_source_of`); a `annotation.label_source` given by the user
+    that matches no label in `by_layer` is an error naming the sources that exist (a typo such
+    as `OpenAI`, or another model, would otherwise empty every export)."""
+    source = label_source_of(cfg)
+    if cfg.annotation.label_source and by_layer and not any(
+            label_of_record(c, source) for cs in by_layer.values() for c in cs):
+        found = sources_in(by_layer)
+        have = ", ".join(f"{s} ({n} concepts)" for s, n in found.most_common()) or "none: no concept has a label yet"
+        raise UserError(f"annotation.label_source={cfg.annotation.label_source!r} matches no label in {where}; "
+                        f"the labels there come from: {have}. Pass one of them (or a prefix, such as the annotator "
+                        "alone), or null for this run's annotator")
+    return source
+
+
+def views_source_file(folder: Path, k: int) -> Path:
+    """Where a concepts folder records the label source its views (explorer, dataset) show."""
+    return Path(folder) / "annotations" / f"label-of-record-K{k}.json"
+
+
+def record_views_source(folder: Path, k: int, source: str) -> None:
+    atomic_write_text(views_source_file(folder, k), json.dumps({"label_source": source}) + "\n")
+
+
+def views_source(folder: Path, k: int) -> str | None:
+    """The label source the last annotation of the folder at K chose for its views (None: the rule)."""
+    try:
+        return json.loads(views_source_file(folder, k).read_text(encoding="utf-8")).get("label_source")
+    except (OSError, ValueError, AttributeError):
+        return None
 
 
 def label_of_record(c: Concept, source: str | None = None) -> Annotation | None:

@@ -32,4 +32,5 @@ def make_annotator(cfg, cache: ReplyCache | None = None) -> Annotator:
     if a.backend == "alignment":
         return AlignmentAnnotator(a.tag_sets)
     return LLMAnnotator(make_client(cfg, cache), get_prompt(p.id), p.max_words, p.examples, p.fallback_unique,
-                        progress=cfg.extraction.progress, retry_refused=cfg.annotation.retry_refused)
+                        progress=cfg.extraction.progress, retry_refused=cfg.annotation.retry_refused,
+                        max_non_labels=cfg.annotation.max_non_labels, judge_after=cfg.annotation.judge_after)
