@@ -318,12 +318,12 @@ def _first_sentence(line: str) -> str:
     return re.split(r"(?<=[a-z)\]'\"])[.!?]\s+(?=[A-Z])", line, maxsplit=1)[0]
 
 
-def _from_line(line: str) -> tuple[str, bool]:
-    """(the label a line holds, whether it came out of a sentence around it)."""
+def _from_line(line: str) -> str:
+    """The label a line holds: after a key, inside a quote or a sentence around it, or the line itself."""
     line = normalise(line).strip()
     keyed = _KEYED.match(line)
     if keyed and _clean(keyed.group(1)):
-        return _clean(keyed.group(1)), True
+        return _clean(keyed.group(1))
     sentence = _first_sentence(line)
     for _ in range(2):  # a hedge around a lead-in: "Maybe: I would call it X"
         hedge = _HEDGE.match(sentence)
@@ -331,19 +331,18 @@ def _from_line(line: str) -> tuple[str, bool]:
             sentence = (hedge.group("x") or hedge.group("y")).strip()
     keyed = _LABEL_WORD_COLON.search(sentence)
     if keyed and _clean(keyed.group(1)):
-        return _clean(keyed.group(1)), True
+        return _clean(keyed.group(1))
     if (len(sentence.split()) > 3 and _SAYS.search(sentence)) or _SENTENCE_START.match(sentence):
         quoted = [next(g for g in m.groups() if g) for m in _QUOTED.finditer(sentence)]
         quoted = [q for q in quoted if _clean(q)]
         if len(quoted) == 1:
-            return _clean(quoted[0]), True
+            return _clean(quoted[0])
     for lead in _LEAD_INS:
         m = lead.match(sentence)
         if m and _clean(m.group("x")):
             rest = _TRAILER.sub("", m.group("x")).strip()
-            return _clean(rest or m.group("x")), True
-    stripped = sentence != line.strip()
-    return _clean(sentence if (stripped or hedge) else line), stripped
+            return _clean(rest or m.group("x"))
+    return _clean(sentence if (sentence != line.strip() or hedge) else line)
 
 
 _SAID_LABEL = re.compile(r"\b(?:label|answer|category|name|concept|theme|pattern|tag)\b(?:\s+(?:would|could|should|might|"
@@ -398,7 +397,7 @@ def _candidate(body: str, max_words: int = 8) -> tuple[str | None, str]:
             continue
         if is_abstention(_first_sentence(line)) and not _KEYED.match(line):
             return (None, "abstain") if first is None else first
-        label, _ = _from_line(line.replace("**", "") if line.count("**") != 2 else line)
+        label = _from_line(line.replace("**", "") if line.count("**") != 2 else line)
         if first is None:
             first = (label, "line")
             if label and not shape_problem(label, max_words):
