@@ -2,36 +2,58 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from typing import Any
 
 from hydra.core.config_store import ConfigStore
 
 from concepts.errors import UserError
+from neurons.rankers import DEFAULTS
 from probing.config import TrainConfig
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
 class RankingConfig:
+    """`ranking.*`. The defaults are the rankers' own (`neurons.rankers.DEFAULTS`), so the
+    library and the command line rank alike. probe_weights trains the run's probe (`probe.*`,
+    the probe probing trains: `neurons.rank.ranker_for`), not a probe of its own."""
     method: str = "probeless"  # probeless | probeless_ovr | probe_weights | iou | gaussian | random
-    standardize: bool = True  # rank z-scored activations (a wide uninformative neuron cannot lead); false = raw
-    l1: float = 1e-4  # probe_weights: elastic net
-    l2: float = 1e-5
-    epochs: int = 30  # probe_weights: Adam epochs
-    quantile: float | None = None  # iou: top-activation quantile; null = as many as the class has tokens
-    both_tails: bool = True  # iou: the bottom tail counts too
-    select: int = 20  # gaussian: neurons chosen greedily
-    seed: int = 0
+    standardize: bool = DEFAULTS["standardize"]  # rank z-scored activations (a wide uninformative neuron cannot lead); false = raw
+    quantile: float | None = DEFAULTS["quantile"]  # iou: top-activation quantile; null = as many as the class has tokens
+    both_tails: bool = DEFAULTS["both_tails"]  # iou: the bottom tail counts too
+    select: int = DEFAULTS["select"]  # gaussian: neurons chosen greedily
+    seed: int = DEFAULTS["seed"]  # random, gaussian (probe_weights: the probe's seed is neurons.seed)
+    polish: float | None = DEFAULTS["polish"]  # probe_weights: L-BFGS goes on at the probe's C to this max|gradient|
+    # removed: probe_weights' own Adam probe. Still read so that old configs load; a value is
+    # ignored, with a warning (the probe is the run's `probe=` config: probe.c_grid, probe.l1, ...)
+    l1: float | None = None
+    l2: float | None = None
+    epochs: int | None = None
 
     def __post_init__(self) -> None:
         from neurons.rankers import RANKERS
 
         if self.method not in RANKERS:
             raise UserError(f"ranking.method={self.method!r}: use one of {', '.join(RANKERS)}")
+        old = [f"ranking.{k}={v}" for k, v in (("l1", self.l1), ("l2", self.l2), ("epochs", self.epochs)) if v is not None]
+        if old:
+            log.warning("%s: no longer used (ignored): probe_weights ranks the weights of the run's probe, the one "
+                        "probing trains; set its options with probe.* (probe.c_grid, probe.l1, probe=...) and "
+                        "drop ranking.l1/l2/epochs", ", ".join(old))
+        if self.quantile is not None and not 0 < self.quantile < 1:
+            raise UserError(f"ranking.quantile={self.quantile} must be in (0, 1) or null")
+        if self.select < 1:
+            raise UserError(f"ranking.select={self.select} must be at least 1")
+        if self.polish is not None and self.polish <= 0:
+            raise UserError(f"ranking.polish={self.polish} must be > 0 (a max |gradient|) or null (the probe as trained)")
 
     def params(self) -> dict:
-        own = {"probeless": {}, "probeless_ovr": {}, "random": {"seed": self.seed},
-               "probe_weights": {"l1": self.l1, "l2": self.l2, "epochs": self.epochs, "seed": self.seed},
+        """The ranker's options of `method` (probe_weights' probe options come from the run's
+        `probe` config: `neurons.rank.ranker_for`)."""
+        own = {"probeless": {}, "probeless_ovr": {}, "random": {"seed": self.seed}, "probe_weights": {"polish": self.polish},
                "iou": {"quantile": self.quantile, "both_tails": self.both_tails},
                "gaussian": {"select": self.select, "seed": self.seed}}[self.method]
         return {**own, "standardize": self.standardize}

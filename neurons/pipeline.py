@@ -7,8 +7,10 @@
 Stages: extract -> discover (all layers, K) -> annotate -> [score labels] -> probe the gold tag
 set and the largest labelled concepts of each layer, each with its control task -> rank
 neurons -> report. Every stage reuses its complete outputs, so a re-run with nothing changed
-takes seconds and changing only the probe re-runs only probing. It lives in `neurons`, the one
-package that may import every stage.
+takes seconds, and changing only the probe re-runs probing and the neuron evaluation (its
+retrained and ablated probes are the run's probe), not the ranking (unless ranking=probe_weights,
+which ranks that probe's weights). It lives in `neurons`, the one package that may import every
+stage.
 """
 
 from __future__ import annotations

@@ -12,12 +12,21 @@ Per unit (a layer, or the concatenated layers) it writes, under
 neurons, ablation of the top/random-k neurons in a trained probe), super_sub.csv (the paper's
 Table 11: overlap of the top neurons of a super concept and its sub concepts), top_words.json
 (top activating words of the top neurons) and PNG plots.
+
+One probe, probing's: the evaluation probes (retrained and ablated) and `ranking=probe_weights`
+train the run's `probe` config as `probing.train` does (`probe_options`: its C selection, its
+standardisation), and probe_weights ranks the very probe that the ablation ablates. The folder's
+identity holds the probe options wherever a probe is trained; a ranking that needs none (all
+but probe_weights) is reused from the folder of another probe config instead of ranked again,
+so changing only the probe re-runs the evaluation, not the ranking.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import os
+import shutil
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -27,7 +36,7 @@ import pandas as pd
 from omegaconf import DictConfig
 from tqdm.auto import tqdm
 
-from concepts.artifacts import atomic_write_json, atomic_write_text, fingerprint
+from concepts.artifacts import atomic_write_json, atomic_write_text, fingerprint, unique_tmp
 from concepts.cli import hydra_entry, model_slug
 from concepts.config import register_configs, validate
 from concepts.errors import UserError
@@ -36,14 +45,14 @@ from concepts.store import row_index
 from neurons import plots
 from neurons.config import RankConfig, register_neuron_configs
 from neurons.evaluate import Data, ablation, resolve_ks, retrain_curve, super_sub_overlap
-from neurons.rankers import make_ranker
+from neurons.rankers import Ranker, make_ranker, probe_meta
 from neurons.ranking import Ranking, neuron_names
 from neurons.scale import describe, scale_report
 from probing.config import register_probing_configs
 from probing.data import ArrayDataModule, check_finite, split_examples
 from probing.fit import FitOptions, fit_probe
 from probing.loggers import already_logged, mark_logged, wandb_root
-from probing.train import ConceptSource, labels_identity, tasks_for
+from probing.train import ConceptSource, fit_options, labels_identity, probe_identity, tasks_for
 
 log = logging.getLogger(__name__)
 register_configs()
@@ -113,8 +122,7 @@ def super_sub_table(cfg: RankConfig, store, layer: int, concepts: ConceptSource,
             m = np.zeros(len(X), dtype=bool)
             m[[index[r] for r in rs]] = True
             masks[sup][sub] = m
-    ranker = make_ranker(cfg.ranking.method, **cfg.ranking.params())
-    rows = super_sub_overlap(ranker, X, masks, cfg.neurons.top)
+    rows = super_sub_overlap(ranker_for(cfg), X, masks, cfg.neurons.top)
     return pd.DataFrame(rows).assign(layer=layer, method=cfg.ranking.method)
 
 
@@ -133,6 +141,50 @@ def top_words(X: np.ndarray, words: np.ndarray, ranking: Ranking, n_neurons: int
     return out
 
 
+def probe_options(cfg: RankConfig) -> FitOptions:
+    """The probe of a ranking run: probing's (`probing.train.fit_options`, from the run's `probe`
+    config: the same C selection and standardisation), seeded by `neurons.seed` (the ranking
+    run's seed, part of its identity)."""
+    opt = fit_options(cfg)
+    return replace(opt, c_grid=tuple(float(c) for c in opt.c_grid), seed=cfg.neurons.seed)
+
+
+def ranker_for(cfg: RankConfig) -> Ranker:
+    """The ranker of a run's config: `ranking.*`, and for probe_weights the run's probe."""
+    params = cfg.ranking.params()
+    if cfg.ranking.method == "probe_weights":
+        params["fit"] = probe_options(cfg)
+    return make_ranker(cfg.ranking.method, **params)
+
+
+EVAL_KEYS = ("ks", "retrain", "ablation", "ablate")  # neurons.* options of the evaluation only
+
+
+def ranking_identity(cfg: RankConfig, store_fp: str, concepts) -> dict:
+    """What a unit's ranking and its ranking-side files (scale.json, top_words.json,
+    super_sub.csv) depend on: for probe_weights the probe's options too."""
+    nrn = {k: v for k, v in asdict(cfg.neurons).items() if k != "plot" and k not in EVAL_KEYS}
+    if not cfg.neurons.super_sub:
+        for key in ("super_tag_set", "top"):
+            nrn.pop(key)
+    ranking = {"method": cfg.ranking.method, **cfg.ranking.params()}
+    if cfg.ranking.method == "probe_weights":
+        ranking["probe"] = probe_identity(cfg.probe)
+    return {"store": store_fp, "labels": labels_identity(cfg.labels), "ranking": ranking, "neurons": nrn,
+            "split": asdict(cfg.split), "task": task_identity(cfg), "concepts": concepts.fingerprint if concepts else None}
+
+
+def evaluation_identity(cfg: RankConfig) -> dict:
+    """What the evaluation adds (eval.json's curves): its options and, when it trains probes, the probe's."""
+    n = cfg.neurons
+    out = {"ks": list(n.ks), "retrain": n.retrain, "ablation": n.ablation}
+    if n.ablation:
+        out["ablate"] = n.ablate
+    if n.retrain or n.ablation:
+        out["probe"] = probe_identity(cfg.probe)
+    return out
+
+
 def _unit_name(layers: list[int], concat: bool) -> str:
     return "layers_" + "-".join(map(str, layers)) if concat else f"layer_{layers[0]:02d}"
 
@@ -147,26 +199,20 @@ def run(cfg: DictConfig | RankConfig) -> RankResult:
     if cfg.labels.source == "concept_binary":
         raise UserError("neurons.rank ranks for one multi-class task: use labels=upos, xpos or concepts")
     concepts = _concepts_if_any(cfg, store) if (cfg.labels.source != "tag" or cfg.neurons.super_sub) else None
+    if cfg.ranking.method == "probe_weights" and cfg.probe.kind != "linear":
+        raise UserError(f"ranking=probe_weights ranks a linear probe's weights, and probe.kind={cfg.probe.kind!r} has "
+                        "no weight per neuron: use probe=linear (or another ranking)")
     tokens = store.tokens()
     model = cfg.model.name or model_slug(cfg.model.name_or_path)
-    nrn = {k: v for k, v in asdict(cfg.neurons).items() if k != "plot"}
-    if not cfg.neurons.super_sub:
-        for key in ("super_tag_set", "top"):
-            nrn.pop(key)
-    if not cfg.neurons.ablation:
-        nrn.pop("ablate")
-    ident = {"store": store.fingerprint, "labels": labels_identity(cfg.labels),
-             "ranking": {"method": cfg.ranking.method, **cfg.ranking.params()},
-             "neurons": nrn, "split": asdict(cfg.split), "task": task_identity(cfg),
-             "concepts": concepts.fingerprint if concepts else None}
-    fp = fingerprint(ident)
+    rank_ident = ranking_identity(cfg, store.fingerprint, concepts)
+    rank_fp = fingerprint(rank_ident)
+    fp = fingerprint({**rank_ident, "evaluation": evaluation_identity(cfg)})
     family = cfg.labels.tag if cfg.labels.source == "tag" else f"concepts-top{cfg.labels.top}"
     out = store.path.parent / "neurons" / f"{family}-{cfg.ranking.method}-{fp[:8]}"
     units = [layers] if cfg.neurons.concat else [[layer] for layer in layers]
     rankings, curves, tables, scales, missing = {}, [], [], {}, []
-    # the evaluation probes are the default converged linear probe, whatever `probe=` says, so
-    # that a change of the probing setup re-runs probing only
-    opt = FitOptions(seed=cfg.neurons.seed, device=cfg.probe.device)
+    # one probe, probing's: the evaluation's (retrained, ablated) and probe_weights' own
+    opt = probe_options(cfg)
     bar = tqdm(units, desc=f"rank neurons ({cfg.ranking.method})", unit="layer" if not cfg.neurons.concat else "set",
                disable=not cfg.extraction.progress)
     tag_task = tasks_for(cfg, tokens, layers[0], None)[0] if cfg.labels.source == "tag" else None  # same every layer
@@ -185,6 +231,7 @@ def run(cfg: DictConfig | RankConfig) -> RankResult:
         ufp = unit_fingerprint(cfg, fp, concepts, task_layer)
         meta = {"model": model, "model_path": cfg.model.name_or_path, "store": store.fingerprint, "unit": unit,
                 "layers": unit_layers, "task": ls.name, "fingerprint": ufp,
+                "ranking_fingerprint": unit_fingerprint(cfg, rank_fp, concepts, task_layer),
                 "class_counts": np.bincount(ls.y[split.train], minlength=len(ls.classes)).tolist()}
         unit_fps[unit] = ufp
         cached = _load_unit(udir, ufp, store.fingerprint, unit_layers)
@@ -197,7 +244,7 @@ def run(cfg: DictConfig | RankConfig) -> RankResult:
                     fresh += 1
                     rows, table, unit_missing, ranking = _rank_unit(
                         cfg, store, ls, split, unit_layers, udir, names, meta, opt, concepts, tokens, model, unit,
-                        scales, ufp, row_cache)
+                        scales, ufp, row_cache, out)
         if cached is not None:
             rankings[unit], scales[unit], ev, table = cached
             missing += ev.get("super_sub_missing", [])
@@ -286,49 +333,107 @@ def _write_folder_tables(cfg: RankConfig, out: Path, fp: str, concepts) -> None:
         atomic_write_text(out / "super_sub.csv", pd.concat(tables, ignore_index=True).to_csv(index=False))
 
 
+def _copy(src: Path, dst: Path) -> None:
+    tmp = unique_tmp(dst)
+    try:
+        shutil.copyfile(src, tmp)
+        os.replace(tmp, dst)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def _reuse_ranking(out: Path, unit: str, udir: Path, meta: dict) -> tuple[Ranking, float] | None:
+    """The unit's ranking, made with the same ranking identity (`meta["ranking_fingerprint"]`) in
+    the folder of other evaluation options (another probe, other ks), copied into `udir` with its
+    ranking-side files: (ranking, the seconds it took), or None when there is none."""
+    prefix = out.name.rsplit("-", 1)[0]  # <family>-<method>
+    for other in sorted(out.parent.glob(f"{prefix}-*")):
+        src = other / unit
+        if other == out or not all((src / f).exists() for f in ("eval.json", "ranking.json", "scale.json")):
+            continue  # eval.json is written last: a unit without it is not complete
+        try:
+            found = Ranking.load(src)
+            ev = json.loads((src / "eval.json").read_text())
+        except (OSError, ValueError, KeyError, UserError):
+            continue
+        if found.meta.get("ranking_fingerprint") != meta["ranking_fingerprint"]:
+            continue
+        found.meta = {**found.meta, **meta}
+        found.save(udir)
+        for name in ("scale.json", "top_words.json", "super_sub.csv"):
+            if (src / name).exists():
+                _copy(src / name, udir / name)
+        log.info("%s %s: ranking reused from %s (the same ranking; other evaluation options)", unit, found.method,
+                 other.name)
+        return found, float(ev.get("rank_seconds") or 0.0)
+    return None
+
+
 def _rank_unit(cfg, store, ls, split, unit_layers, udir, names, meta, opt, concepts, tokens, model, unit, scales, ufp,
-               row_cache):
-    """Rank one unit and evaluate it; writes its folder (eval.json last). Returns (curve rows,
-    super/sub table, layers missing concepts, ranking)."""
+               row_cache, out):
+    """Rank one unit (or reuse its ranking from another folder: `_reuse_ranking`) and evaluate
+    it; writes its folder (eval.json last). Returns (curve rows, super/sub table, layers missing
+    concepts, ranking)."""
     task_layer = unit_layers[-1]
     X = np.hstack([np.asarray(store.layer(layer)[ls.rows], dtype=np.float32) for layer in unit_layers])
     check_finite(X, f"layer {', '.join(map(str, unit_layers))} of the store {store.path} ({ls.name} rows)")
-    ranker = make_ranker(cfg.ranking.method, **cfg.ranking.params())
-    tr = time.perf_counter()
-    ranking = ranker.rank(X[split.train], ls.y[split.train], ls.classes, names, meta)
-    rank_seconds = time.perf_counter() - tr
-    ranking.save(udir)
-    scales[unit] = scale_report(ranker, ranking, X[split.train], ls.y[split.train], cfg.ranking.method,
-                                cfg.ranking.params(), unit_layers, 10, cfg.neurons.outlier_spread,
-                                cfg.neurons.outlier_offset)
-    atomic_write_json(udir / "scale.json", scales[unit])
-    log.info("%s", describe(unit, scales[unit]))
-    ks = resolve_ks(list(cfg.neurons.ks), ranking.dim)
-    data = Data(X[split.train], ls.y[split.train], X[split.test], ls.y[split.test], len(ls.classes))
-    rows = []
-    # the probe on all neurons chooses the penalty (on the dev rows); the top/random/bottom-k
-    # probes reuse it, so the curves compare neuron sets, not penalties
-    full = fit_probe(ArrayDataModule(data.X_train, data.y_train, X[split.dev], ls.y[split.dev]), data.classes, opt)
-    if cfg.neurons.retrain:
-        opt_k = replace(opt, select=False, l2=full.l2)
-        rows += [{**r, "kind": "retrain"} for r in retrain_curve(ranking, data, ks, opt_k, cfg.neurons.seed)]
-    if cfg.neurons.ablation:
-        rows += [{**r, "kind": "ablation"} for r in ablation(ranking, full, data, ks, cfg.neurons.seed, cfg.neurons.ablate)]
-    rows = [{"model": model, "unit": unit, "task": ls.name, **r} for r in rows]
-    if cfg.neurons.top_words:
-        atomic_write_json(udir / "top_words.json", top_words(X, ls.words, ranking, 20, cfg.neurons.top_words))
-    table = pd.DataFrame()
-    unit_missing = []
-    if cfg.neurons.super_sub and concepts is not None and not cfg.neurons.concat:
-        if concepts.has_layer(task_layer):
+    k = len(ls.classes)
+    data = Data(X[split.train], ls.y[split.train], X[split.test], ls.y[split.test], k)
+    super_sub = cfg.neurons.super_sub and concepts is not None and not cfg.neurons.concat
+    unit_missing = [task_layer] if super_sub and not concepts.has_layer(task_layer) else []
+    full = None  # the probe on all neurons, trained once: probe_weights' ranking and the evaluation's
+    reused = _reuse_ranking(out, unit, udir, meta)
+    if reused is not None:
+        ranking, rank_seconds = reused
+        scales[unit] = json.loads((udir / "scale.json").read_text())
+        sub = udir / "super_sub.csv"
+        table = pd.read_csv(sub) if sub.exists() and sub.stat().st_size > 1 else pd.DataFrame()
+        if not sub.exists():
+            atomic_write_text(sub, "\n")
+    else:
+        ranker = ranker_for(cfg)
+        tr = time.perf_counter()
+        if cfg.ranking.method == "probe_weights":
+            # the probe on all neurons, C chosen on the dev rows as probing does; ranked and then ablated
+            full = ranker.train(data.X_train, data.y_train, k, X[split.dev], ls.y[split.dev])
+            ranking = ranker.rank_probe(full, ls.classes, names, meta, np.bincount(data.y_train, minlength=k) > 0)
+        else:
+            ranking = ranker.rank(data.X_train, data.y_train, ls.classes, names, meta)
+        rank_seconds = time.perf_counter() - tr
+        ranking.save(udir)
+        scales[unit] = scale_report(ranker, ranking, data.X_train, data.y_train, cfg.ranking.method,
+                                    cfg.ranking.params(), unit_layers, 10, cfg.neurons.outlier_spread,
+                                    cfg.neurons.outlier_offset)
+        atomic_write_json(udir / "scale.json", scales[unit])
+        if cfg.neurons.top_words:
+            atomic_write_json(udir / "top_words.json", top_words(X, ls.words, ranking, 20, cfg.neurons.top_words))
+        table = pd.DataFrame()
+        if super_sub and not unit_missing:
             if "rows_of" not in row_cache:
                 row_cache["rows_of"] = row_index(tokens)
             table = super_sub_table(cfg, store, task_layer, concepts, row_cache["rows_of"])
-        else:
-            unit_missing = [task_layer]
-            log.warning("super/sub analysis skipped for layer %d: no concepts at K=%d in %s (run concepts.discover "
-                        "for that layer)", task_layer, cfg.discovery.k, concepts.path)
-    atomic_write_text(udir / "super_sub.csv", table.to_csv(index=False) if len(table) else "\n")
+        atomic_write_text(udir / "super_sub.csv", table.to_csv(index=False) if len(table) else "\n")
+    log.info("%s", describe(unit, scales[unit]))
+    if unit_missing:
+        log.warning("super/sub analysis skipped for layer %d: no concepts at K=%d in %s (run concepts.discover "
+                    "for that layer)", task_layer, cfg.discovery.k, concepts.path)
+    ks = resolve_ks(list(cfg.neurons.ks), ranking.dim)
+    rows = []
+    if cfg.neurons.retrain or cfg.neurons.ablation:
+        # the probe on all neurons chooses the penalty (on the dev rows); the top/random/bottom-k
+        # probes reuse it, so the curves compare neuron sets, not penalties
+        if full is None and cfg.ranking.method == "probe_weights":  # a reused ranking: its probe again, polished
+            full = ranker_for(cfg).train(data.X_train, data.y_train, k, X[split.dev], ls.y[split.dev])
+        elif full is None:
+            full = fit_probe(ArrayDataModule(data.X_train, data.y_train, X[split.dev], ls.y[split.dev]), k, opt)
+        if cfg.neurons.retrain:
+            opt_k = replace(opt, select=False, l2=full.l2)
+            rows += [{**r, "kind": "retrain"} for r in retrain_curve(ranking, data, ks, opt_k, cfg.neurons.seed)]
+        if cfg.neurons.ablation:
+            rows += [{**r, "kind": "ablation"} for r in ablation(ranking, full, data, ks, cfg.neurons.seed,
+                                                                 cfg.neurons.ablate)]
+    rows = [{"model": model, "unit": unit, "task": ls.name, **r} for r in rows]
     if cfg.neurons.plot:
         plots.salience_heatmap(ranking, udir / "salience.png")
         if len(unit_layers) > 1:
@@ -336,7 +441,9 @@ def _rank_unit(cfg, store, ls, split, unit_layers, udir, names, meta, opt, conce
         if rows:
             plots.accuracy_vs_k(pd.DataFrame(rows), udir / "accuracy_vs_k.png", f"{model} {unit}: {ls.name}, {ranking.method}")
     atomic_write_json(udir / "eval.json", {"fingerprint": ufp, "rank_seconds": rank_seconds, "rows": rows,
-                                           "super_sub_missing": unit_missing})
+                                           "super_sub_missing": unit_missing,
+                                           "probe": (ranking.meta.get("probe") if cfg.ranking.method == "probe_weights"
+                                                     else probe_meta(full, opt) if full is not None else None)})
     return rows, table, unit_missing, ranking
 
 

@@ -6,27 +6,47 @@ Probeless ones, `scale_sensitive = True`): on raw activations a wide "outlier" n
 class information outranks informative ones, and BERT-family models have such dimensions.
 The others are invariant to a neuron's scale (probe_weights z-scores its inputs itself).
 
+The defaults (`DEFAULTS`) are the command line's: `neurons.config.RankingConfig` and
+`conf/ranking/*.yaml` take theirs from here, so `make_ranker(name)` in a notebook ranks as
+`python -m neurons.rank ranking=<name>` does (a test holds them equal).
+
 - `probeless` (Antverg & Belinkov 2022, as NeuroX's `interpretation.probeless`): with q(c)
   the mean of a neuron on class c, the salience for class c is the sum over the other classes
   c' of |q(c) - q(c')|, and overall the sum over class pairs (classes absent from the rows
   ranked are left out).
 - `probeless_ovr`, a one-vs-rest variant: |mean on class c - mean on the rest|; overall the
   sum over classes.
-- `probe_weights` (Dalvi et al. 2019): the absolute weights of an elastic-net linear probe
-  (the probing module's probe, trained on z-scored inputs); per class |w_c|; overall the sum
-  over classes of |w_c| / max|w_c|.
+- `probe_weights` (Dalvi et al. 2019): the absolute weights of the probing module's linear
+  probe, trained as its `fit` options say (`probing.fit.FitOptions`; by default the probing
+  default: full-batch L-BFGS to convergence on z-scored inputs, C chosen on held-out rows; the
+  command line passes the run's `probe` config). The weights are read on z-scored neurons and
+  in the softmax's identified form, centred over the classes (adding one vector to every
+  class's weights changes no prediction; the L2 optimum has them centred, and centring drops
+  what a fit stopped at its tolerance left of its random start there). Per class |w_c|;
+  overall the sum over classes of |w_c| / max|w_c|. With two classes the rows are mirror
+  images (w_1 = -w_0), so both orders, and the overall one, are that of |w_1 - w_0|,
+  scikit-learn's binary coefficient. Classes without rows are left out. The ranking's meta
+  records the probe (`meta["probe"]`: C, l2, how C was chosen, convergence). An L-BFGS probe
+  is polished first (`polish`): L-BFGS goes on at the C chosen until max|gradient| < 1e-6, as
+  the probe's tolerance (1e-4) is enough for its accuracy but not for the order of its weights
+  where C is large and neurons are correlated (a synthetic binary probe at C=100 shared 8 of
+  scikit-learn's top 10 at tol 1e-4, and 10 polished).
 - `iou` (Mu & Andreas 2020): a neuron's mask is its top activations (the top `quantile`, or by
   default as many as the class has tokens), IoU with the class mask; with `both_tails` the
   bottom tail counts too (the larger IoU wins); overall the max over classes.
 - `gaussian` (after Torroba Hennigen et al. 2020, with a diagonal covariance): greedy forward
   selection of `select` neurons that most raise the training log-likelihood of a Gaussian
   classifier; the rest follow by their single-neuron log-likelihood gain. Per class: the
-  class-conditional separation (|mean_c - mean| / sd) of each neuron.
+  class-conditional separation (|mean_c - mean| / sd) of each neuron. Every class ranked needs
+  two rows or more (a variance per class).
 - `random`: a seeded permutation (the baseline).
+
+Inputs are checked (`check_inputs`): a `UserError` of one line names what is wrong and the fix.
 """
 
 from __future__ import annotations
 
+import inspect
 import logging
 from abc import ABC, abstractmethod
 
@@ -34,26 +54,73 @@ import numpy as np
 
 from concepts.errors import UserError
 from neurons.ranking import Ranking
-from probing.data import check_finite
+from probing.data import ArrayDataModule, check_finite
+from probing.fit import FitOptions, FittedProbe, fit_probe
 
 log = logging.getLogger(__name__)
 
+# The one source of the rankers' defaults: the rankers' own, `neurons.config.RankingConfig`'s
+# and so the command line's (conf/ranking/*.yaml must not contradict them: tests/test_ranker_api.py)
+DEFAULTS = {
+    "standardize": True,  # every ranker: rank z-scored activations (a wide uninformative neuron cannot lead)
+    "seed": 0,  # random, gaussian (its subsample)
+    "quantile": None,  # iou: top-activation quantile; None = as many as the class has tokens
+    "both_tails": True,  # iou
+    "select": 20,  # gaussian: neurons chosen greedily
+    "max_examples": 5000,  # gaussian: the greedy search runs on at most this many rows (seeded)
+    "polish": 1e-6,  # probe_weights: L-BFGS goes on at the probe's C to this max |gradient| (None: as trained)
+}
 
-def _check(X: np.ndarray, y: np.ndarray, classes: list[str], finite: bool = True) -> tuple[np.ndarray, np.ndarray]:
-    X = np.asarray(X, dtype=np.float32)
-    y = np.asarray(y)
+
+def check_inputs(X, y, classes, finite: bool = True, neurons: list[str] | None = None,
+                 min_rows: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    """`X [n, d]` as float32 and `y [n]` as int64, or a `UserError` naming the problem and its
+    fix: X not a 2-d array of numbers, no rows or no neurons, NaN or inf (unless `finite` is
+    False: checked by the caller), labels not one whole number per row, labels outside
+    [0, len(classes)), fewer than two class names or two of the same name, fewer than two
+    classes with rows, a class with fewer than `min_rows` rows (for rankers that need more than
+    one), neuron names that do not match the columns."""
+    try:
+        X = np.asarray(X, dtype=np.float32)
+    except (TypeError, ValueError) as e:
+        raise UserError(f"activations must be a 2-d array of numbers [rows, neurons] ({e})") from None
     if X.ndim != 2:
-        raise UserError(f"activations must be [n, d]; got shape {X.shape}")
+        raise UserError(f"activations must be a 2-d array [rows, neurons]; got shape {X.shape} "
+                        "(one row: X[None, :]; one neuron: X[:, None])")
     if not len(X):
         raise UserError("no rows to rank neurons on: the activations are empty")
-    if finite:
-        check_finite(X, "the activations to rank")
+    if not X.shape[1]:
+        raise UserError("no neurons to rank: the activations have 0 columns")
+    classes = list(classes) if classes is not None else []
+    if len(classes) < 2:
+        raise UserError(f"neuron ranking needs at least two class names; got {classes!r}")
+    if len(set(map(str, classes))) != len(classes):
+        raise UserError(f"class names must be distinct; got {classes!r}")
+    y = np.asarray(y)
+    if y.ndim != 1:
+        raise UserError(f"labels must be a 1-d array, one class index per row; got shape {y.shape}")
     if len(y) != len(X):
         raise UserError(f"labels have length {len(y)} but the activations have {len(X)} rows; they must match")
-    if len(y) and (y.min() < 0 or y.max() >= len(classes)):
-        raise UserError(f"labels must be class indices in [0, {len(classes)}); got {y.min()}..{y.max()}")
-    if len(np.unique(y)) < 2:
-        raise UserError("neuron ranking needs labels of at least two classes")
+    if y.dtype.kind == "f" and np.isfinite(y).all() and np.array_equal(y, np.round(y)):
+        y = y.astype(np.int64)
+    if y.dtype.kind not in "iub":
+        raise UserError(f"labels must be class indices (whole numbers in [0, {len(classes)})); got dtype {y.dtype}")
+    y = y.astype(np.int64)
+    if y.min() < 0 or y.max() >= len(classes):
+        raise UserError(f"labels must be class indices in [0, {len(classes)}) (one per class name); "
+                        f"got {y.min()}..{y.max()}")
+    counts = np.bincount(y, minlength=len(classes))
+    if (counts > 0).sum() < 2:
+        raise UserError("neuron ranking needs labels of at least two classes; the rows hold only "
+                        f"{classes[int(np.argmax(counts))]!r}")
+    few = np.flatnonzero((counts > 0) & (counts < min_rows))
+    if len(few):
+        raise UserError(f"class {classes[few[0]]!r} has {counts[few[0]]} row(s); this ranker needs at least "
+                        f"{min_rows} per class: drop such classes (probing.min_examples) or use another ranking")
+    if neurons is not None and len(neurons) != X.shape[1]:
+        raise UserError(f"{len(neurons)} neuron names for {X.shape[1]} neurons; give one name per column")
+    if finite:
+        check_finite(X, "the activations to rank")
     return X, y
 
 
@@ -67,26 +134,36 @@ def standardized(X: np.ndarray) -> np.ndarray:
 class Ranker(ABC):
     name: str
     scale_sensitive = False  # does a neuron's scale change its rank (standardize matters)?
+    min_class_rows = 1  # rows a class needs to be ranked for
 
-    def __init__(self, standardize: bool = False):
-        self.standardize = standardize
+    def __init__(self, standardize: bool = DEFAULTS["standardize"]):
+        if not isinstance(standardize, (bool, np.bool_)):
+            raise UserError(f"standardize={standardize!r}: use true or false")
+        self.standardize = bool(standardize)
 
     @abstractmethod
     def scores(self, X: np.ndarray, y: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """(per-class salience `[k, d]`, overall salience `[d]`)."""
+
+    def fit_scores(self, X: np.ndarray, y: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray, dict]:
+        """`scores` and what the ranking's meta should record of how they were made."""
+        per, overall = self.scores(X, y, k)
+        return per, overall, {}
+
+    def inputs(self, X: np.ndarray) -> np.ndarray:
+        """The activations the scores are computed on: z-scored when `standardize`."""
+        return standardized(X) if self.standardize else X
 
     def rank(self, X: np.ndarray, y: np.ndarray, classes: list[str], neurons: list[str] | None = None,
              meta: dict | None = None, finite_checked: bool = False) -> Ranking:
         """Rank the `d` neurons of `X [n, d]` for labels `y [n]` (indices into `classes`).
         `finite_checked`: the caller has checked `X` for NaN and infinity already (many rankings
         of the same rows)."""
-        X, y = _check(X, y, classes, finite=not finite_checked)
-        names = neurons or [str(i) for i in range(X.shape[1])]
-        if len(names) != X.shape[1]:
-            raise UserError(f"{len(names)} neuron names for {X.shape[1]} neurons")
-        per, overall = self.scores(standardized(X) if self.standardize else X, y, len(classes))
-        return Ranking(self.name, list(classes), list(names), np.asarray(per, np.float32), np.asarray(overall, np.float32),
-                       {**(meta or {}), "standardized": bool(self.standardize)})
+        X, y = check_inputs(X, y, classes, not finite_checked, neurons, self.min_class_rows)
+        names = list(neurons) if neurons is not None else [str(i) for i in range(X.shape[1])]
+        per, overall, made = self.fit_scores(self.inputs(X), y, len(classes))
+        return Ranking(self.name, list(classes), names, np.asarray(per, np.float32), np.asarray(overall, np.float32),
+                       {**(meta or {}), **made, "standardized": bool(self.standardize)})
 
 
 def class_means(X: np.ndarray, y: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -144,31 +221,128 @@ class ProbelessOneVsRest(Ranker):
         return diff, diff.sum(0)
 
 
+def weight_scores(W: np.ndarray, present: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(per class `[k, d]`, overall `[d]`) of a softmax probe's weights `W [k, d]` (every row of
+    the probe): per class |w_c| of the weights centred over the classes (the identified form,
+    see the module's docstring), overall the sum over classes of |w_c| / max|w_c|. `present
+    [k]` (bool): the classes that had training rows; the others score 0 and are left out."""
+    W = np.asarray(W, dtype=np.float64)
+    per = np.abs(W - W.mean(0, keepdims=True))
+    if present is not None:
+        per[~np.asarray(present, dtype=bool)] = 0
+    top = per.max(1, keepdims=True)
+    keep = top[:, 0] > 0
+    return per, (per[keep] / top[keep]).sum(0)
+
+
+def probe_meta(probe: FittedProbe, opt: FitOptions, polish: float | None = None) -> dict:
+    """What a ranking records of the probe behind it: the C it was trained at (None when the
+    penalty was fixed, `select` off or Adam), its l2, how C was chosen, convergence, polish."""
+    sel = probe.selection
+    return {"C": float(sel.C) if sel is not None else None, "l2": float(probe.l2), "polish": polish,
+            "selected_by": (sel.how if sel is not None else "fixed"),
+            "rule": getattr(sel, "rule", None) if sel is not None else None,
+            "converged": probe.converged, "kind": opt.kind, "optimizer": opt.optimizer, "transform": opt.transform,
+            "l1": float(opt.l1), "balanced": bool(opt.balanced), "c_grid": [float(c) for c in opt.c_grid]}
+
+
 class ProbeWeights(Ranker):
+    """Dalvi et al. (2019): |weights| of the probing module's linear probe (see the module's
+    docstring). `fit`: how the probe is trained (`probing.fit.FitOptions`; None = its defaults,
+    the probing default `conf/probe/linear.yaml`); `python -m neurons.rank` passes the run's
+    `probe` config, and ranks and ablates one probe (`rank_probe`)."""
     name = "probe_weights"
 
-    def __init__(self, l1: float = 1e-4, l2: float = 1e-5, epochs: int = 30, lr: float = 1e-3, batch_size: int = 512,
-                 seed: int = 0, device: str = "auto", standardize: bool = False):
+    def __init__(self, fit: FitOptions | None = None, polish: float | None = DEFAULTS["polish"],
+                 standardize: bool = DEFAULTS["standardize"]):
         super().__init__(standardize)
-        self.l1, self.l2, self.epochs, self.lr, self.batch_size, self.seed, self.device = l1, l2, epochs, lr, batch_size, seed, device
+        if polish is not None and not (isinstance(polish, (int, float)) and not isinstance(polish, bool) and polish > 0):
+            raise UserError(f"ranking.polish={polish!r} must be a tolerance > 0 (max |gradient|) or null (no polish)")
+        self.polish = None if polish is None else float(polish)
+        if fit is None:
+            fit = FitOptions()
+        if not isinstance(fit, FitOptions):
+            raise UserError(f"probe_weights: fit={fit!r} must be a probing.fit.FitOptions (the probe's options; "
+                            "probing.train.fit_options(cfg) makes them from a config)")
+        if fit.kind != "linear":
+            raise UserError(f"ranking=probe_weights ranks a linear probe's weights, and probe.kind={fit.kind!r} has no "
+                            "weight per neuron: use probe=linear (or another ranking)")
+        self.fit = fit
+
+    def inputs(self, X: np.ndarray) -> np.ndarray:
+        # a probe that z-scores its inputs needs no z-scoring before (it would only add rounding)
+        return standardized(X) if self.standardize and self.fit.transform == "none" else X
+
+    def polishes(self) -> bool:
+        return self.polish is not None and self.fit.optimizer == "lbfgs" and self.polish < self.fit.tol
+
+    def train(self, X: np.ndarray, y: np.ndarray, k: int, X_dev=None, y_dev=None) -> FittedProbe:
+        """The probe on `X [n, d]`, `y [n]` (ids in [0, k)), trained as `fit` says (C chosen on
+        the dev rows when given and large enough, else by cross-validation:
+        `probing.regularization`), then polished (`polish`) on the training rows."""
+        dm = ArrayDataModule(X, y, X_dev, y_dev)
+        probe = fit_probe(dm, k, self.fit)
+        if self.polishes():
+            system = probe.system
+            x, yt = (t.to(system.device) for t in dm.tensors("train"))
+            tol, system.tol = system.tol, self.polish
+            try:
+                system.run_lbfgs(x, yt)
+            finally:
+                system.tol = tol
+            if not system.converged:
+                log.warning("probe_weights: the probe's polish to max|gradient| < %g stopped at max_iter=%d; its "
+                            "weights' order may be off (raise probe.max_iter)", self.polish, self.fit.max_iter)
+        return probe
+
+    def fit_scores(self, X, y, k):
+        present = np.bincount(y, minlength=k) > 0
+        ids = np.flatnonzero(present)
+        index = np.full(k, -1)
+        index[ids] = np.arange(len(ids))
+        probe = self.train(X, index[y], len(ids))  # no weights for classes without rows
+        sub, overall = weight_scores(probe.input_weights())
+        per = np.zeros((k, X.shape[1]))
+        per[ids] = sub
+        log.debug("probe_weights: C=%s (%s), l2=%.3g", probe.selection.C if probe.selection else None,
+                  probe.selection.how if probe.selection else "fixed", probe.l2)
+        return per, overall, {"probe": self.meta(probe)}
+
+    def meta(self, probe: FittedProbe) -> dict:
+        return probe_meta(probe, self.fit, self.polish if self.polishes() else None)
 
     def scores(self, X, y, k):
-        from probing.data import ArrayDataModule
-        from probing.fit import FitOptions, fit_probe
+        per, overall, _ = self.fit_scores(X, y, k)
+        return per, overall
 
-        opt = FitOptions(optimizer="adam", lr=self.lr, batch_size=self.batch_size, max_epochs=self.epochs, patience=0,
-                         l1=self.l1, l2=self.l2, transform="zscore", device=self.device, seed=self.seed)
-        fit = fit_probe(ArrayDataModule(X, y), k, opt)
-        w = np.abs(fit.input_weights())  # [k, d] on z-scored neurons
-        return w, (w / np.maximum(w.max(1, keepdims=True), 1e-12)).sum(0)
+    def rank_probe(self, probe: FittedProbe, classes: list[str], neurons: list[str] | None = None,
+                   meta: dict | None = None, present: np.ndarray | None = None) -> Ranking:
+        """Rank neurons by the weights of a probe already trained by `self.train` on the rows to
+        rank (raw activations; the probe z-scores its inputs as `fit.transform` says), so that
+        the ranking and the evaluation (ablation) read one probe. `present [k]` (bool): the
+        classes with training rows (the others are left out)."""
+        if not isinstance(probe, FittedProbe):
+            raise UserError(f"rank_probe needs a probing.fit.FittedProbe; got {type(probe).__name__}")
+        W = probe.input_weights()
+        if len(classes) != W.shape[0]:
+            raise UserError(f"the probe has {W.shape[0]} classes but {len(classes)} class names were given")
+        if neurons is not None and len(neurons) != W.shape[1]:
+            raise UserError(f"{len(neurons)} neuron names for the probe's {W.shape[1]} input neurons")
+        if present is not None and np.asarray(present).shape != (W.shape[0],):
+            raise UserError(f"present must be [{W.shape[0]}] booleans, one per class")
+        per, overall = weight_scores(W, present)
+        names = list(neurons) if neurons is not None else [str(i) for i in range(W.shape[1])]
+        return Ranking(self.name, list(classes), names, per.astype(np.float32), overall.astype(np.float32),
+                       {**(meta or {}), "probe": self.meta(probe), "standardized": bool(self.standardize)})
 
 
 class IoU(Ranker):
     name = "iou"
 
-    def __init__(self, quantile: float | None = None, both_tails: bool = True, standardize: bool = False):
+    def __init__(self, quantile: float | None = DEFAULTS["quantile"], both_tails: bool = DEFAULTS["both_tails"],
+                 standardize: bool = DEFAULTS["standardize"]):
         super().__init__(standardize)
-        if quantile is not None and not 0 < quantile < 1:
+        if quantile is not None and not (isinstance(quantile, (int, float)) and 0 < quantile < 1):
             raise UserError(f"ranking.quantile={quantile} must be in (0, 1) or null")
         self.quantile, self.both_tails = quantile, both_tails
 
@@ -196,10 +370,16 @@ class IoU(Ranker):
 
 class GaussianProbe(Ranker):
     name = "gaussian"
+    min_class_rows = 2  # a variance per class
 
-    def __init__(self, select: int = 20, max_examples: int = 5000, seed: int = 0, standardize: bool = False):
+    def __init__(self, select: int = DEFAULTS["select"], max_examples: int = DEFAULTS["max_examples"],
+                 seed: int = DEFAULTS["seed"], standardize: bool = DEFAULTS["standardize"]):
         super().__init__(standardize)
-        self.select, self.max_examples, self.seed = select, max_examples, seed
+        if not isinstance(select, (int, np.integer)) or isinstance(select, bool) or select < 1:
+            raise UserError(f"ranking.select={select!r} must be a whole number >= 1 (neurons chosen greedily)")
+        if not isinstance(max_examples, (int, np.integer)) or isinstance(max_examples, bool) or max_examples < 2:
+            raise UserError(f"max_examples={max_examples!r} must be a whole number >= 2 (rows of the greedy search)")
+        self.select, self.max_examples, self.seed = int(select), int(max_examples), seed
 
     def scores(self, X, y, k):
         n_all, d = X.shape
@@ -246,7 +426,7 @@ class GaussianProbe(Ranker):
 class RandomRanker(Ranker):
     name = "random"
 
-    def __init__(self, seed: int = 0, standardize: bool = False):
+    def __init__(self, seed: int = DEFAULTS["seed"], standardize: bool = DEFAULTS["standardize"]):
         super().__init__(standardize)
         self.seed = seed
 
@@ -260,6 +440,11 @@ RANKERS = {"probeless": Probeless, "probeless_ovr": ProbelessOneVsRest, "probe_w
 
 
 def make_ranker(name: str, **params) -> Ranker:
+    """The ranker `name` with `params` (the rest at `DEFAULTS`, the command line's defaults)."""
     if name not in RANKERS:
         raise UserError(f"ranking.method={name!r}: use one of {', '.join(RANKERS)}")
+    takes = [p for p in inspect.signature(RANKERS[name].__init__).parameters if p != "self"]
+    bad = sorted(set(params) - set(takes))
+    if bad:
+        raise UserError(f"ranking {name!r} has no option {', '.join(bad)}; it takes {', '.join(takes)}")
     return RANKERS[name](**params)

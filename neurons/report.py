@@ -69,8 +69,11 @@ def table(df: pd.DataFrame, max_rows: int = 40) -> str:
 FLAG_TEXT = {
     "type_split_control": "split=type: no test word type is seen in training, so the control task is at chance and "
                           "selectivity is inflated; read the lexical baseline instead",
-    "lexical": "the probe does no better than the word-type lookup (its 95% interval reaches the lookup's accuracy): "
-               "it may measure word identity only",
+    "below_lexical": "the probe does no better than the word lookup (its 95% interval reaches the lookup's "
+                     "accuracy): it may measure word identity only",
+    "below_majority": "the probe is below always answering the most frequent training label",
+    "few_positives": "a class has fewer test tokens than probing.min_test_class: its number rests on a handful of words",
+    "not_selective": "the selectivity interval reaches 0: the probe does no better on the task than on its control task",
 }
 
 
@@ -83,29 +86,41 @@ def _ci(v, lo, hi) -> str:
 def probe_table(probing: pd.DataFrame) -> tuple[pd.DataFrame, str]:
     """The report's probing table: per (probe kind, layer) accuracy and selectivity with 95%
     intervals, the lexical and majority baselines, and the caveats (flags); plus notes."""
-    from probing.summary import layer_means, line_key
+    from probing.summary import layer_means, line_key, scored
 
     if probing is None or probing.empty:
         return pd.DataFrame(), ""
+    skipped = probing[probing["skipped"].notna()] if "skipped" in probing else probing.iloc[:0]
+    probing = scored(probing)
+    if probing.empty:
+        return pd.DataFrame(), f"<p class='meta'>All {len(skipped)} probing tasks were skipped (reasons in the summary).</p>"
     df = probing.assign(line=probing.apply(line_key, axis=1))
     means = layer_means(df)
     flags = df.groupby(["line", "layer"])["flags"].apply(
         lambda f: sorted({x for v in f.fillna("") for x in str(v).split(";") if x}))
     majority = df.groupby(["line", "layer"])["majority_accuracy"].mean()
+    balanced = (df.groupby(["line", "layer"])["balanced_accuracy"].mean() if "balanced_accuracy" in df
+                else pd.Series(dtype=float))
     rows = []
     for _, r in means.iterrows():
         key = (r["line"], r["layer"])
         fl = flags.get(key, [])
         rows.append({"probe": r["line"], "layer": int(r["layer"]), "probes": int(r["probes"]),
                      "accuracy [95% CI]": _ci(r["accuracy"], r.get("accuracy_lo"), r.get("accuracy_hi")),
+                     "balanced": balanced.get(key),
                      "lexical": r["lexical_accuracy"], "majority": majority.get(key),
                      "control": r["control_accuracy"],
                      "selectivity [95% CI]": _ci(r["selectivity"], r.get("selectivity_lo"), r.get("selectivity_hi")),
                      "flags": ", ".join(fl)})
     seen = sorted({f for fl in flags for f in fl})
-    notes = ("<p class='meta'>Intervals: one probe, its own 95% interval (Wilson; selectivity by a paired bootstrap); "
-             "several probes (concepts of a layer), mean +- 1.96 SE. lexical: a word type -> label lookup learned on the "
-             "training split; majority: the most frequent training label.</p>")
+    covers = sorted({str(v) for v in df.get("interval", pd.Series(dtype=object)).dropna() if v})
+    notes = ("<p class='meta'>Intervals: one probe, its own: " + html.escape("; ".join(covers) or "95%") + ". Several "
+             "probes (concepts of a layer): mean +- 1.96 SE over the probes. balanced: the mean of the classes' "
+             "recalls. lexical: a word -> label lookup learned on the training split (the stronger of case-folded "
+             "and case-sensitive); majority: the most frequent training label.</p>")
+    if len(skipped):
+        notes += (f"<p class='meta'>{len(skipped)} task(s) skipped, e.g. {html.escape(str(skipped['task'].iloc[0]))}: "
+                  f"{html.escape(str(skipped['skipped'].iloc[0]))} (all reasons in the probing summary).</p>")
     if seen:
         notes += "<ul>" + "".join(f"<li><b>{html.escape(f)}</b>: {html.escape(FLAG_TEXT.get(f, f))}</li>" for f in seen) + "</ul>"
     return pd.DataFrame(rows), notes

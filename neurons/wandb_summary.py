@@ -74,7 +74,9 @@ def log_pipeline(cfg, group: str, model: str, disc, ann, probing: pd.DataFrame, 
     payload["concepts"] = wandb.Table(dataframe=table)
     summary: dict = {"concepts": len(table), "labelled": int(table["label"].notna().sum()),
                      **{f"labels/{s}": n for s, n in sorted(ann.statuses.items())}}
-    gold = probing[probing["source"] == "tag"] if len(probing) else probing
+    from probing.summary import scored
+
+    gold = scored(probing)[lambda d: d["source"] == "tag"] if len(probing) else probing
     for task, part in gold.groupby("task") if len(gold) else []:
         part = part.sort_values("layer")
         payload[f"probes/gold/{task}"] = wandb.Table(dataframe=part.drop(columns=["fingerprint"], errors="ignore"))

@@ -21,7 +21,9 @@ class LabelsConfig:
     top: int = 20  # the largest concepts ...
     require_label: bool = True  # ... that have a usable label
     negatives: float = 1.0  # concept_binary: negatives per positive (tokens of the layer's other concepts) ...
-    min_rows: int = 200  # ... and at least this many rows in all (more negatives for small concepts)
+    min_rows: int = 0  # ... and at least this many rows in all (more negatives for small concepts; 0 = balanced)
+    positives: str = "members"  # a concept's tokens: members (clustered) | nearest (+ tokens nearest its centroid)
+    max_positives: int | None = 2000  # nearest: at most this many tokens per concept (members first; seeded)
     max_tokens: int | None = None  # tag: random cap on examples (seeded)
 
     def __post_init__(self) -> None:
@@ -31,6 +33,11 @@ class LabelsConfig:
             raise UserError(f"labels.top={self.top} must be at least 1")
         if self.negatives <= 0 or self.min_rows < 0:
             raise UserError(f"labels.negatives={self.negatives} must be > 0 and labels.min_rows={self.min_rows} >= 0")
+        if self.positives not in ("members", "nearest"):
+            raise UserError(f"labels.positives={self.positives!r}: use members (the clustered tokens) or nearest "
+                            "(also every token whose nearest concept centroid is the concept)")
+        if self.max_positives is not None and self.max_positives < 1:
+            raise UserError(f"labels.max_positives={self.max_positives} must be at least 1 (or null: no cap)")
 
 
 @dataclass
@@ -39,6 +46,7 @@ class SplitConfig:
     train: float = 0.6
     dev: float = 0.2
     seed: int = 0
+    stratify: bool = True  # every part gets its share of each label's sentences (or types)
 
     def __post_init__(self) -> None:
         if self.by not in ("sentence", "type"):
@@ -95,10 +103,23 @@ class LoggerConfig:
 @dataclass
 class ProbingConfig:
     min_examples: int = 10  # per class
-    min_test: int = 20  # a probe whose test split has fewer rows is skipped (logged)
+    min_test: int = 20  # a probe whose test split has fewer rows is skipped (its reason in the summary)
+    min_test_class: int = 20  # a binary probe is skipped unless test holds this many of each class (positives too)
     control: bool = True  # also train the control task and report selectivity
+    interval: str = "sentence"  # 95% intervals: sentence (bootstrap over test sentences) | token (Wilson; tokens as independent)
+    n_boot: int = 2000  # bootstrap resamples
+    resplits: int = 0  # also re-split and re-fit this many times (split seeds seed+1...) and report the spread
     plot: bool = True
     seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.interval not in ("sentence", "token"):
+            raise UserError(f"probing.interval={self.interval!r}: use sentence (resample whole test sentences) or "
+                            "token (Wilson, tokens as independent)")
+        if self.min_test < 1 or self.min_test_class < 1 or self.min_examples < 1:
+            raise UserError("probing.min_test, probing.min_test_class and probing.min_examples must be at least 1")
+        if self.resplits < 0 or self.n_boot < 100:
+            raise UserError(f"probing.resplits={self.resplits} must be >= 0 and probing.n_boot={self.n_boot} >= 100")
 
 
 @dataclass

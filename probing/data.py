@@ -50,20 +50,46 @@ class Split:
     test: np.ndarray
 
 
-def split_examples(labels: LabelSet, by: str = "sentence", train: float = 0.6, dev: float = 0.2, seed: int = 0) -> Split:
+_GOLDEN = (5 ** 0.5 - 1) / 2  # a low-discrepancy step: consecutive multiples mod 1 spread evenly over [0, 1)
+
+
+def split_examples(labels: LabelSet, by: str = "sentence", train: float = 0.6, dev: float = 0.2, seed: int = 0,
+                   stratify: bool = True) -> Split:
     """Split by sentence (no sentence in two parts) or by word type (test types unseen in
-    training; types are case-folded, `probing.wordtypes`)."""
+    training; types are case-folded, `probing.wordtypes`).
+
+    `stratify`: the groups (sentences or types) are stratified by label, so that every class
+    with a few groups reaches every part, a rare concept's tokens included: each group's
+    stratum is the rarest label it holds; within a stratum the groups are shuffled (seeded) and
+    dealt to train/dev/test by a low-discrepancy sequence, so each stratum (and the whole) is
+    split in the given shares up to one group. Without it, the groups are shuffled and cut."""
     if by not in ("sentence", "type"):
         raise UserError(f"split.by={by!r}: use sentence or type")
     if not len(labels):
         raise UserError(f"{labels.name}: no examples to split")
     keys = labels.sentences if by == "sentence" else word_types(labels.words)
-    uniq = np.unique(keys)
+    uniq, inverse = np.unique(keys, return_inverse=True)
     rng = np.random.default_rng(seed)
-    rng.shuffle(uniq)
-    n_train, n_dev = int(round(train * len(uniq))), int(round(dev * len(uniq)))
-    part = {k: 0 for k in uniq[:n_train]} | {k: 1 for k in uniq[n_train:n_train + n_dev]} | {k: 2 for k in uniq[n_train + n_dev:]}
-    which = np.fromiter((part[k] for k in keys), dtype=np.int8, count=len(keys))
+    if stratify:
+        y = np.asarray(labels.y, dtype=np.int64)
+        freq = np.bincount(y)
+        code = freq[y] * (len(freq) + 1) + y  # ordered by label frequency, then label id
+        rarest = np.full(len(uniq), np.iinfo(np.int64).max)
+        np.minimum.at(rarest, inverse, code)
+        stratum = rarest % (len(freq) + 1)  # per group: its rarest label
+        # groups ordered by stratum, shuffled within it; position g goes to the part where frac(offset + g * golden) falls
+        perm = np.lexsort((rng.random(len(uniq)), stratum))
+        h = (rng.random() + np.arange(len(uniq)) * _GOLDEN) % 1.0
+        part_of_group = np.empty(len(uniq), dtype=np.int8)
+        part_of_group[perm] = np.where(h < train, 0, np.where(h < train + dev, 1, 2))
+        which = part_of_group[inverse]
+    else:
+        shuffled = uniq.copy()
+        rng.shuffle(shuffled)
+        n_train, n_dev = int(round(train * len(uniq))), int(round(dev * len(uniq)))
+        part = {k: 0 for k in shuffled[:n_train]} | {k: 1 for k in shuffled[n_train:n_train + n_dev]} | \
+            {k: 2 for k in shuffled[n_train + n_dev:]}
+        which = np.fromiter((part[k] for k in keys), dtype=np.int8, count=len(keys))
     out = Split(*(np.flatnonzero(which == i) for i in range(3)))
     if min(len(out.train), len(out.test)) == 0:
         raise UserError(f"{labels.name}: too few {by}s ({len(uniq)}) to split into train/dev/test; use more data")

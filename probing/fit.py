@@ -15,9 +15,9 @@ from lightning.pytorch.plugins.environments import LightningEnvironment
 from sklearn.metrics import f1_score
 
 from concepts.errors import UserError
-from probing.data import ArrayDataModule, InputTransform
+from probing.data import ArrayDataModule, InputTransform, check_finite
 from probing.probe import make_probe
-from probing.regularization import C_GRID, Selection, select_l2
+from probing.regularization import C_GRID, CV_BELOW, RULES, Selection, select_l2
 from probing.system import ProbeSystem
 
 log = logging.getLogger(__name__)
@@ -46,6 +46,8 @@ class FitOptions:
     l2: float = 1e-5  # used as is when `select` is off (or for adam)
     select: bool = True  # lbfgs: choose l2 on held-out data from c_grid (probing.regularization)
     c_grid: tuple = C_GRID  # scikit-learn's C: l2 = 1 / (2 C n_train)
+    select_rule: str = "accuracy"  # accuracy (within one SE of the best, the lowest cross-entropy) | loss (before 2026-12)
+    cv_below: int = CV_BELOW  # train + dev rows under which C is chosen by k-fold cross-validation
     balanced: bool = False  # weight classes by inverse frequency
     device: str = "auto"
     transform: str = "zscore"  # of the inputs: zscore | whiten | none
@@ -58,10 +60,13 @@ class FittedProbe:
     transform: InputTransform
     classes: int
     seconds: float
-    steps: int  # L-BFGS function evaluations or Adam epochs
-    converged: bool | None
+    # L-BFGS: every function evaluation of the fit, those of the regularisation path that chose
+    # C included (all its grid points and folds: `selection_steps`) plus the final fit's; Adam: epochs
+    steps: int
+    converged: bool | None  # the final fit's
     l2: float = 0.0  # the penalty trained with (chosen on held-out data when selected)
     selection: Selection | None = None
+    selection_steps: int = 0  # of `steps`, the function evaluations spent choosing C (0 when not selected)
 
     @torch.no_grad()
     def logits(self, X: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
@@ -90,10 +95,56 @@ def _device(name: str) -> str:
     return "gpu" if name.startswith("cuda") else name
 
 
+def check_inputs(dm: ArrayDataModule, classes: int) -> None:
+    """Clear errors (`UserError`, one line) for inputs no probe can be trained on: an empty or
+    one-row training split, one class in training, a split whose rows and labels differ in
+    number or whose columns differ from training's, labels outside [0, classes), NaN or inf
+    in any split."""
+    what = {"train": "the training split", "dev": "the dev split", "test": "the test split"}
+    X, y = dm.arrays["train"]
+    if X is None or len(X) == 0:
+        raise UserError("the training split is empty: a probe needs training examples")
+    d = None
+    for part in ("train", "dev", "test"):
+        X, y = dm.arrays[part]
+        if X is None or (part != "train" and len(X) == 0):
+            continue
+        X = np.asarray(X)
+        if X.ndim != 2:
+            raise UserError(f"{what[part]}'s inputs have shape {X.shape}: give a 2-d array [rows, neurons]")
+        n_y = 0 if y is None else len(y)
+        if n_y != len(X):
+            raise UserError(f"{what[part]} has {len(X)} rows but {n_y} labels: give one label per row")
+        if d is None:
+            d = X.shape[1]
+        elif X.shape[1] != d:
+            raise UserError(f"{what[part]} has {X.shape[1]} columns but the training split has {d}: "
+                            "every split needs the same neurons (the same layer and columns)")
+        check_finite(X, "the training inputs" if part == "train" else f"the {part} split's inputs")
+        y = np.asarray(y)
+        if y.dtype.kind not in "iub" and not (y.dtype.kind == "f" and np.array_equal(y, np.round(y))):
+            raise UserError(f"{what[part]}'s labels are of type {y.dtype}: give class ids, ints in [0, {classes})")
+        bad = np.flatnonzero((y < 0) | (y >= classes))
+        if len(bad):
+            raise UserError(f"{what[part]} has {len(bad)} label(s) outside [0, {classes}) (first: {y[bad[0]].item()!r} "
+                            f"at row {int(bad[0])}): labels must be class ids below the number of classes, {classes}")
+    y = np.asarray(dm.arrays["train"][1])
+    if len(y) < 2:
+        raise UserError("the training split has 1 row: a probe needs at least 2 training rows, of 2 or more classes")
+    present = np.unique(y)
+    if len(present) < 2:
+        raise UserError(f"the training split holds one class only (class id {present[0].item()!r}, {len(y)} rows): "
+                        "a probe needs training examples of 2 or more classes")
+
+
 def fit_probe(dm: ArrayDataModule, classes: int, opt: FitOptions, logger=None) -> FittedProbe:
     """Train a probe on the data module's training split (classes are ints in [0, classes));
-    its dev split drives Adam's early stopping and is logged as `val_loss` / `val_acc`."""
+    its dev split drives Adam's early stopping and is logged as `val_loss` / `val_acc`.
+    Inputs are checked first (`check_inputs`: a `UserError` for each kind of bad input)."""
     t0 = time.perf_counter()
+    check_inputs(dm, classes)
+    if opt.select_rule not in RULES:
+        raise UserError(f"select_rule={opt.select_rule!r}: use one of {', '.join(RULES)}")
     torch.manual_seed(opt.seed)
     dm.fit_transform(opt.transform)
     full = opt.optimizer == "lbfgs"
@@ -115,8 +166,10 @@ def fit_probe(dm: ArrayDataModule, classes: int, opt: FitOptions, logger=None) -
         dev = "cuda" if accelerator == "gpu" else "cpu"
         x_tr, y_tr = (t.to(dev) for t in dm.tensors("train"))
         x_dev, y_dev = (t.to(dev) for t in dm.tensors("dev")) if dm.has("dev") else (None, None)
-        selection = select_l2(lambda: make_system().to(dev), x_tr, y_tr, x_dev, y_dev, opt.c_grid, seed=opt.seed)
-        log.debug("l2 chosen by %s: C=%g (l2=%.3g)", selection.how, selection.C, selection.l2)
+        selection = select_l2(lambda: make_system().to(dev), x_tr, y_tr, x_dev, y_dev, opt.c_grid, seed=opt.seed,
+                              cv_below=opt.cv_below, rule=opt.select_rule)
+        log.debug("l2 chosen by %s (%s): C=%g (l2=%.3g), %d function evaluations", selection.how, selection.rule,
+                  selection.C, selection.l2, selection.steps)
     system = make_system(selection.l2 if selection else opt.l2)
     if selection is not None and selection.state is not None:  # warm start: already at the optimum
         system.probe.load_state_dict(selection.state)
@@ -129,8 +182,9 @@ def fit_probe(dm: ArrayDataModule, classes: int, opt: FitOptions, logger=None) -
         # job around us, is not a request for multi-process training
         warnings.filterwarnings("ignore", message="The `srun` command is available on your system")
         trainer, steps = _fit(system, dm, opt, accelerator, full, has_dev, callbacks, logger)
-    return FittedProbe(system, dm.transform, classes, time.perf_counter() - t0, steps,
-                       system.converged if full else None, system.l2, selection)
+    chosen = selection.steps if selection is not None else 0
+    return FittedProbe(system, dm.transform, classes, time.perf_counter() - t0, steps + chosen,
+                       system.converged if full else None, system.l2, selection, chosen)
 
 
 def _fit(system, dm, opt: FitOptions, accelerator: str, full: bool, has_dev: bool, callbacks: list, logger):

@@ -87,12 +87,13 @@ def make_logger(lcfg, save_dir: Path, name: str, group: str, tags: list[str], co
     return WandbLogger(experiment=run)
 
 
-def finish(logger, metrics: dict) -> None:
-    """Log final metrics and close the run (W&B) or flush (CSV)."""
+def finish(logger, metrics: dict, text: dict | None = None) -> None:
+    """Log final metrics and close the run (W&B) or flush (CSV); `text` (e.g. the flags) goes
+    into the W&B run's summary only."""
     if not logger:
         return
     logger.log_metrics(metrics)
     logger.save()
     if hasattr(logger, "experiment") and type(logger).__name__ == "WandbLogger":
-        logger.experiment.summary.update(metrics)
+        logger.experiment.summary.update({**metrics, **(text or {})})
         logger.experiment.finish()

@@ -2,10 +2,13 @@
 accuracy, control accuracy and selectivity across layers, one line per model and task
 (concept probes averaged per layer); optionally logged to W&B as a table and an image.
 
-Intervals: a single probe per point shows its 95% interval (Wilson for accuracy, a paired
-bootstrap for selectivity); a point that averages several probes (concept probes of a layer)
-shows mean +- 1.96 standard errors over those probes. The lexical baseline (word type ->
-label lookup) is drawn dotted.
+Intervals: a single probe per point shows its 95% interval (by default a bootstrap over test
+sentences, `probing.stats.sentence_bootstrap`; the result's `interval` says which); a point
+that averages several probes (concept probes of a layer) shows mean +- 1.96 standard errors
+over those probes. The lexical baseline (word -> label lookup) is drawn dotted. A point with
+a caveat (`flags`: below its majority or lexical baseline, few test positives, not selective)
+is drawn hollow and the flags are listed under the plot. Skipped tasks (`skipped`: the reason)
+stay in the table and are left out of the plot.
 
     python -m probing.summary <folder> [<folder> ...] [--out DIR] [--wandb]
 
@@ -31,9 +34,16 @@ from probing.results import ProbeResult
 log = logging.getLogger(__name__)
 
 COLUMNS = ["model", "layer", "source", "task", "classes", "n_train", "n_dev", "n_test", "accuracy", "accuracy_low",
-           "accuracy_high", "lexical_accuracy", "majority_accuracy", "macro_f1", "dev_accuracy", "control_accuracy",
-           "control_low", "control_high", "selectivity", "selectivity_low", "selectivity_high", "flags", "C", "l2",
-           "seconds", "steps", "converged", "fingerprint"]
+           "accuracy_high", "balanced_accuracy", "balanced_low", "balanced_high", "positive_f1", "lexical_accuracy",
+           "majority_accuracy", "macro_f1", "dev_accuracy", "control_accuracy", "control_low", "control_high",
+           "selectivity", "selectivity_low", "selectivity_high", "flags", "skipped", "resplits", "resplit_accuracy_sd",
+           "resplit_selectivity_sd", "resplit_accuracy_min", "resplit_accuracy_max", "C", "l2", "seconds", "steps",
+           "converged", "interval", "fingerprint"]
+
+
+def scored(df: pd.DataFrame) -> pd.DataFrame:
+    """The rows of probes that ran (not skipped)."""
+    return df[df["skipped"].isna()] if "skipped" in df else df
 
 
 def summarize_results(results: list[ProbeResult]) -> pd.DataFrame:
@@ -75,9 +85,11 @@ def plot_summary(df: pd.DataFrame, path: Path, title: str) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    df = scored(df)
     df = df.assign(line=df.apply(line_key, axis=1))
     agg = layer_means(df)
-    fig, (a1, a2) = plt.subplots(1, 2, figsize=(11, 4))
+    flagged = df.groupby(["line", "layer"])["flags"].apply(lambda f: sorted({x for v in f.fillna("") for x in str(v).split(";") if x}))
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=(11, 4.6))
     # concept probes classify other concepts in every layer: points with intervals, no line across layers
     per_layer = set(df.loc[df["source"] != "tag", "line"])
     for i, (name, g) in enumerate(agg.groupby("line")):
@@ -93,7 +105,10 @@ def plot_summary(df: pd.DataFrame, path: Path, title: str) -> None:
             if g["lexical_accuracy"].notna().any():
                 a1.plot(g["layer"], g["lexical_accuracy"], "_", color=color, markersize=10, label=f"{name} (word-type lookup)")
             continue
-        a1.plot(g["layer"], g["accuracy"], "o-", color=color, label=name)
+        a1.plot(g["layer"], g["accuracy"], "-", color=color, label=name)
+        hollow = g["layer"].map(lambda layer, n=name: bool(flagged.get((n, layer), [])))
+        a1.plot(g.loc[~hollow, "layer"], g.loc[~hollow, "accuracy"], "o", color=color)
+        a1.plot(g.loc[hollow, "layer"], g.loc[hollow, "accuracy"], "o", color=color, markerfacecolor="white")
         a1.fill_between(g["layer"], g["accuracy_lo"], g["accuracy_hi"], color=color, alpha=0.15, linewidth=0)
         if g["lexical_accuracy"].notna().any():
             a1.plot(g["layer"], g["lexical_accuracy"], ":", color=color, alpha=0.8, label=f"{name} (word-type lookup)")
@@ -109,7 +124,10 @@ def plot_summary(df: pd.DataFrame, path: Path, title: str) -> None:
         a.xaxis.get_major_locator().set_params(integer=True)
     a1.legend(fontsize=7)
     fig.suptitle(title)
-    fig.tight_layout()
+    seen = sorted({f for fl in flagged for f in fl})
+    if seen:
+        fig.text(0.01, 0.01, "hollow: a probe with caveats (" + ", ".join(seen) + "; see the summary's flags)", fontsize=7)
+    fig.tight_layout(rect=(0, 0.04 if seen else 0, 1, 1))
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = unique_tmp(path)  # parallel sweep jobs write the same summary
     fig.savefig(tmp, dpi=110)
@@ -125,7 +143,7 @@ def write_summary(folder: Path, results: list[ProbeResult], title: str, plot: bo
     tmp = unique_tmp(folder / "summary.parquet")
     df.to_parquet(tmp, index=False)
     tmp.replace(folder / "summary.parquet")
-    if plot and len(df):
+    if plot and len(scored(df)):
         plot_summary(df, folder / "summary.png", title)
     return df
 
@@ -148,7 +166,7 @@ def log_summary_wandb(df: pd.DataFrame, png: Path | None, project: str, group: s
     summary = {"probes": len(df)}
     # a line across layers only for gold-tag probes (the same classes in every layer), one per task
     # and model; concept probes are compared in the table
-    gold = df[df["source"] == "tag"]
+    gold = scored(df)[lambda d: d["source"] == "tag"]
     for (model, task), part in gold.groupby(["model", "task"]):
         agg = part.groupby("layer")[["accuracy", "selectivity"]].mean().reset_index()
         payload[f"{model}/{task}/accuracy_by_layer"] = wandb.plot.line(

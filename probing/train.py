@@ -45,8 +45,15 @@ from probing.loggers import (
     start_run,
     wandb_root,
 )
-from probing.results import ProbeResult
-from probing.stats import lexical_baseline, majority_baseline, paired_bootstrap, wilson
+from probing.results import INTERVALS, ProbeResult
+from probing.stats import (
+    balanced_accuracy,
+    lexical_accuracy,
+    majority_baseline,
+    paired_bootstrap,
+    sentence_bootstrap,
+    wilson,
+)
 from probing.summary import summarize_results, write_summary
 
 log = logging.getLogger(__name__)
@@ -87,7 +94,7 @@ class ConceptSource:
                 f"the concepts in {path} were made from the store {manifest['inputs']['store']}, not from the store "
                 f"probed here ({store.path}): another model or corpus; pass matching model/corpus options or "
                 "re-run concepts.discover on this store")
-        self.path, self.k, self.source = path, cfg.discovery.k, label_source_of(cfg)
+        self.path, self.k, self.source, self.store = path, cfg.discovery.k, label_source_of(cfg), store
         if cfg.labels.source != "tag" and cfg.labels.require_label and not self._has_labels():
             # chaining: labels come from concepts.annotate (offline alignment unless an LLM is configured)
             import concepts.annotate as annotate_stage
@@ -134,10 +141,13 @@ def tasks_for(cfg: TrainConfig, tokens: pd.DataFrame, layer: int, concepts: Conc
                         "(or set labels.require_label=false)")
     where = str(concepts.path)
     source = label_source_of(cfg)
+    # positives=nearest: tokens join the concept of the nearest centroid at the layer the concepts come from
+    acts = concepts.store.layer(cs[0].layer) if lab.positives == "nearest" and cs else None
     if lab.source == "concepts":
-        return [concept_labels(tokens, cs, lab.top, lab.require_label, minimum, where, source)]
+        return [concept_labels(tokens, cs, lab.top, lab.require_label, minimum, where, source, lab.positives, acts,
+                               lab.max_positives, cfg.probing.seed)]
     return concept_binary_labels(tokens, cs, lab.top, lab.require_label, minimum, cfg.probing.seed, where,
-                                 lab.negatives, lab.min_rows, source)
+                                 lab.negatives, lab.min_rows, source, lab.positives, acts, lab.max_positives)
 
 
 def result_fingerprint(cfg: TrainConfig, fp: str, concepts: ConceptSource | None, layer: int) -> str:
@@ -169,67 +179,173 @@ def log_cached(cfg: TrainConfig, r: ProbeResult, config: dict, group: str, model
     run = start_run(cfg.logger, wandb_root(cfg), probe_run_name(cfg, model, r.layer, r.task), group, "probe",
                     [model, cfg.corpus.name, f"layer{r.layer}", cfg.labels.source, r.task, cfg.probe.kind, "cached"],
                     config)
-    run.summary.update({**{k: v for k, v in r.row().items() if isinstance(v, float)}, "cached": True})
+    run.summary.update({**{k: v for k, v in r.row().items() if isinstance(v, float)}, "cached": True,
+                        "flags": ";".join(r.flags), **{f"flag_{f}": 1.0 for f in r.flags},
+                        **({"skipped": r.skipped} if r.skipped else {})})
     run.finish()
     mark_logged(cfg.logger, wandb_root(cfg), key)
 
 
-def probe_one(cfg: TrainConfig, store, layer: int, ls: LabelSet, fp: str, model: str, group: str,
-              out: Path, concepts_fp: str | None = None) -> ProbeResult | None:
-    """Train and score one probe (and its control task); None when the test split is smaller
-    than `probing.min_test` rows (logged: a number from so few rows is noise)."""
-    split = split_examples(ls, cfg.split.by, cfg.split.train, cfg.split.dev, cfg.split.seed)
-    if len(split.test) < cfg.probing.min_test:
-        log.warning("layer %d %s: skipped, %d test rows (< probing.min_test=%d); lower probing.min_test or use "
-                    "more data (labels.min_rows for concept_binary)", layer, ls.name, len(split.test),
-                    cfg.probing.min_test)
-        return None
+@dataclass
+class _Scored:
+    """One split's fit and its test scores (the task probe, and its control task)."""
+    fitted: object
+    split: object
+    y_test: np.ndarray
+    pred: np.ndarray
+    control_y: np.ndarray | None = None
+    control_pred: np.ndarray | None = None
+    control_seconds: float | None = None
+    dev_accuracy: float | None = None
+
+    @property
+    def accuracy(self) -> float:
+        return float(np.mean(self.pred == self.y_test))
+
+    @property
+    def selectivity(self) -> float | None:
+        if self.control_pred is None:
+            return None
+        return self.accuracy - float(np.mean(self.control_pred == self.control_y))
+
+
+def _fit_split(cfg: TrainConfig, store, layer: int, ls: LabelSet, split, opts, logger=None) -> _Scored:
+    """Fit the probe (and its control task, with the probe's own penalty) on one split."""
     dm = StoreDataModule(store, layer, ls, split)
-    opts = fit_options(cfg)
-    tags = [model, cfg.corpus.name, f"layer{layer}", cfg.labels.source, ls.name, cfg.probe.kind]
-    logger = make_logger(cfg.logger, out, probe_run_name(cfg, model, layer, ls.name), group, tags,
-                         probe_config(cfg, store, fp, concepts_fp, layer, ls.name), wandb_root(cfg))
     fitted = fit_probe(dm, len(ls.classes), opts, logger)
     X_test, y_test = dm.arrays["test"]
-    pred = fitted.predict(X_test)
-    hits = pred == y_test
-    m = evaluate(y_test, pred, ls.classes)
-    k = len(ls.classes)
-    ytr = ls.y[split.train]
-    lexical = float(np.mean(lexical_baseline(ls.words[split.train], ytr, ls.words[split.test], k) == y_test))
-    dev_acc = None
+    out = _Scored(fitted, split, np.asarray(y_test), fitted.predict(X_test))
     if dm.has("dev"):
         X_dev, y_dev = dm.arrays["dev"]
-        dev_acc = float(np.mean(fitted.predict(X_dev) == y_dev))
-    acc_ci = wilson(int(hits.sum()), len(hits))
-    control_acc = selectivity = control_s = None
-    control_ci = sel_ci = (None, None)
-    flags = []
+        out.dev_accuracy = float(np.mean(fitted.predict(X_dev) == y_dev))
     if cfg.probing.control:
+        k = len(ls.classes)
         yc = control_labels(ls.words, ls.y, split.train, k, cfg.probing.seed)
         cdm = dm.with_labels(yc[split.train], yc[split.dev], yc[split.test])
         # the same probe: the task probe's penalty, not one chosen again for random labels
         cfit = fit_probe(cdm, k, replace(opts, select=False, l2=fitted.l2))
-        control_s = cfit.seconds
-        chits = cfit.predict(X_test) == yc[split.test]
+        out.control_y, out.control_pred, out.control_seconds = yc[split.test], cfit.predict(X_test), cfit.seconds
+    return out
+
+
+def positive_class(ls: LabelSet) -> int | None:
+    """The concept's class of a binary concept task (the one that is not "other"), else None."""
+    if len(ls.classes) == 2 and "other" in ls.classes:
+        return 1 - ls.classes.index("other")
+    return None
+
+
+def skip_reason(cfg: TrainConfig, ls: LabelSet, split) -> str | None:
+    """Why a task cannot be scored on this split (None: it can)."""
+    n_test = len(split.test)
+    if n_test < cfg.probing.min_test:
+        return (f"{n_test} test tokens (< probing.min_test={cfg.probing.min_test}); use more data or lower "
+                "probing.min_test")
+    if len(ls.classes) == 2:
+        counts = np.bincount(ls.y[split.test], minlength=2)
+        if counts.min() < cfg.probing.min_test_class:
+            fix = ("labels.positives=nearest draws every token nearest the concept's centroid"
+                   if cfg.labels.source == "concept_binary" and cfg.labels.positives == "members" else "use more data")
+            return (f"{int(counts.min())} test tokens of class {ls.classes[int(counts.argmin())]!r} "
+                    f"(< probing.min_test_class={cfg.probing.min_test_class}); {fix}, or lower probing.min_test_class")
+    return None
+
+
+def probe_one(cfg: TrainConfig, store, layer: int, ls: LabelSet, fp: str, model: str, group: str,
+              out: Path, concepts_fp: str | None = None) -> ProbeResult:
+    """Train and score one probe (and its control task). A task whose test split is too small to
+    score (`probing.min_test` tokens, and for a binary task `probing.min_test_class` of each
+    class) is a skipped result: its reason, no numbers."""
+    p = cfg.probing
+    split = split_examples(ls, cfg.split.by, cfg.split.train, cfg.split.dev, cfg.split.seed, cfg.split.stratify)
+    k = len(ls.classes)
+    test_per_class = {ls.classes[c]: int(n) for c, n in enumerate(np.bincount(ls.y[split.test], minlength=k))}
+    reason = skip_reason(cfg, ls, split)
+    if reason:
+        log.warning("layer %d %s: skipped, %s", layer, ls.name, reason)
+        return ProbeResult.skip(model, layer, cfg.labels.source, ls.name, k, fp, reason, len(split.train),
+                                len(split.dev), len(split.test), test_per_class)
+    opts = fit_options(cfg)
+    tags = [model, cfg.corpus.name, f"layer{layer}", cfg.labels.source, ls.name, cfg.probe.kind]
+    logger = make_logger(cfg.logger, out, probe_run_name(cfg, model, layer, ls.name), group, tags,
+                         probe_config(cfg, store, fp, concepts_fp, layer, ls.name), wandb_root(cfg))
+    sc = _fit_split(cfg, store, layer, ls, split, opts, logger)
+    fitted, y_test, pred = sc.fitted, sc.y_test, sc.pred
+    m = evaluate(y_test, pred, ls.classes)
+    ytr = ls.y[split.train]
+    lexical, _ = lexical_accuracy(ls.words[split.train], ytr, ls.words[split.test], y_test, k)
+    majority = majority_baseline(ytr, y_test, k)
+    dev_acc = sc.dev_accuracy
+    hits = pred == y_test
+    control_acc = selectivity = None
+    control_ci = sel_ci = (None, None)
+    if p.interval == "sentence":
+        boot = sentence_bootstrap(ls.sentences[split.test], y_test, pred, sc.control_y, sc.control_pred,
+                                  n_boot=p.n_boot, seed=p.seed)
+        acc_ci, bal_ci = boot.accuracy, boot.balanced_accuracy
+    else:
+        acc_ci, bal_ci = wilson(int(hits.sum()), len(hits)), (None, None)
+    if sc.control_pred is not None:
+        chits = sc.control_pred == sc.control_y
         control_acc = float(np.mean(chits))
         selectivity = m.accuracy - control_acc
-        control_ci = wilson(int(chits.sum()), len(chits))
-        sel_ci = paired_bootstrap(hits, chits, seed=cfg.probing.seed)
-        if cfg.split.by == "type":
-            flags.append("type_split_control")
-    if lexical >= acc_ci[0]:
-        flags.append("lexical")
+        if p.interval == "sentence":
+            control_ci, sel_ci = boot.control, boot.selectivity
+        else:
+            control_ci, sel_ci = wilson(int(chits.sum()), len(chits)), paired_bootstrap(hits, chits, seed=p.seed)
+    pos = positive_class(ls)
+    flags = result_flags(cfg, m.accuracy, acc_ci, lexical, majority, sel_ci, test_per_class)
     sel = fitted.selection
     result = ProbeResult(model, layer, cfg.labels.source, ls.name, k, len(split.train), len(split.dev),
                          len(split.test), m.accuracy, m.macro_f1, dev_acc, control_acc, selectivity, fitted.seconds,
                          fitted.steps, fitted.converged, fp, m.per_class, *acc_ci, *control_ci, *sel_ci, lexical,
-                         majority_baseline(ytr, y_test, k), fitted.l2, sel.C if sel else None, flags,
-                         control_seconds=control_s)
-    finish(logger, {k: v for k, v in result.row().items() if isinstance(v, float)})
+                         majority, fitted.l2, sel.C if sel else None, flags,
+                         control_seconds=sc.control_seconds, balanced_accuracy=balanced_accuracy(y_test, pred),
+                         balanced_low=bal_ci[0], balanced_high=bal_ci[1],
+                         positive_f1=m.per_class[ls.classes[pos]]["f1"] if pos is not None else None,
+                         test_per_class=test_per_class, interval=INTERVALS[p.interval])
+    if p.resplits:
+        _resplit(cfg, store, layer, ls, opts, sc, result)
+    metrics = {k: v for k, v in result.row().items() if isinstance(v, float)}
+    finish(logger, {**metrics, **{f"flag_{f}": 1.0 for f in flags}}, {"flags": ";".join(flags)})
     if cfg.logger.kind == "wandb":
         mark_logged(cfg.logger, wandb_root(cfg), {"probe": fp, "layer": layer, "task": ls.name})
     return result
+
+
+def result_flags(cfg: TrainConfig, accuracy: float, acc_ci, lexical: float, majority: float, sel_ci,
+                 test_per_class: dict) -> list[str]:
+    """The caveats of a probe number (`probing.results`)."""
+    flags = []
+    if cfg.split.by == "type" and cfg.probing.control:
+        flags.append("type_split_control")
+    if lexical >= acc_ci[0]:
+        flags.append("below_lexical")
+    if accuracy < majority:
+        flags.append("below_majority")
+    if min(test_per_class.values()) < cfg.probing.min_test_class:
+        flags.append("few_positives")
+    if sel_ci[0] is not None and sel_ci[0] <= 0:
+        flags.append("not_selective")
+    return flags
+
+
+def _resplit(cfg: TrainConfig, store, layer: int, ls: LabelSet, opts, first: _Scored, result: ProbeResult) -> None:
+    """Re-split (split seeds seed+1 ... seed+N) and re-fit; the spread of accuracy and selectivity
+    over all N+1 splits goes into `result` (splits that cannot be scored are left out)."""
+    accs, sels = [first.accuracy], [first.selectivity]
+    for i in range(1, cfg.probing.resplits + 1):
+        split = split_examples(ls, cfg.split.by, cfg.split.train, cfg.split.dev, cfg.split.seed + i, cfg.split.stratify)
+        if skip_reason(cfg, ls, split):
+            continue
+        sc = _fit_split(cfg, store, layer, ls, split, opts)
+        accs.append(sc.accuracy)
+        sels.append(sc.selectivity)
+    result.resplits = len(accs) - 1
+    result.resplit_accuracy_sd = float(np.std(accs, ddof=1)) if len(accs) > 1 else None
+    result.resplit_accuracy_min, result.resplit_accuracy_max = float(min(accs)), float(max(accs))
+    if sels[0] is not None and len(sels) > 1:
+        result.resplit_selectivity_sd = float(np.std(sels, ddof=1))
 
 
 def labels_identity(lab) -> dict:
@@ -240,6 +356,8 @@ def labels_identity(lab) -> dict:
     out = {"source": lab.source, "concept_layer": lab.concept_layer, "top": lab.top, "require_label": lab.require_label}
     if lab.source == "concept_binary":
         out.update(negatives=lab.negatives, min_rows=lab.min_rows)
+    if lab.positives != "members":
+        out.update(positives=lab.positives, max_positives=lab.max_positives)
     return out
 
 
@@ -323,14 +441,15 @@ def run(cfg: DictConfig | TrainConfig) -> TrainResult:
                     r = _done(f, rfp) if waited else None
                     if r is None:
                         r = probe_one(cfg, store, layer, ls, rfp, model, group, out, concepts_fp)
-                        if r is None:
-                            continue
                         r.save(f)
                         trained += 1
-                        log.info("layer %d %s: accuracy %.3f [%.3f, %.3f], lexical %.3f%s (%d classes, %d train, %.1f s)",
-                                 layer, ls.name, r.accuracy, r.accuracy_low, r.accuracy_high, r.lexical_accuracy,
-                                 f", control {r.control_accuracy:.3f}, selectivity {r.selectivity:.3f}"
-                                 if r.control_accuracy is not None else "", r.classes, r.n_train, r.seconds)
+                        if r.skipped is None:
+                            log.info("layer %d %s: accuracy %.3f [%.3f, %.3f], balanced %.3f, lexical %.3f, majority "
+                                     "%.3f%s (%d classes, %d train, %.1f s)%s", layer, ls.name, r.accuracy,
+                                     r.accuracy_low, r.accuracy_high, r.balanced_accuracy, r.lexical_accuracy,
+                                     r.majority_accuracy, f", control {r.control_accuracy:.3f}, selectivity "
+                                     f"{r.selectivity:.3f}" if r.control_accuracy is not None else "", r.classes,
+                                     r.n_train, r.seconds, f"; flags: {', '.join(r.flags)}" if r.flags else "")
                         results.append(r)
                         continue
                     log.info("layer %d %s: probed by another process meanwhile; reused", layer, ls.name)

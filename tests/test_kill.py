@@ -25,7 +25,9 @@ KILL_POINTS = {
     "report": "report/*/neurons-curves.csv",
 }
 
-VOLATILE = ("seconds", "time", "took", "wall", "created", "versions", "timestamp")
+# timings, versions, and what this invocation did (records_changed: a resumed run changes fewer records than one
+# uninterrupted run, though the records it leaves are the same)
+VOLATILE = ("seconds", "time", "took", "wall", "created", "versions", "timestamp", "records_changed")
 
 
 def _args(model, corpus, ws) -> list[str]:

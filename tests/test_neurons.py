@@ -17,6 +17,7 @@ from neurons.rankers import RANKERS, Probeless, ProbelessOneVsRest, make_ranker,
 from neurons.ranking import Ranking
 from probing.data import ArrayDataModule
 from probing.fit import FitOptions, fit_probe
+from probing.regularization import C_GRID
 
 REPO = Path(__file__).resolve().parent.parent
 PLANTED = [3, 17, 29]
@@ -194,13 +195,34 @@ def test_rank_app_per_layer_concatenated_and_super_sub(tiny_models, tagged_corpu
     assert len(words) == 20 and all(len(v) >= 1 for v in words.values())
     assert len(res.super_sub) >= 1 and res.super_sub["share"].between(0, 1).all()
     assert set(res.super_sub["super"]) <= {"UPOS=DET", "UPOS=NOUN", "UPOS=VERB", "UPOS=ADV", "UPOS=PUNCT"}
-    cat = rank_mod.run(compose_cfg("rank", [*rk, "neurons.concat=true", "ranking=probe_weights", "ranking.epochs=5"]))
+    cat = rank_mod.run(compose_cfg("rank", [*rk, "neurons.concat=true", "ranking=probe_weights"]))
     (unit,) = cat.rankings
     r = cat.rankings[unit]
     assert unit == "layers_0-1-2" and r.dim == 96 and r.neurons[40] == "L1:8"
     assert (cat.path / unit / "layers.png").exists()
+    # one probe, probing's: ranked and ablated; the ranking and eval.json record its C
+    assert r.meta["probe"]["C"] in C_GRID and r.meta["probe"]["optimizer"] == "lbfgs"
+    assert json.loads((cat.path / unit / "eval.json").read_text())["probe"] == r.meta["probe"]
     with pytest.raises(UserError, match="labels=upos, xpos or concepts"):
         rank_mod.run(compose_cfg("rank", [*rk, "labels=concept_binary"]))
+
+
+def test_a_new_probe_reevaluates_without_reranking(tiny_models, tagged_corpus, tmp_path, monkeypatch):
+    """The evaluation's probes are the run's probe: another probe config re-runs the evaluation
+    (a new folder) and reuses the ranking; probe_weights ranks that probe."""
+    rk = [*_over(tiny_models, tagged_corpus, tmp_path), "probing.min_examples=5", "neurons.ks=[2,8]", "layer=1",
+          "neurons.super_sub=false"]
+    first = rank_mod.run(compose_cfg("rank", rk))
+    monkeypatch.setattr(rank_mod, "make_ranker", lambda *a, **k: pytest.fail("re-ranked"))
+    changed = rank_mod.run(compose_cfg("rank", [*rk, "probe.c_grid=[0.001]"]))
+    monkeypatch.undo()
+    assert changed.path != first.path
+    a, b = first.rankings["layer_01"], changed.rankings["layer_01"]
+    assert a.order().tolist() == b.order().tolist() and b.meta["fingerprint"] != a.meta["fingerprint"]
+    assert json.loads((changed.path / "layer_01" / "eval.json").read_text())["probe"]["C"] == 0.001
+    assert (changed.path / "layer_01" / "scale.json").exists() and (changed.path / "layer_01" / "top_words.json").exists()
+    pw = rank_mod.run(compose_cfg("rank", [*rk, "ranking=probe_weights", "probe.c_grid=[0.001]"]))
+    assert pw.rankings["layer_01"].meta["probe"]["C"] == 0.001  # probe_weights ranks the run's probe
 
 
 def test_rank_sweep_over_methods_is_summarised(tiny_models, tagged_corpus, tmp_path):

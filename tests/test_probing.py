@@ -136,8 +136,14 @@ def test_train_on_concepts_and_a_store_from_another_corpus(tiny_models, tagged_c
     multi = train_mod.run(compose_cfg("train", [*over, "labels=concepts", "labels.top=4", "labels.require_label=false", "layer=2"]))
     (r,) = multi.results
     assert r.source == "concepts" and 2 <= r.classes <= 4
-    binary = train_mod.run(compose_cfg("train", [*over, "labels=concept_binary", "labels.top=3", "labels.require_label=false", "layer=2"]))
-    assert len(binary.results) == 3 and all(r.classes == 2 for r in binary.results)
+    binary = train_mod.run(compose_cfg("train", [*over, "labels=concept_binary", "labels.top=3", "labels.require_label=false",
+                                                 "layer=2", "probing.min_test_class=5"]))
+    assert len(binary.results) == 3 and all(r.classes == 2 and r.skipped is None for r in binary.results)
+    # the default minimum of positives in test is more than this tiny corpus gives: skipped, with the reason
+    strict = train_mod.run(compose_cfg("train", [*over, "labels=concept_binary", "labels.top=3", "labels.require_label=false",
+                                                 "layer=2", "probing.min_test_class=1000"]))
+    assert all(r.skipped and "probing.min_test_class=1000" in r.skipped and r.accuracy is None for r in strict.results)
+    assert strict.summary["skipped"].notna().all()
     # concepts of another corpus cannot label this store
     other = discover_mod.run(compose_cfg("discover", [
         "model=hf", f"model.name_or_path={tiny_models['bert']}", "model.name=tiny", "corpus=text", f"corpus.path={text_corpus}",
@@ -213,6 +219,21 @@ def test_type_split_flags_selectivity_and_results_carry_intervals(tiny_models, t
     assert "type_split_control" in summary and "accuracy_low" in summary
     with pytest.raises(UserError, match="probe.c_grid"):
         train_mod.run(compose_cfg("train", [*over, "probe.c_grid=[]"]))
+
+
+def test_resplits_report_the_spread_and_every_result_says_what_its_interval_covers(tiny_models, tagged_corpus, tmp_path):
+    over = _over(tiny_models, tagged_corpus, tmp_path, "layer=1", "probing.min_test=5")
+    r = train_mod.run(compose_cfg("train", [*over, "probing.resplits=2"])).results[0]
+    assert r.resplits == 2 and r.resplit_accuracy_sd is not None and r.resplit_selectivity_sd is not None
+    assert r.resplit_accuracy_min <= r.accuracy <= r.resplit_accuracy_max
+    assert "test sentences" in r.interval and r.balanced_low <= r.balanced_accuracy <= r.balanced_high
+    tok = train_mod.run(compose_cfg("train", [*over, "probing.interval=token"])).results[0]
+    assert "Wilson" in tok.interval and tok.accuracy == r.accuracy  # the same split and fit, another interval
+    from probing.stats import wilson
+    hits = round(tok.accuracy * tok.n_test)
+    assert (tok.accuracy_low, tok.accuracy_high) == pytest.approx(wilson(hits, tok.n_test))
+    with pytest.raises(UserError, match="probing.interval"):
+        train_mod.run(compose_cfg("train", [*over, "probing.interval=tokens"]))
 
 
 def test_concept_probes_on_a_fresh_workspace_run_every_stage_before(tiny_models, tagged_corpus, tmp_path):
