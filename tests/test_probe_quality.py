@@ -124,7 +124,11 @@ def test_concept_binary_probes_through_the_app_match_sklearn(ewt_store):
     cfg = validate(compose_cfg("train", over), TrainConfig)
     concepts = train_mod.ConceptSource(cfg, open_store(cfg))
     tasks = concept_binary_labels(store.tokens(), concepts.layer(6), 6, False, cfg.probing.min_examples,
-                                  cfg.probing.seed, "x", cfg.labels.negatives, cfg.labels.min_rows)
+                                  cfg.probing.seed, "x", cfg.labels.negatives, cfg.labels.min_rows, None,
+                                  cfg.labels.positives, store.layer(6), cfg.labels.max_positives)
+    scored = {r.task for r in res.results if r.skipped is None}
+    assert len(scored) >= 3, [r.skipped for r in res.results]
+    tasks = [ls for ls in tasks if ls.name in scored]
     X_all = np.asarray(store.layer(6), dtype=np.float32)
     sk, sizes = [], []
     for ls in tasks:
@@ -133,11 +137,11 @@ def test_concept_binary_probes_through_the_app_match_sklearn(ewt_store):
         s = split_examples(ls, cfg.split.by, cfg.split.train, cfg.split.dev, cfg.split.seed)
         X = X_all[ls.rows]
         sk.append(_sklearn(X[s.train], ls.y[s.train], X[s.dev], ls.y[s.dev], X[s.test], ls.y[s.test]))
-    assert max(sizes) > 1  # some concept is small enough to need extra negatives
-    ours = np.mean([r.accuracy for r in res.results])
+    assert all(v == pytest.approx(1.0) for v in sizes)  # the default is balanced: one negative per positive
+    ours = np.mean([r.accuracy for r in res.results if r.skipped is None])
     tuned, default = np.mean(sk, axis=0)
     assert ours >= tuned - 0.02 and ours >= default - 0.02, (ours, tuned, default)
-    for r in res.results:  # every result carries its interval and baselines
+    for r in (r for r in res.results if r.skipped is None):  # every result carries its interval and baselines
         assert r.accuracy_low <= r.accuracy <= r.accuracy_high and r.n_test >= cfg.probing.min_test
         assert r.selectivity_low <= r.selectivity <= r.selectivity_high
         assert 0 <= r.lexical_accuracy <= 1 and 0 <= r.majority_accuracy <= 1 and r.C in C_GRID
