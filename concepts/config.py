@@ -25,6 +25,13 @@ class Aggregation(str, Enum):
     mean = "mean"
 
 
+class InputMode(str, Enum):
+    """How a sentence is fed to the model (see `concepts.subwords`)."""
+
+    text = "text"  # its running text, tokenized as text; words take subwords by character offsets
+    words = "words"  # pre-split words (NeuroX-style), checked against the text's own tokenization
+
+
 class LongSentences(str, Enum):
     """What to do with a sentence longer than the model's input limit."""
 
@@ -103,6 +110,7 @@ class CorpusConfig:
 @dataclass
 class ExtractionConfig:
     aggregation: Aggregation = Aggregation.last
+    input: InputMode = InputMode.text  # text (running text, offsets) | words (pre-split, NeuroX-style)
     device: str = "auto"  # auto | cpu | cuda | cuda:N | mps
     dtype: ComputeDType = ComputeDType.float32
     store_dtype: StoreDType = StoreDType.float32

@@ -76,6 +76,7 @@ def store_identity(cfg: ExtractConfig, corpus: Corpus) -> dict:
         "model_files": weights_signature(cfg.model.name_or_path),  # a local model saved anew is another store
         "corpus": corpus.fingerprint,
         "aggregation": ex.aggregation.value,
+        "input": ex.input.value,
         "dtype": ex.dtype.value,
         "store_dtype": ex.store_dtype.value,
         "max_length": ex.max_length,
@@ -99,7 +100,7 @@ def encode_and_extract(lm, extractor: Extractor, sentences: list[Sentence], max_
     only these words are aggregated and copied off the device. Shared by the store and
     `concepts.api.extract`."""
     if enc is None:
-        enc = encode_shard(lm.tokenizer, sentences, max_length, lm.n_special, long_sentences)
+        enc = encode_shard(lm.tokenizer, sentences, max_length, lm.n_special, long_sentences, lm.input, lm.family)
     skipped = set(enc.skipped)
     offsets, n_rows = {}, 0
     for i, s in enumerate(sentences):
@@ -133,14 +134,15 @@ def encode_and_extract(lm, extractor: Extractor, sentences: list[Sentence], max_
 
 def _encode_for_store(lm, ex, sentences: list[Sentence]):
     """`encode_shard` of a store's sentences with its length settings (`ex`: `cfg.extraction`)."""
-    return encode_shard(lm.tokenizer, sentences, ex.max_length or lm.max_length, lm.n_special, ex.long_sentences.value)
+    return encode_shard(lm.tokenizer, sentences, ex.max_length or lm.max_length, lm.n_special, ex.long_sentences.value,
+                        lm.input, lm.family)
 
 
 def _skipped_for_store(lm, ex, sentences: list[Sentence]) -> set[int]:
     """The sentences the store will not hold (over the model's limit; in window mode, a word longer
     than a window): `_encode_for_store(...).skipped`, from subword counts (`skipped_sentences`)."""
     return set(skipped_sentences(lm.tokenizer, sentences, ex.max_length or lm.max_length, lm.n_special,
-                                 ex.long_sentences.value))
+                                 ex.long_sentences.value, lm.input, lm.family))
 
 
 def token_table(sentences: list[Sentence], skipped: set[int], enc) -> pd.DataFrame:
@@ -153,6 +155,7 @@ def token_table(sentences: list[Sentence], skipped: set[int], enc) -> pd.DataFra
         # (a shard whose sentences were all skipped has an empty table, not a crash)
         "n_subwords": np.concatenate([enc.n_subwords[i] for i in kept] or [np.zeros(0)]).astype(np.int32),
         "replaced": np.concatenate([enc.replaced[i] for i in kept] or [np.zeros(0)]).astype(bool),
+        "shared": np.concatenate([enc.shared[i] for i in kept] or [np.zeros(0)]).astype(bool),
     }
     for t in sorted({t for s in sentences for t in s.tags}):
         cols[t] = [v for i in kept for v in sentences[i].tags.get(t, [""] * len(sentences[i]))]
@@ -197,6 +200,7 @@ def _write_shard(
         "sentences_skipped_subword_limit": len(skipped),
         "skipped_sentence_ids": sorted(sentences[i].index for i in skipped),
         "words_replaced_empty": int(sum(enc.replaced[i].sum() for i in kept)),
+        "words_shared_subword": int(sum(enc.shared[i].sum() for i in kept)),
         "sentences_windowed": len({s.sentence for s in enc.segments if s.word_offset > 0}),
     }
 
@@ -272,7 +276,7 @@ def _finalize(path: Path, manifest: dict, n_shards: int) -> dict | None:
     counts = {k: sum(m.get(k, m.get("sentences_skipped_too_long", 0) if k == "sentences_skipped_subword_limit" else 0)
                      for m in metas)
               for k in ("sentences", "words", "subwords", "sentences_skipped_subword_limit", "words_replaced_empty",
-                        "sentences_windowed")}
+                        "words_shared_subword", "sentences_windowed")}
     manifest = {**manifest, "complete": True, "counts": {**manifest["counts"], **counts}}
     write_manifest(path, manifest)
     for lock in root.glob("*.lock"):  # every shard is published: the shard locks have served
@@ -406,7 +410,7 @@ def run(cfg: DictConfig | ExtractConfig, check_k: bool = False, sample=None) -> 
             return ExtractResult(same, True, 0, 0, time.perf_counter() - t_start, 0.0)
     if existing is None and check_k and sample is None:
         check_k_fits(cfg, corpus)  # before any model is loaded: a discovery that cannot run says so now
-    lm = load_model(cfg.model, cfg.extraction.device, cfg.extraction.dtype.value)
+    lm = load_model(cfg.model, cfg.extraction.device, cfg.extraction.dtype.value, cfg.extraction.input.value)
     if cfg.extraction.max_length is not None and cfg.extraction.max_length > lm.max_length:
         raise UserError(
             f"extraction.max_length={cfg.extraction.max_length} is beyond what {cfg.model.name_or_path} takes "

@@ -32,6 +32,8 @@ class LoadedModel:
     hidden_size: int
     max_length: int  # subwords per input, special tokens included
     n_special: int  # special tokens added around one input
+    family: str = ""  # the config's model_type (bert, llama, gemma, qwen2...)
+    input: str = "text"  # how sentences are fed: text | words (see concepts.subwords)
 
 
 def resolve_model_path(name_or_path: str) -> str:
@@ -77,30 +79,78 @@ def _split_words_match_text(tok) -> bool:
     return text["input_ids"][0][-len(last):] == last and len(ids) == len(text["input_ids"][0])
 
 
-def load_tokenizer(source: str, revision: str | None, trust_remote_code: bool):
+def load_tokenizer(source: str, revision: str | None, trust_remote_code: bool, input: str = "text"):
+    """The model's fast tokenizer. For `input=words`, a byte-level BPE tokenizer is loaded with
+    `add_prefix_space=True`, so each pre-split word gets the space that marks a word start (the
+    text input reads the text as the tokenizer does any text, and changes nothing)."""
     from transformers import AutoTokenizer
 
     kw = dict(revision=revision, trust_remote_code=trust_remote_code)
     tok = AutoTokenizer.from_pretrained(source, **kw)
     if not getattr(tok, "is_fast", False):
         raise UserError(
-            f"model {source!r} has no fast tokenizer; word alignment needs one (word_ids). "
+            f"model {source!r} has no fast tokenizer; word alignment needs one (offsets, word_ids). "
             "Convert it with `tokenizers` or pick another model."
         )
-    try:
-        ok = _split_words_match_text(tok)
-    except ValueError:  # older byte-level tokenizers refuse pre-split input without a prefix space
-        ok = False
-    if not ok:  # byte-level BPE (GPT-2, RoBERTa) marks word starts with a space
-        tok2 = AutoTokenizer.from_pretrained(source, add_prefix_space=True, **kw)
-        if _split_words_match_text(tok2):
-            tok = tok2
-        else:
-            log.warning("pre-split words of %s do not tokenize like running text; check word alignment", source)
+    if input == "words":
+        try:
+            ok = _split_words_match_text(tok)
+        except ValueError:  # older byte-level tokenizers refuse pre-split input without a prefix space
+            ok = False
+        if not ok:  # byte-level BPE (GPT-2, RoBERTa) marks word starts with a space
+            tok2 = AutoTokenizer.from_pretrained(source, add_prefix_space=True, **kw)
+            try:
+                if _split_words_match_text(tok2):
+                    tok = tok2
+            except ValueError:
+                pass  # (check_tokenizer says what is wrong)
     tok.padding_side = "right"
     if tok.pad_token is None:  # decoders: padding is masked out, any id will do
         tok.pad_token = tok.eos_token or tok.unk_token
     return tok
+
+
+# Sentences of the load-time check: digits, punctuation, contractions, abbreviations, non-ASCII;
+# words split as UD English splits them (`does` + `n't`, `$` + `2,000`)
+PROBE_SENTENCES = (
+    ("He doesn't have a Ph.D., but he paid $2,000 for it.",
+     ["He", "does", "n't", "have", "a", "Ph.D.", ",", "but", "he", "paid", "$", "2,000", "for", "it", "."]),
+    ("I can't believe it's 11:30 already!", ["I", "ca", "n't", "believe", "it", "'s", "11:30", "already", "!"]),
+    ("The U.S. rate rose 3.5% in 2021 (up from 2.0%).",
+     ["The", "U.S.", "rate", "rose", "3.5", "%", "in", "2021", "(", "up", "from", "2.0", "%", ")", "."]),
+    ("Zürich's café served naïve crêpes, 東京 too 🙂", ["Zürich", "'s", "café", "served", "naïve", "crêpes", ",",
+                                                    "東京", "too", "🙂"]),
+)
+
+
+def probe_sentences():
+    """`PROBE_SENTENCES` as `Sentence`s with their texts and word spans."""
+    from concepts.corpus.sentence import Sentence, locate_words
+
+    return [Sentence(words, {}, source=f"load-time check {i + 1}", text=text, offsets=locate_words(text, words))
+            for i, (text, words) in enumerate(PROBE_SENTENCES)]
+
+
+def check_tokenizer(tok, input: str, family: str, max_length: int = 512, n_special: int = 2) -> None:
+    """The check at load: the probe sentences through the chosen input. With `words`, pre-split ids
+    that differ from the text's own encoding stop the run (`encode_shard` raises, naming the family
+    and a sentence); with `text`, a tokenizer without character offsets, or ids that are not the
+    tokenizer's own encoding of the text, do."""
+    from concepts.subwords import encode_shard
+
+    sents = probe_sentences()
+    enc = encode_shard(tok, sents, max(max_length, 4096), n_special, "skip", input, family)
+    if input != "text":
+        return
+    for seg in enc.segments:
+        text = sents[seg.sentence].running_text()[0]
+        own = tok(text, add_special_tokens=True, return_offsets_mapping=True)
+        if list(own["input_ids"]) != list(seg.input_ids):
+            raise UserError(f"model family {family or 'unknown'}: the ids fed for {text!r} are not the tokenizer's "
+                            "encoding of that text; report this with the model's name")
+        if not any(b > a for a, b in own["offset_mapping"]):
+            raise UserError(f"model family {family or 'unknown'}: its tokenizer gives no character offsets, so words "
+                            "cannot be aligned to subwords in running text; use extraction.input=words")
 
 
 # model families whose position ids start after the padding index (fairseq's convention): of
@@ -138,8 +188,9 @@ def weights_signature(name_or_path: str) -> str | None:
     return h.hexdigest()[:16]
 
 
-def load_model(cfg_model, device: str = "cpu", dtype: str = "float32") -> LoadedModel:
-    """Load model and tokenizer through `from_pretrained`; errors name the option to fix."""
+def load_model(cfg_model, device: str = "cpu", dtype: str = "float32", input: str = "text") -> LoadedModel:
+    """Load model and tokenizer through `from_pretrained` and check that the tokenizer reads
+    sentences right with `input` (`check_tokenizer`); errors name the option to fix."""
     from transformers import AutoConfig, AutoModel
 
     source = resolve_model_path(cfg_model.name_or_path)
@@ -151,7 +202,9 @@ def load_model(cfg_model, device: str = "cpu", dtype: str = "float32") -> Loaded
             f"cannot load model {cfg_model.name_or_path!r} (model.name_or_path): it is neither a "
             f"local model folder nor reachable on the Hugging Face Hub. ({str(e).splitlines()[0]})"
         ) from None
-    tok = load_tokenizer(source, cfg_model.revision, cfg_model.trust_remote_code)
+    tok = load_tokenizer(source, cfg_model.revision, cfg_model.trust_remote_code, input)
+    family = str(getattr(config, "model_type", "") or "")
+    check_tokenizer(tok, input, family)
     try:
         model = AutoModel.from_pretrained(source, dtype=DTYPES[dtype], **kw)
     except OSError as e:
@@ -174,4 +227,5 @@ def load_model(cfg_model, device: str = "cpu", dtype: str = "float32") -> Loaded
     n_layers = getattr(config, "num_hidden_layers", None) or getattr(config, "n_layer", None)
     hidden = getattr(config, "hidden_size", None) or getattr(config, "d_model", None) or config.n_embd
     n_special = tok.num_special_tokens_to_add(pair=False)
-    return LoadedModel(model, tok, source, int(n_layers) + 1, int(hidden), min(limits) if limits else 512, n_special)
+    return LoadedModel(model, tok, source, int(n_layers) + 1, int(hidden), min(limits) if limits else 512, n_special,
+                       family, input)

@@ -8,7 +8,7 @@ Layout of a store folder:
     sentences.jsonl          every corpus sentence after filtering (words, gold tags)
     shards/shard-00000/      one folder per `shard_sentences` sentences, published atomically
         layer_00.npy ...     float32/float16 `[n_words_in_shard, hidden]`, one per layer
-        tokens.parquet       sentence, position, word, n_subwords, replaced, gold tags
+        tokens.parquet       sentence, position, word, n_subwords, replaced, shared, gold tags
         meta.json            counts for this shard
 
 `ActivationStore` reads it: `store.layer(l)` is a memory-mapped view over all shards,

@@ -60,7 +60,7 @@ def _finish(name: str, rows, names, tokens: pd.DataFrame, min_examples: int) -> 
 def tag_labels(tokens: pd.DataFrame, column: str, min_examples: int = 10, max_tokens: int | None = None,
                seed: int = 0) -> LabelSet:
     if column not in tokens.columns:
-        have = [c for c in tokens.columns if c not in ("sentence", "position", "word", "n_subwords", "replaced")]
+        have = [c for c in tokens.columns if c not in ("sentence", "position", "word", "n_subwords", "replaced", "shared")]
         raise UserError(f"labels.tag={column!r}: the store's token table has no such column; it has {have or 'no tag columns'}")
     values = tokens[column].astype(str).to_numpy()
     rows = np.flatnonzero((values != "") & (values != "_") & (values != "None"))

@@ -31,18 +31,44 @@ def tiny_pipeline(tiny_models, corpus, ws, *extra) -> list[str]:
             "ranking.epochs=3", *extra]
 
 
-def reference_vectors(lm, words: list[str], how: str) -> np.ndarray:
-    """One sentence through the model alone, aggregated by hand: `[L, n_words, H]`."""
-    enc = lm.tokenizer([words], is_split_into_words=True, return_tensors="pt")
+def reference_vectors(lm, words: list[str], how: str, input: str = "text") -> np.ndarray:
+    """One sentence through the model alone, aggregated by hand: `[L, n_words, H]`. `text`: the
+    words joined by spaces, each word taking the subwords whose characters (trimmed of spaces)
+    overlap its own, a lone space marker going to the next word; `words`: pre-split, by `word_ids`."""
+    if input == "words":
+        enc = lm.tokenizer([words], is_split_into_words=True, return_tensors="pt")
+        wid = enc.word_ids(0)
+        pos_of = [[i for i, x in enumerate(wid) if x == w] for w in range(len(words))]
+    else:
+        text, starts, p = " ".join(words), [], 0
+        for w in words:
+            starts.append(p)
+            p += len(w) + 1
+        enc = lm.tokenizer(text, return_tensors="pt", return_offsets_mapping=True, return_special_tokens_mask=True)
+        pos_of = [[] for _ in words]
+        for i, ((a, b), special) in enumerate(zip(enc["offset_mapping"][0].tolist(), enc["special_tokens_mask"][0].tolist())):
+            if special and a == b:
+                continue
+            piece = text[a:b]
+            if piece.strip():
+                a2 = a + len(piece) - len(piece.lstrip())
+                b2 = b - (len(piece) - len(piece.rstrip()))
+                for w, s in enumerate(starts):
+                    if s < b2 and s + len(words[w]) > a2:
+                        pos_of[w].append(i)
+            else:
+                at = b if b > a else a
+                nxt = [w for w, s in enumerate(starts) if s + len(words[w]) > at]
+                if nxt:
+                    pos_of[nxt[0]].append(i)
+        pos_of = [list(range(min(x), max(x) + 1)) for x in pos_of]
     with torch.no_grad():
         hs = lm.model(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"], output_hidden_states=True).hidden_states
-    wid = enc.word_ids(0)
     out = []
     for h in hs:
         h = h[0]
         vecs = []
-        for w in range(len(words)):
-            pos = [i for i, x in enumerate(wid) if x == w]
+        for pos in pos_of:
             sel = {"first": pos[:1], "last": pos[-1:], "mean": pos}[how]
             vecs.append(h[sel].mean(0))
         out.append(torch.stack(vecs))

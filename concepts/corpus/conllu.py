@@ -1,6 +1,12 @@
 """CoNLL-U reader (https://universaldependencies.org/format.html).
 
 Every gold column is kept as a tag set: lemma, upos, xpos, feats, head, deprel, deps, misc.
+The running text (`Sentence.text`) is built from the surface tokens and their `SpaceAfter=No` /
+`SpacesAfter=` (MISC); where `# text` differs from it, the tokens are located in `# text` instead,
+and where they cannot be, the built text is used (counted as `text_mismatch`). The words of a
+multi-word token take their share of its characters when their forms spell it (`do` + `n't`),
+else they all take the whole token (`del` = `de` + `el`).
+
 Multi-word tokens (`3-4 don't`): with `multiword="words"` (default) the syntactic words
 (`do`, `n't`) are the units, as the annotation is on them; with `multiword="surface"` the
 surface token is the unit and each tag is the `+`-joined tags of its words. Empty nodes
@@ -15,7 +21,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from concepts.corpus.sentence import Sentence
+from concepts.corpus.sentence import Sentence, locate_words
 from concepts.corpus.textfile import source_name, text_lines
 from concepts.errors import UserError
 
@@ -26,6 +32,7 @@ TAG_COLUMNS = COLUMNS[2:]
 _WORD_ID = re.compile(r"^[1-9]\d*$")
 _RANGE_ID = re.compile(r"^([1-9]\d*)-([1-9]\d*)$")
 _EMPTY_ID = re.compile(r"^\d+\.[1-9]\d*$")
+_TEXT = re.compile(r"^#\s*text\s*=")
 
 
 @dataclass
@@ -33,6 +40,61 @@ class ConlluStats:
     sentences: int = 0
     multiword_tokens: int = 0
     empty_nodes: int = 0
+    text_mismatch: int = 0  # `# text` that does not hold the tokens (the text built from them is used)
+
+
+def _space_after(misc: str) -> str:
+    """The whitespace after a token by its MISC column: `SpaceAfter=No` none, `SpacesAfter=` as
+    written (`\\s` space, `\\t` tab, `\\n` newline), else one space."""
+    if misc in ("_", ""):
+        return " "
+    for item in misc.split("|"):
+        if item == "SpaceAfter=No":
+            return ""
+        if item.startswith("SpacesAfter="):
+            v = item[len("SpacesAfter="):]
+            return v.replace("\\s", " ").replace("\\t", "\t").replace("\\n", "\n").replace("\\r", "").replace("\\\\", "\\")
+    return " "
+
+
+def _text_and_offsets(rows: list[list[str]], ranges: dict[int, tuple[int, str, str]], given: str | None,
+                      stats: ConlluStats) -> tuple[str, list[tuple[int, int]], list[tuple[int, int]]]:
+    """`(text, surface token spans, syntactic word spans)` of one sentence (module docstring)."""
+    surface: list[tuple[str, str, int, int]] = []  # form, space after, first word, last word (1-based)
+    i = 1
+    while i <= len(rows):
+        if i in ranges:
+            last, form, misc = ranges[i]
+            surface.append((form, _space_after(misc), i, last))
+            i = last + 1
+        else:
+            surface.append((rows[i - 1][1], _space_after(rows[i - 1][9]), i, i))
+            i += 1
+    parts, spans, pos = [], [], 0
+    for k, (form, after, _, _) in enumerate(surface):
+        spans.append((pos, pos + len(form)))
+        parts.append(form)
+        pos += len(form)
+        if k < len(surface) - 1:
+            parts.append(after)
+            pos += len(after)
+    text = "".join(parts)
+    if given is not None and given != text:
+        found = locate_words(given, [f for f, _, _, _ in surface])
+        if found is None:
+            stats.text_mismatch += 1
+        else:
+            text, spans = given, found
+    words: list[tuple[int, int]] = []
+    for (form, _, a, b), (start, end) in zip(surface, spans):
+        forms = [rows[j - 1][1] for j in range(a, b + 1)]
+        if a == b or "".join(forms) != form:
+            words.extend([(start, end)] * (b - a + 1))
+            continue
+        for f in forms:
+            words.append((start, start + len(f)))
+            start += len(f)
+    return text, spans, words
 
 
 def read_conllu(
@@ -51,8 +113,9 @@ def read_conllu(
     name = source_name(path)
     rows: list[list[str]] = []
     row_lines: list[int] = []
-    ranges: dict[int, tuple[int, str]] = {}
+    ranges: dict[int, tuple[int, str, str]] = {}
     sent_id = ""
+    given_text: str | None = None
     start_line = 1
 
     def bad(lineno: int, why: str) -> UserError:
@@ -64,20 +127,22 @@ def read_conllu(
         for k, r in enumerate(rows, start=1):
             if r[0] != str(k):
                 raise bad(row_lines[k - 1], f"word ids must run 1..n in order: expected {k}, found {r[0]}")
-        for first, (last, _) in ranges.items():
+        for first, (last, _, _) in ranges.items():
             if last > len(rows):
                 raise bad(start_line, f"multi-word token {first}-{last} goes past the sentence end")
         stats.sentences += 1
         source = f"{name}:{start_line}"
+        text, surface_spans, word_spans = _text_and_offsets(rows, ranges, given_text, stats)
         if multiword == "words" or not ranges:
             columns = list(zip(*rows))  # [10][n_words]
             tags = {c: list(columns[i]) for i, c in enumerate(COLUMNS) if i >= 2}
-            return Sentence(list(columns[1]), tags, source=source, sent_id=sent_id, split=split)
+            return Sentence(list(columns[1]), tags, source=source, sent_id=sent_id, split=split, text=text,
+                            offsets=word_spans)
         words, tags = [], {c: [] for c in TAG_COLUMNS}
         i = 1
         while i <= len(rows):
             if i in ranges:
-                last, form = ranges[i]
+                last, form, _ = ranges[i]
                 span = rows[i - 1 : last]
                 words.append(form)
                 for c in TAG_COLUMNS:
@@ -88,7 +153,7 @@ def read_conllu(
                 for c in TAG_COLUMNS:
                     tags[c].append(rows[i - 1][COLUMNS.index(c)])
                 i += 1
-        return Sentence(words, tags, source=source, sent_id=sent_id, split=split)
+        return Sentence(words, tags, source=source, sent_id=sent_id, split=split, text=text, offsets=surface_spans)
 
     lineno = 0
     for lineno, raw in text_lines(path, "CoNLL-U file", encoding):
@@ -97,12 +162,14 @@ def read_conllu(
             sent = finish(lineno)
             if sent is not None:
                 yield sent
-            rows, row_lines, ranges, sent_id = [], [], {}, ""
+            rows, row_lines, ranges, sent_id, given_text = [], [], {}, "", None
             start_line = lineno + 1
             continue
         if line.startswith("#"):
             if not rows and line.startswith("# sent_id"):
                 sent_id = line.split("=", 1)[-1].strip()
+            elif not rows and _TEXT.match(line):
+                given_text = line.split("=", 1)[1].strip()
             continue
         cols = line.split("\t")
         if len(cols) != 10:
@@ -117,7 +184,7 @@ def read_conllu(
             a, b = int(m.group(1)), int(m.group(2))
             if b <= a:
                 raise bad(lineno, f"multi-word token range {tid} is empty")
-            ranges[a] = (b, cols[1])
+            ranges[a] = (b, cols[1], cols[9])
             stats.multiword_tokens += 1
         elif _EMPTY_ID.match(tid):
             stats.empty_nodes += 1

@@ -169,7 +169,8 @@ def _reader(cfg, stats: dict[str, int] | None = None) -> tuple[Callable[[], Iter
             else:
                 yield from read_plain_text(p, cfg.tokenizer, split, cfg.encoding)
         if fmt == "conllu" and stats is not None:
-            stats.update(multiword_tokens=cstats.multiword_tokens, empty_nodes_skipped=cstats.empty_nodes)
+            stats.update(multiword_tokens=cstats.multiword_tokens, empty_nodes_skipped=cstats.empty_nodes,
+                         text_mismatch=cstats.text_mismatch)
     return files, [str(p) for p, _ in pairs]
 
 

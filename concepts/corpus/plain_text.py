@@ -1,6 +1,6 @@
 """Plain text reader: one sentence a line.
 
-Tokenizers (`corpus.tokenizer`): `whitespace` splits on runs of whitespace; `regex` splits
+The line (stripped) is the sentence's running text. Tokenizers (`corpus.tokenizer`): `whitespace` splits on runs of whitespace; `regex` splits
 words from punctuation with the pattern below (a stated rule, not a trained tokenizer).
 """
 
@@ -19,10 +19,15 @@ TOKENIZERS = ("whitespace", "regex")
 
 
 def split_words(line: str, tokenizer: str) -> list[str]:
+    return [w for w, _ in split_with_offsets(line, tokenizer)]
+
+
+def split_with_offsets(line: str, tokenizer: str) -> list[tuple[str, tuple[int, int]]]:
+    """The words of `line` and each one's `(start, end)` in it."""
     if tokenizer == "whitespace":
-        return line.split()
+        return [(m.group(), m.span()) for m in re.finditer(r"\S+", line)]
     if tokenizer == "regex":
-        return REGEX_TOKEN.findall(line)
+        return [(m.group(), m.span()) for m in REGEX_TOKEN.finditer(line)]
     raise UserError(f"corpus.tokenizer={tokenizer!r} is unknown; use one of {', '.join(TOKENIZERS)}")
 
 
@@ -31,6 +36,8 @@ def read_plain_text(path: Path, tokenizer: str = "whitespace", split: str = "",
     path = Path(path)
     split_words("", tokenizer)  # validate the option before reading
     for lineno, line in text_lines(path, "text file", encoding):
-        words = split_words(line.strip(), tokenizer)
-        if words:
-            yield Sentence(words, {}, source=f"{source_name(path)}:{lineno}", split=split)
+        text = line.strip()
+        found = split_with_offsets(text, tokenizer)
+        if found:  # the line is the running text the model reads
+            yield Sentence([w for w, _ in found], {}, source=f"{source_name(path)}:{lineno}", split=split, text=text,
+                           offsets=[span for _, span in found])
