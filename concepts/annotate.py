@@ -105,7 +105,7 @@ def open_concepts(cfg: AnnotateConfig) -> ConceptRun:
     store = ActivationStore(manifest["inputs"]["store"])
     if store.fingerprint != manifest["inputs"]["store_fingerprint"]:
         raise UserError(f"the activation store {store.path} changed after {path} was made; re-run concepts.discover")
-    wanted = cfg.discovery.layer_list(store.n_layers)
+    wanted = cfg.discovery.layer_list(store.layers)
     layers = [x for x in wanted if x in done]
     missing = [x for x in wanted if x not in done]
     if missing and cfg.discovery.layers != "all":

@@ -85,7 +85,7 @@ class WordVectors:
     skipped: list[int]
 
 
-def _as_sentence(i: int, s) -> Sentence:
+def _as_sentence(i: int, s):
     from concepts.corpus import Sentence
     from concepts.corpus.plain_text import split_with_offsets
 

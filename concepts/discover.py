@@ -200,7 +200,7 @@ def run(cfg: DictConfig | DiscoverConfig) -> DiscoverResult:
     cfg = validate(cfg, DiscoverConfig)
     k = cfg.discovery.k
     store = open_store(cfg, for_discovery=True)
-    layers = cfg.discovery.layer_list(store.n_layers)
+    layers = cfg.discovery.layer_list(store.layers)
     out, ident = concepts_path(store, cfg)
     done_before = done_layers(out, k)
     page = out / f"explorer-K{k}.html"
@@ -290,7 +290,7 @@ def run(cfg: DictConfig | DiscoverConfig) -> DiscoverResult:
                            f"{cfg.model.name or model_name} · {cfg.corpus.name} · K={k}",
                            label_source=views_source(out, k))  # the label of record the last annotation chose
         write_manifest_locked(out, lambda: {**manifest, "layers_done": every_k_done(),
-                                            "complete": len(done) == store.n_layers})
+                                            "complete": len(done) == len(store.layers)})
     table = every[every["layer"].isin(layers)].reset_index(drop=True)
     log.info("concepts: %s (layers %s, K=%d)", out, ",".join(map(str, layers)), k)
     if cfg.discovery.explorer:

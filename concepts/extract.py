@@ -40,8 +40,9 @@ from concepts.config import ExtractConfig, LongSentences, plain_config, register
 from concepts.confirm import confirm_large
 from concepts.corpus import Corpus, Sentence, load_corpus
 from concepts.errors import UserError
+from concepts.estimate import describe, estimate
 from concepts.extractor import Extractor
-from concepts.models import load_model, weights_signature
+from concepts.models import load_config, load_model, weights_signature
 from concepts.read_ahead import read_ahead
 from concepts.sampling import TypeCounter
 from concepts.store import SENTENCES, SHARDS, layer_file, shard_name
@@ -77,6 +78,7 @@ def store_identity(cfg: ExtractConfig, corpus: Corpus) -> dict:
         "corpus": corpus.fingerprint,
         "aggregation": ex.aggregation.value,
         "input": ex.input.value,
+        **({"layers": sorted(set(ex.layers))} if ex.layers is not None else {}),
         "dtype": ex.dtype.value,
         "store_dtype": ex.store_dtype.value,
         "max_length": ex.max_length,
@@ -122,7 +124,7 @@ def encode_and_extract(lm, extractor: Extractor, sentences: list[Sentence], max_
             select.append(hit)
         seg_rows = [p[m] for p, m in zip(pos, select)]
     by_segment = {id(s): r for s, r in zip(enc.segments, seg_rows)}
-    arrays = torch.empty((lm.n_layers, n_rows if keep is None else len(keep), lm.hidden_size), dtype=dtype)
+    arrays = torch.empty((len(extractor.layers), n_rows if keep is None else len(keep), lm.hidden_size), dtype=dtype)
 
     def sink(batch, vecs: torch.Tensor) -> None:
         rows = np.concatenate([by_segment[id(s)] for s in batch])
@@ -206,8 +208,8 @@ def _write_shard(
 
     def save() -> None:  # runs on the writer thread while the next shard computes
         try:
-            for layer in range(lm.n_layers):
-                np.save(tmp / layer_file(layer), arrays[layer].numpy())
+            for j, layer in enumerate(extractor.layers):
+                np.save(tmp / layer_file(layer), arrays[j].numpy())
             table.to_parquet(tmp / "tokens.parquet", index=False)
             atomic_write_json(tmp / "meta.json", meta)
         except BaseException:  # a full disk, say: no partial shard stays behind
@@ -410,7 +412,16 @@ def run(cfg: DictConfig | ExtractConfig, check_k: bool = False, sample=None) -> 
             return ExtractResult(same, True, 0, 0, time.perf_counter() - t_start, 0.0)
     if existing is None and check_k and sample is None:
         check_k_fits(cfg, corpus)  # before any model is loaded: a discovery that cannot run says so now
+    if existing is None and sample is None:  # before the weights: what the store and the model will take
+        ex = cfg.extraction
+        needs = estimate(load_config(cfg.model), corpus.n_words, ex.layers, ex.store_dtype.value, ex.dtype.value,
+                         ex.max_batch_tokens)
+        log.info("%s", describe(needs, human_bytes))
     lm = load_model(cfg.model, cfg.extraction.device, cfg.extraction.dtype.value, cfg.extraction.input.value)
+    if cfg.extraction.layers is not None and max(cfg.extraction.layers) >= lm.n_layers:
+        raise UserError(f"extraction.layers={list(cfg.extraction.layers)}: {cfg.model.name_or_path} has layers "
+                        f"0..{lm.n_layers - 1} (0 = embeddings)")
+    kept = lm.n_layers if cfg.extraction.layers is None else len(set(cfg.extraction.layers))
     if cfg.extraction.max_length is not None and cfg.extraction.max_length > lm.max_length:
         raise UserError(
             f"extraction.max_length={cfg.extraction.max_length} is beyond what {cfg.model.name_or_path} takes "
@@ -426,9 +437,9 @@ def run(cfg: DictConfig | ExtractConfig, check_k: bool = False, sample=None) -> 
             raise k_unreachable(cfg, corpus, len(rows))
     if existing is None:  # a new store: say what it will take, and ask first above the user's limit
         words = corpus.n_words if rows is None else len(rows)
-        gb = words * lm.n_layers * lm.hidden_size * (2 if cfg.extraction.store_dtype.value != "float32" else 4) / 1e9
+        gb = words * kept * lm.hidden_size * (2 if cfg.extraction.store_dtype.value != "float32" else 4) / 1e9
         what = (f"a new {'sampled ' if rows is not None else ''}activation store: {corpus.n_sentences:,} sentences, "
-                f"{words:,} {'sampled ' if rows is not None else ''}words x {lm.n_layers} layers x "
+                f"{words:,} {'sampled ' if rows is not None else ''}words x {kept} layers x "
                 f"{lm.hidden_size} ({cfg.extraction.store_dtype.value}), about {gb:.3g} GB on disk")
         log.info("%s, in %s", what, path)
         if rows is None:  # the way out for a corpus too large to store whole
@@ -449,6 +460,7 @@ def run(cfg: DictConfig | ExtractConfig, check_k: bool = False, sample=None) -> 
         "inputs": {"corpus_files": corpus.files, "corpus_fingerprint": corpus.fingerprint, "model_source": lm.source},
         "versions": library_versions(),
         "n_layers": lm.n_layers,
+        **({"layers": sorted(set(cfg.extraction.layers))} if cfg.extraction.layers is not None else {}),
         "hidden_size": lm.hidden_size,
         "max_length": cfg.extraction.max_length or lm.max_length,
         "n_shards": n_shards,
@@ -462,13 +474,14 @@ def run(cfg: DictConfig | ExtractConfig, check_k: bool = False, sample=None) -> 
     sent_file = path / SENTENCES
     if not sent_file.exists():  # (a sampled store wrote it in its count pass)
         atomic_write_text(sent_file, sentence_lines(corpus.iter_sentences()))
-    log.info("extracting %d of %d shards into %s (%d layers, %d-d, %s)", len(todo), n_shards, path,
-             lm.n_layers, lm.hidden_size, cfg.extraction.aggregation.value)
+    log.info("extracting %d of %d shards into %s (%d of %d layers, %d-d, %s, input=%s)", len(todo), n_shards, path,
+             kept, lm.n_layers, lm.hidden_size, cfg.extraction.aggregation.value, cfg.extraction.input.value)
 
     total_words = int(sum(corpus.lengths[k * step : (k + 1) * step].sum() for k in todo))
     batch_size = cfg.extraction.batch_size or (16 if next(lm.model.parameters()).device.type == "cpu" else 64)
     extractor = Extractor(lm, cfg.extraction.aggregation.value, batch_size, cfg.extraction.max_batch_tokens,
-                          getattr(torch, cfg.extraction.store_dtype.value), cfg.extraction.cudnn_attention)
+                          getattr(torch, cfg.extraction.store_dtype.value), cfg.extraction.cudnn_attention,
+                          sorted(set(cfg.extraction.layers)) if cfg.extraction.layers is not None else None)
     bar = tqdm(total=total_words, unit="word", unit_scale=True, desc="extract", smoothing=0.1,
                disable=not cfg.extraction.progress)
     words = written = 0

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from concepts.aggregate import aggregate_words
+from concepts.layer_taps import LayerTaps
 from concepts.models import LoadedModel
 from concepts.subwords import Segment
 
@@ -42,6 +43,16 @@ def attention_context(device: torch.device, cudnn_attention: bool = False) -> Ab
     return sdpa_kernel([SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION, SDPBackend.MATH])
 
 
+def probe_batch(lm: LoadedModel) -> dict:
+    """The load-time probe sentences as one padded batch of model inputs on the model's device."""
+    from concepts.models import PROBE_SENTENCES
+
+    texts = [t for t, _ in PROBE_SENTENCES]
+    enc = lm.tokenizer(texts, padding=True, return_tensors="pt", return_token_type_ids=False)
+    dev = next(lm.model.parameters()).device
+    return {"input_ids": enc["input_ids"].to(dev), "attention_mask": enc["attention_mask"].to(dev)}
+
+
 def make_batches(lengths: list[int], batch_size: int, max_batch_tokens: int) -> list[list[int]]:
     """Group item indices by length (ascending) into batches of at most `batch_size` items
     and at most `max_batch_tokens` padded tokens (a single longer item gets its own batch)."""
@@ -64,8 +75,12 @@ class Extractor:
     """Runs a loaded model over segments and hands word vectors to a sink."""
 
     def __init__(self, lm: LoadedModel, aggregation: str, batch_size: int = 64, max_batch_tokens: int = 16384,
-                 out_dtype: torch.dtype = torch.float32, cudnn_attention: bool = False):
+                 out_dtype: torch.dtype = torch.float32, cudnn_attention: bool = False, layers: list[int] | None = None):
         self.lm = lm
+        # the layers kept (None: all); a subset is taken by hooks where the family allows it (concepts.layer_taps)
+        self.layers = list(range(lm.n_layers)) if layers is None else sorted(layers)
+        self.taps = LayerTaps.for_model(lm.model, lm.n_layers, self.layers, probe_batch(lm), lm.family) \
+            if layers is not None and len(self.layers) < lm.n_layers else LayerTaps(lm.model, lm.n_layers, self.layers, None)
         self.cudnn_attention = cudnn_attention  # see `attention_context`
         self.out_dtype = out_dtype  # cast on the device before the copy to the host (float16: half the bytes)
         self.aggregation = aggregation
@@ -83,7 +98,7 @@ class Extractor:
         select: list[np.ndarray] | None = None,
     ) -> None:
         """For each batch, call `sink(batch_segments, vectors)` with `vectors` a CPU tensor
-        `[L, W, H]` of `out_dtype`: the batch's owned words, segment by segment, in word order.
+        `[L, W, H]` of `out_dtype` (L: the kept layers): the batch's owned words, segment by segment, in word order.
         `select` (one bool mask per segment over its owned words): only those words are
         aggregated and copied to the host (a sampled store's few rows); `progress` still counts
         every word the model read.
@@ -125,15 +140,14 @@ class Extractor:
             if cuda:
                 start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
                 start.record()
-            out = self.lm.model(input_ids=to_dev(ids), attention_mask=to_dev(mask), output_hidden_states=True)
-            hidden = out.hidden_states  # L x [B, T, H]
+            hidden = self.taps(to_dev(ids), to_dev(mask))  # L x [B, T, H]
             if cuda:
                 end.record()
             else:
                 self.timing.forward_s += time.perf_counter() - t0
             vecs = aggregate_words(hidden, to_dev(batch_idx), to_dev(span_t), self.aggregation,
                                    n_sub).float().to(self.out_dtype)
-            del out, hidden
+            del hidden
             if cuda:
                 host = torch.empty(vecs.shape, dtype=vecs.dtype, pin_memory=True)
                 host.copy_(vecs, non_blocking=True)

@@ -188,23 +188,37 @@ def weights_signature(name_or_path: str) -> str | None:
     return h.hexdigest()[:16]
 
 
-def load_model(cfg_model, device: str = "cpu", dtype: str = "float32", input: str = "text") -> LoadedModel:
-    """Load model and tokenizer through `from_pretrained` and check that the tokenizer reads
-    sentences right with `input` (`check_tokenizer`); errors name the option to fix."""
-    from transformers import AutoConfig, AutoModel
+def load_config(cfg_model):
+    """The model's `AutoConfig` (no weights): errors name the option to fix."""
+    from transformers import AutoConfig
 
     source = resolve_model_path(cfg_model.name_or_path)
-    kw = dict(revision=cfg_model.revision, trust_remote_code=cfg_model.trust_remote_code)
     try:
-        config = AutoConfig.from_pretrained(source, **kw)
+        return AutoConfig.from_pretrained(source, revision=cfg_model.revision, trust_remote_code=cfg_model.trust_remote_code)
     except (OSError, ValueError) as e:
         raise UserError(
             f"cannot load model {cfg_model.name_or_path!r} (model.name_or_path): it is neither a "
             f"local model folder nor reachable on the Hugging Face Hub. ({str(e).splitlines()[0]})"
         ) from None
+
+
+def load_model(cfg_model, device: str = "cpu", dtype: str = "float32", input: str = "text") -> LoadedModel:
+    """Load model and tokenizer through `from_pretrained` and check that the tokenizer reads
+    sentences right with `input` (`check_tokenizer`); errors name the option to fix."""
+    from transformers import AutoModel
+
+    source = resolve_model_path(cfg_model.name_or_path)
+    kw = dict(revision=cfg_model.revision, trust_remote_code=cfg_model.trust_remote_code)
+    config = load_config(cfg_model)
     tok = load_tokenizer(source, cfg_model.revision, cfg_model.trust_remote_code, input)
     family = str(getattr(config, "model_type", "") or "")
     check_tokenizer(tok, input, family)
+    device_map = getattr(cfg_model, "device_map", None)
+    if device_map is not None:
+        if importlib.util.find_spec("accelerate") is None:
+            raise UserError(f"model.device_map={device_map!r} needs the accelerate package: pip install accelerate "
+                            "(or pip install -e '.[llm]')")
+        kw["device_map"] = device_map
     try:
         model = AutoModel.from_pretrained(source, dtype=DTYPES[dtype], **kw)
     except OSError as e:
@@ -215,7 +229,9 @@ def load_model(cfg_model, device: str = "cpu", dtype: str = "float32", input: st
         ) from None
     if getattr(config, "is_encoder_decoder", False):
         model = model.get_encoder()
-    model.eval().to(pick_device(device))
+    model.eval()
+    if device_map is None:  # (with a device map, accelerate has placed the weights)
+        model.to(pick_device(device))
     limits = [
         v for v in (
             getattr(tok, "model_max_length", None),

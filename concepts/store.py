@@ -147,6 +147,11 @@ class ActivationStore:
         return int(self.manifest["n_layers"])
 
     @property
+    def layers(self) -> list[int]:
+        """The layers this store holds (0 = embeddings): all, unless made with `extraction.layers`."""
+        return [int(x) for x in self.manifest.get("layers") or range(self.n_layers)]
+
+    @property
     def hidden_size(self) -> int:
         return int(self.manifest["hidden_size"])
 
@@ -156,8 +161,11 @@ class ActivationStore:
 
     def layer(self, layer: int) -> LayerArray:
         """The `[n_tokens, hidden]` vectors of one layer (0 = embeddings), memory-mapped."""
-        if not 0 <= layer < self.n_layers:
-            raise UserError(f"layer {layer} does not exist: this store has layers 0..{self.n_layers - 1}")
+        if layer not in self.layers:
+            if not 0 <= layer < self.n_layers:
+                raise UserError(f"layer {layer} does not exist: this store has layers 0..{self.n_layers - 1}")
+            raise UserError(f"layer {layer} is not in this store: it was made with extraction.layers="
+                            f"[{','.join(map(str, self.layers))}]; extract again with that layer to use it")
         return LayerArray([self._load_shard_layer(d, layer) for d in self.shard_dirs()])
 
     def _shard_rows(self, shard: Path) -> int:

@@ -300,12 +300,12 @@ def _check_words(tokenizer, words: list[list[str]], enc, sentences: list[Sentenc
     for k, (got, want) in enumerate(zip(enc["input_ids"], text)):
         if list(got) != list(want):
             at = next((j for j, (x, y) in enumerate(zip(got, want)) if x != y), min(len(got), len(want)))
-            lo = max(0, at - 2)
-            show = lambda ids: tokenizer.convert_ids_to_tokens(list(ids[lo:at + 4]))  # noqa: E731
+            lo, hi = max(0, at - 2), at + 4
             raise UserError(
                 f"model family {family or 'unknown'}: with extraction.input=words the model would read other text "
                 f"than the words: sentence {sentences[rows[k]].source or rows[k]} ({' '.join(words[k])[:80]!r}) "
-                f"pre-split gives {show(got)} where the tokenizer reads the text as {show(want)}. This tokenizer "
+                f"pre-split gives {tokenizer.convert_ids_to_tokens(list(got[lo:hi]))} where the tokenizer reads the "
+                f"text as {tokenizer.convert_ids_to_tokens(list(want[lo:hi]))}. This tokenizer "
                 "does not take pre-split words; use extraction.input=text (the default)."
             )
 

@@ -195,7 +195,7 @@ def run(cfg: DictConfig | RankConfig) -> RankResult:
     from concepts.discover import open_store
 
     store = open_store(cfg)
-    layers = cfg.layer_list(store.n_layers)
+    layers = cfg.layer_list(store.layers)
     if cfg.labels.source == "concept_binary":
         raise UserError("neurons.rank ranks for one multi-class task: use labels=upos, xpos or concepts")
     concepts = _concepts_if_any(cfg, store) if (cfg.labels.source != "tag" or cfg.neurons.super_sub) else None

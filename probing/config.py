@@ -7,7 +7,7 @@ from typing import Any
 
 from hydra.core.config_store import ConfigStore
 
-from concepts.config import AnnotateConfig
+from concepts.config import AnnotateConfig, pick_layers
 from concepts.errors import UserError
 from probing.regularization import C_GRID
 
@@ -131,13 +131,9 @@ class TrainConfig(AnnotateConfig):
     logger: LoggerConfig = field(default_factory=LoggerConfig)
     probing: ProbingConfig = field(default_factory=ProbingConfig)
 
-    def layer_list(self, n_layers: int) -> list[int]:
-        v = self.layer
-        layers = list(range(n_layers)) if v == "all" else ([int(v)] if isinstance(v, (int, str)) else [int(x) for x in v])
-        bad = [x for x in layers if not 0 <= x < n_layers]
-        if bad:
-            raise UserError(f"layer={bad[0]} does not exist; the store has layers 0..{n_layers - 1}")
-        return layers
+    def layer_list(self, have: int | list[int]) -> list[int]:
+        """The layers to use, of `have` (a store's layers, or how many it has)."""
+        return pick_layers("layer", self.layer, have)
 
 
 def register_probing_configs() -> None:

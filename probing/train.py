@@ -417,7 +417,7 @@ def run(cfg: DictConfig | TrainConfig) -> TrainResult:
     from concepts.discover import open_store
 
     store = open_store(cfg)
-    layers = cfg.layer_list(store.n_layers)
+    layers = cfg.layer_list(store.layers)
     concepts = ConceptSource(cfg, store) if cfg.labels.source != "tag" else None
     out, fp = probing_path(cfg, store, concepts)
     model = cfg.model.name or model_slug(cfg.model.name_or_path)
