@@ -21,9 +21,9 @@ def _get(config, *names, default=None):
 
 
 def approx_parameters(config) -> int:
-    """About how many parameters a model of this config has (embeddings, attention with grouped
-    key/value heads, the MLP with a gate for GLU families): within a few percent for the usual
-    decoder and encoder families."""
+    """About how many parameters the `AutoModel` of this config has (embeddings, attention with
+    grouped key/value heads, the MLP with a gate for GLU families; no output head): within a few
+    percent for the usual decoder and encoder families."""
     cfg = getattr(config, "text_config", None) or config
     h = _get(cfg, "hidden_size", "d_model", "n_embd", default=0)
     layers = _get(cfg, "num_hidden_layers", "n_layer", "num_layers", default=0)
@@ -34,8 +34,7 @@ def approx_parameters(config) -> int:
     head_dim = _get(cfg, "head_dim", default=h // max(heads, 1))
     attn = 2 * h * heads * head_dim + 2 * h * kv * head_dim
     mlp = (3 if getattr(cfg, "model_type", "") in GLU_FAMILIES else 2) * h * inter
-    tied = getattr(cfg, "tie_word_embeddings", True)
-    return int(layers * (attn + mlp) + vocab * h * (1 if tied else 2))
+    return int(layers * (attn + mlp) + vocab * h)  # (AutoModel: no output head)
 
 
 @dataclass
