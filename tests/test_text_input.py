@@ -209,3 +209,12 @@ def test_parameter_estimate_against_the_real_models():
     assert needs.store == 204_283 * 33 * 4096 * 4 and needs.suggestion == [0, 8, 16, 24, 32]
     assert estimate(llama2, 204_283, [0, 16, 32], "float16", "bfloat16", 16384).store == 204_283 * 3 * 4096 * 2
     assert estimate(BertConfig(), 1000, None, "float32", "float32", 16384).suggestion is None  # small: nothing to say
+
+
+def test_decoder_preset_composes():
+    from concepts import api
+
+    cfg = api.config("pipeline", "experiment=decoder_llm", "model=qwen2.5-7b")
+    assert cfg.model.name_or_path == "Qwen/Qwen2.5-7B" and list(cfg.extraction.layers) == [0, 8, 16, 24, 32]
+    assert cfg.extraction.dtype.value == "bfloat16" and cfg.pipeline.store == "sampled"
+    assert cfg.extraction.input.value == "text"
