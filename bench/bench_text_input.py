@@ -40,7 +40,7 @@ def main() -> None:
         out[mode] = (best, ids, sum(int(v.sum()) for e in encs for v in e.shared.values()))
     n_words = sum(len(s) for s in sents)
     print(f"{path.name}: {len(sents):,} sentences, {n_words:,} words; model {args.model}\n")
-    print("| input | tokenize + align s (best of %d) | words/s | subwords | words sharing a subword |" % args.reps)
+    print(f"| input | tokenize + align s (best of {args.reps}) | words/s | subwords | words sharing a subword |")
     print("|---|---:|---:|---:|---:|")
     for mode, (s, ids, shared) in out.items():
         print(f"| {mode} | {s:.2f} | {n_words / s:,.0f} | {sum(map(len, ids)):,} | {shared:,} |")
