@@ -108,16 +108,18 @@ class CorpusConfig:
             )
 
 
-def pick_layers(option: str, value, have: int | list[int]) -> list[int]:
+def pick_layers(name: str, value, have: int | list[int]) -> list[int]:
     """The layers an option (`all`, a number or a list) names, of `have` (the layers a store holds,
-    or their number): an error naming the option for a layer the store does not hold."""
+    or their number): an error naming the option (`name`, a format for one layer, such as
+    `"layer={}"`) for a layer the store does not hold."""
     held = list(range(have)) if isinstance(have, int) else list(have)
     layers = held if value == "all" else ([int(value)] if isinstance(value, (int, str)) else [int(x) for x in value])
     bad = [x for x in layers if x not in held]
     if bad:
-        where = (f"layers 0..{held[-1]}" if held == list(range(len(held))) else
-                 f"only layers {', '.join(map(str, held))} (extraction.layers)")
-        raise UserError(f"{option}: layer {bad[0]} is not in the store; it has {where}")
+        if held == list(range(len(held))) or not 0 <= bad[0] <= held[-1]:
+            raise UserError(f"{name.format(bad[0])} does not exist; the store has layers 0..{held[-1]}")
+        raise UserError(f"{name.format(bad[0])} is not in the store; it has only layers {', '.join(map(str, held))} "
+                        "(made with extraction.layers)")
     return layers
 
 
@@ -230,7 +232,7 @@ class DiscoveryConfig:
 
     def layer_list(self, have: int | list[int]) -> list[int]:
         """The layers to use, of `have` (a store's layers, or how many it has)."""
-        return pick_layers("discovery.layers", self.layers, have)
+        return pick_layers("discovery.layers: layer {}", self.layers, have)
 
 
 @dataclass

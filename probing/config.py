@@ -133,7 +133,7 @@ class TrainConfig(AnnotateConfig):
 
     def layer_list(self, have: int | list[int]) -> list[int]:
         """The layers to use, of `have` (a store's layers, or how many it has)."""
-        return pick_layers("layer", self.layer, have)
+        return pick_layers("layer={}", self.layer, have)
 
 
 def register_probing_configs() -> None:

@@ -22,12 +22,15 @@ tiny = tiny_pipeline
 
 
 def test_every_preset_is_covered():
-    assert set(PRESETS) == {"demo", "tcn_paper", "layer_sweep", "model_sweep", "neuron_study"}
+    assert set(PRESETS) == {"demo", "tcn_paper", "layer_sweep", "model_sweep", "neuron_study", "decoder_llm"}
 
 
-@pytest.mark.parametrize("preset", PRESETS)
+# the demo's smoke in the default run; every other preset with the slow tests
+@pytest.mark.parametrize("preset", [p if p == "demo" else pytest.param(p, marks=pytest.mark.slow) for p in PRESETS])
 def test_preset_smoke(preset, tiny_models, tagged_corpus, tmp_path, monkeypatch):
-    over = tiny(tiny_models, tagged_corpus, tmp_path, f"experiment={preset}")
+    # decoder_llm is for a GPU and a 33-layer model: here the tiny model, on the CPU, two of its layers
+    gpu = ["extraction.device=cpu", "extraction.layers=[0,2]"] if preset == "decoder_llm" else []
+    over = tiny(tiny_models, tagged_corpus, tmp_path, f"experiment={preset}", *gpu)
     cfg = compose_cfg("pipeline", over)
     assert cfg.preset == preset
     if preset == "tcn_paper":
@@ -83,6 +86,7 @@ def test_report_renders_in_chromium(tiny_models, tagged_corpus, tmp_path):
     assert png.stat().st_size > 30_000
 
 
+@pytest.mark.slow
 def test_layer_sweep_preset_runs_as_a_multirun(tiny_models, tagged_corpus, tmp_path):
     env = {**os.environ, "PYTHONPATH": str(REPO), "WANDB_MODE": "offline"}
     args = tiny(tiny_models, tagged_corpus, tmp_path, "experiment=layer_sweep", "layer=0,2",
@@ -200,6 +204,7 @@ def test_report_names_missing_tag_sets_and_links_super_sub_concepts(tiny_models,
         assert label == (ann.label if ann else "") and words.split(", ")[0] in c.type_counts
 
 
+@pytest.mark.slow
 def test_a_model_sweep_gets_a_comparison_page(tiny_models, tagged_corpus, tmp_path):
     """Two models of different depth: the sweep callback writes one page with a line per model on a
     relative-depth axis; its tables match the reports'."""

@@ -158,6 +158,7 @@ def _cli(args, cwd, timeout=600):
                           text=True, timeout=timeout)
 
 
+@pytest.mark.slow
 def test_multirun_with_joblib_gives_one_result_per_layer_and_one_summary(tiny_models, tagged_corpus, tmp_path):
     train_mod.run(compose_cfg("train", _over(tiny_models, tagged_corpus, tmp_path, "layer=0", "probing.control=false")))  # extract once
     out = _cli(["-m", "layer=0,1,2", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2",
@@ -192,6 +193,7 @@ def test_multirun_with_joblib_gives_one_result_per_layer_and_one_summary(tiny_mo
     assert summary_run["summary"]["probe_summary/nrows"] == 3
 
 
+@pytest.mark.slow
 def test_submitit_local_launcher(tiny_models, tagged_corpus, tmp_path):
     out = _cli(["-m", "layer=1", "hydra/launcher=submitit_local", "hydra.launcher.timeout_min=10",
                 *_over(tiny_models, tagged_corpus, tmp_path, "probing.control=false")], tmp_path)

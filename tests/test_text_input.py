@@ -160,7 +160,7 @@ def test_layer_subset_store(tiny_models, text_corpus, tmp_path, caplog):
     from probing.config import TrainConfig
 
     assert TrainConfig(layer="all").layer_list(part.layers) == [0, 2]
-    with pytest.raises(UserError, match=r"layer: layer 1 is not in the store; it has only layers 0, 2"):
+    with pytest.raises(UserError, match=r"layer=1 is not in the store; it has only layers 0, 2"):
         TrainConfig(layer=1).layer_list(part.layers)
 
 
