@@ -47,8 +47,10 @@ def _in_hub_cache(repo_id: str) -> bool:
 def rewrite_model_shortcut(argv: list[str]) -> list[str]:
     """`model=<hub id or path>` that is not a file of `conf/model/` becomes
     `model=hf model.name_or_path=<it>`, so any model loads by name or path. A value that is
-    neither, close to a name in `conf/model/`, gets a "did you mean" before any Hub call; with
-    the Hub off (HF_HUB_OFFLINE=1) and the model not in the local cache it is a `UserError` at once."""
+    neither, close to a name in `conf/model/` and not in the local Hub cache, is a `UserError` with a
+    "did you mean" before any Hub call (`model=hf model.name_or_path=<it>` loads a Hub model of that
+    name all the same); with the Hub off (HF_HUB_OFFLINE=1) and the model not in the local cache it is
+    a `UserError` at once."""
     import difflib
 
     known = sorted(p.stem for p in (Path(CONF_DIR) / "model").glob("*.yaml"))
@@ -66,9 +68,10 @@ def rewrite_model_shortcut(argv: list[str]) -> list[str]:
                     raise UserError(
                         f"model={value} is not a config of conf/model/ ({', '.join(known)}) nor a local folder, and "
                         f"the Hugging Face Hub is off (HF_HUB_OFFLINE=1) with no cached copy{hint}")
-                if not local and close:
-                    sys.stderr.write(f"model={value} is not a config of conf/model/ nor a local folder: loading it "
-                                     f"from the Hugging Face Hub{hint}\n")
+                if not local and close and not _in_hub_cache(value):  # a typo of a config, most likely: no Hub call
+                    raise UserError(
+                        f"model={value} is not a config of conf/model/ nor a local folder (for a Hugging Face Hub model "
+                        f"of that name: model=hf model.name_or_path={value}); did you mean model={close[0]}?")
                 out += ["model=hf", f"model.name_or_path={value}", f"model.name={model_slug(value)}"]
                 continue
         out.append(arg)
@@ -83,6 +86,8 @@ def app_help(config_name: str, doc: str | None, command: str) -> str:
     conf = Path(CONF_DIR)
     defaults = OmegaConf.to_container(OmegaConf.load(conf / f"{config_name}.yaml")).get("defaults", [])
     about = (doc or "").strip().split("\n\n")[0].replace("\n", " ")
+    if about.startswith("`python -m ") and not command.startswith("python -m "):
+        about = f"`{command}`" + about.split("`", 2)[2]
     lines = [about if about.startswith("`") else f"{command}: {about}", "",
              f"Usage: {command} [group=option ...] [key=value ...]    (a sweep: -m key=a,b,c)", "",
              "Config groups this command uses (option in use first):"]
@@ -161,8 +166,44 @@ def config_error(config_name: str, argv: list[str]) -> str | None:
             i = next(i for i, ln in enumerate(keep) if ln.startswith("Available options"))
             keep = keep[:i] + [keep[i] + " " + ", ".join(keep[i + 1:])]
         cause = str(e.__cause__).splitlines()[0] if e.__cause__ is not None and str(e.__cause__) else ""
+        unknown = _unknown_key(config_name, overrides, " ".join(keep))
+        if unknown is not None:
+            return redact(unknown)
         return redact("; ".join(keep + ([cause] if cause else [])) + " (see --help)")  # never a key
     return None
+
+
+def _unknown_key(config_name: str, overrides: list[str], message: str) -> str | None:
+    """For Hydra's "Could not override 'a.bb'" (an option this command does not have): one line
+    that names the closest existing option (`did you mean a.b?`), instead of Hydra's advice to add
+    the key with `+a.bb`."""
+    import difflib
+    import re
+
+    from omegaconf import OmegaConf
+
+    m = re.search(r"Could not override '([^']+)'", message)
+    if m is None:
+        return None
+    key = m.group(1)
+    rest = [o for o in overrides if o.lstrip("+~").split("=", 1)[0] != key]
+    try:
+        cfg = _compose(config_name, rest)
+    except Exception:  # noqa: BLE001 - another error as well: Hydra's message stands
+        return None
+    parent, _, leaf = key.rpartition(".")
+    node = OmegaConf.select(cfg, parent) if parent else cfg
+    if node is None or not OmegaConf.is_config(node) or OmegaConf.is_list(node):
+        top = key.split(".")[0]
+        close = difflib.get_close_matches(top, [str(k) for k in cfg.keys()], n=1, cutoff=0.6)
+        hint = f"; did you mean {close[0]}?" if close else ""
+        return f"{key}: this command has no option {top} (see --help for its options){hint}"
+    options = [str(k) for k in node.keys()]
+    close = difflib.get_close_matches(leaf, options, n=1, cutoff=0.5)
+    where = f"{parent}." if parent else ""
+    hint = f"; did you mean {where}{close[0]}?" if close else ""
+    which = f"the options of {parent}" if parent else "the top-level options"
+    return f"{key} is not an option (see --help; {which}: {', '.join(options)}){hint}"
 
 
 def workspace_problem(config_name: str, argv: list[str]) -> str | None:
@@ -290,7 +331,9 @@ def hydra_entry(config_name: str, run: Callable[[DictConfig], object],
         if "--help" in sys.argv[1:] or "-h" in sys.argv[1:]:
             module = sys.modules.get(run.__module__)
             spec = getattr(module, "__spec__", None)
-            command = f"python -m {spec.name if spec else run.__module__}"
+            typed = Path(sys.argv[0]).name  # a console script (concepts-extract) is named as typed
+            command = (typed if typed and not typed.endswith(".py") and "python" not in typed
+                       else f"python -m {spec.name if spec else run.__module__}")
             sys.stdout.write(app_help(config_name, getattr(module, "__doc__", None), command))
             return
         try:

@@ -117,7 +117,7 @@ def pick_layers(name: str, value, have: int | list[int]) -> list[int]:
     bad = [x for x in layers if x not in held]
     if bad:
         if held == list(range(len(held))) or not 0 <= bad[0] <= held[-1]:
-            raise UserError(f"{name.format(bad[0])} does not exist; the store has layers 0..{held[-1]}")
+            raise UserError(f"{name.format(bad[0])} does not exist; the model has layers 0..{held[-1]} (0 = embeddings)")
         raise UserError(f"{name.format(bad[0])} is not in the store; it has only layers {', '.join(map(str, held))} "
                         "(made with extraction.layers)")
     return layers

@@ -45,6 +45,7 @@ from concepts.config import DiscoverConfig, register_configs, validate
 from concepts.errors import UserError
 from concepts.explorer import write_explorer
 from concepts.locks import unit_lock
+from concepts.models import config_layers
 from concepts.records import Concept, Member, read_concepts, write_concepts
 from concepts.sampling import sample_tokens
 from concepts.store import ActivationStore
@@ -78,6 +79,8 @@ def open_store(cfg: DiscoverConfig, for_discovery: bool = False) -> ActivationSt
                 f"{cfg.model.name_or_path!r}; pass the matching model or re-run concepts.extract"
             )
         return store
+    if for_discovery:  # the layers asked for, against the model's config, before any extraction
+        cfg.discovery.layer_list(config_layers(cfg.model, cfg.extraction.layers))
     sample = cfg.sampling if for_discovery and cfg.discovery.extract == "sampled" else None
     return ActivationStore(extract_stage.run(cfg, check_k=for_discovery, sample=sample).store)
 

@@ -42,7 +42,7 @@ from concepts.corpus import Corpus, Sentence, load_corpus
 from concepts.errors import UserError
 from concepts.estimate import describe, estimate
 from concepts.extractor import Extractor
-from concepts.models import load_config, load_model, weights_signature
+from concepts.models import config_layers, load_config, load_model, weights_signature
 from concepts.read_ahead import read_ahead
 from concepts.sampling import TypeCounter
 from concepts.store import SENTENCES, SHARDS, layer_file, shard_name
@@ -412,12 +412,15 @@ def run(cfg: DictConfig | ExtractConfig, check_k: bool = False, sample=None) -> 
             return ExtractResult(same, True, 0, 0, time.perf_counter() - t_start, 0.0)
     if existing is None and check_k and sample is None:
         check_k_fits(cfg, corpus)  # before any model is loaded: a discovery that cannot run says so now
+    if existing is None:  # the layers, against the model's config: an error before any weights load
+        config_layers(cfg.model, cfg.extraction.layers)
     if existing is None and sample is None:  # before the weights: what the store and the model will take
         ex = cfg.extraction
         needs = estimate(load_config(cfg.model), corpus.n_words, ex.layers, ex.store_dtype.value, ex.dtype.value,
                          ex.max_batch_tokens)
         log.info("%s", describe(needs, human_bytes))
-    lm = load_model(cfg.model, cfg.extraction.device, cfg.extraction.dtype.value, cfg.extraction.input.value)
+    lm = load_model(cfg.model, cfg.extraction.device, cfg.extraction.dtype.value, cfg.extraction.input.value,
+                    cfg.extraction.progress)
     if cfg.extraction.layers is not None and max(cfg.extraction.layers) >= lm.n_layers:
         raise UserError(f"extraction.layers={list(cfg.extraction.layers)}: {cfg.model.name_or_path} has layers "
                         f"0..{lm.n_layers - 1} (0 = embeddings)")

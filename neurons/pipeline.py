@@ -35,9 +35,10 @@ import probing.train as train_stage
 from concepts.annotation.dataset import label_source_of
 from concepts.artifacts import atomic_write_json, atomic_write_text, fingerprint, read_manifest
 from concepts.cli import hydra_entry, model_slug
-from concepts.config import register_configs, validate
+from concepts.config import pick_layers, register_configs, validate
 from concepts.errors import UserError
 from concepts.explorer import write_explorer
+from concepts.models import config_layers
 from concepts.records import read_concepts
 from concepts.store import ActivationStore
 from neurons import report as rep
@@ -80,6 +81,9 @@ def preflight(cfg: PipelineConfig) -> None:
         problems.append("pipeline.score_labels=true needs an LLM annotator (annotator=openai or hf_local)")
     if problems and cfg.pipeline.check_network:
         raise UserError("this run cannot start: " + "; ".join(problems))
+    # the layers asked for, against the model's depth from its config (no weights), before any work
+    if cfg.layer is not None:
+        pick_layers("layer={}", cfg.layer, config_layers(cfg.model, cfg.extraction.layers))
 
 
 def _with(cfg: PipelineConfig, **changes) -> PipelineConfig:

@@ -93,7 +93,10 @@ def test_multirun_jobs_split_the_shards(tiny_models, text_corpus, tmp_path):
 
 
 @pytest.mark.parametrize("override,says", [
-    ("extraction.nope=1", "Key 'nope' not in"),
+    ("extraction.nope=1", "extraction.nope is not an option (see --help; the options of extraction: aggregation"),
+    ("extraction.aggregaton=first", "did you mean extraction.aggregation?"),
+    ("extration.dtype=float16", "this command has no option extration (see --help for its options); did you mean extraction?"),
+    ("discovery.k=3", "discovery.k: this command has no option discovery"),
     ("extraction.batch_size=many", "could not be converted to Int"),
     ("model=hf corpus=nonexistent", "Available options in 'corpus'"),
 ])
@@ -135,4 +138,12 @@ def test_a_mistyped_model_gets_a_did_you_mean_and_offline_fails_at_once(tmp_path
     assert out.returncode == 2 and "Traceback" not in out.stderr
     assert "did you mean model=minilm?" in out.stderr and "HF_HUB_OFFLINE=1" in out.stderr
     assert len(out.stderr.strip().splitlines()) == 1  # one line: no Hub call, no retry warnings
+    assert not (tmp_path / "ws").exists()
+    # with the Hub on as well: a name this close to a config is refused before any Hub call, the
+    # hint at the end of its one line, and the way to load a Hub model of that name all the same
+    env = {k: v for k, v in os.environ.items() if k not in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")}
+    out = subprocess.run([sys.executable, "-m", "neurons.pipeline", "model=minlm", f"paths.workspace={tmp_path / 'ws'}"],
+                         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 2 and len(out.stderr.strip().splitlines()) == 1
+    assert out.stderr.strip().endswith("did you mean model=minilm?") and "model=hf model.name_or_path=minlm" in out.stderr
     assert not (tmp_path / "ws").exists()
