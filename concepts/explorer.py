@@ -91,8 +91,8 @@ main{padding:12px 16px;display:grid;grid-template-columns:repeat(auto-fill,minma
 .concept h2{font-size:14px;margin:0 0 6px}
 .label{color:#2b6cb0;font-weight:600}
 .words span{margin-right:6px;display:inline-block}
-.tags{font-size:12px;color:#555;margin:6px 0}
-.tag{background:#edf2f7;border-radius:3px;padding:1px 5px;margin-right:4px}
+.tags{font-size:12px;color:#555;margin:6px 0;display:flex;flex-wrap:wrap;gap:3px 4px;min-width:0}
+.tag{background:#edf2f7;border-radius:3px;padding:1px 5px;max-width:100%;overflow-wrap:anywhere;word-break:break-word}
 .ex{font-size:12px;color:#444;margin:3px 0}
 .ex mark{background:#fefcbf;font-weight:600}
 .links{font-size:12px} .links a{margin-right:8px}

@@ -23,8 +23,13 @@ def plot_alignment(table: pd.DataFrame, path: Path, title: str) -> None:
         axes[1].plot(grp["layer"], grp["tag_share"], marker="o", label=name)
     axes[0].set_title("concepts aligned with a tag")
     axes[1].set_title("tags covered by a concept")
+    layers = sorted({int(x) for x in table["layer"]}) if len(table) else []
     for ax in axes:
         ax.set_xlabel("layer")
+        if 0 < len(layers) <= 16:  # ticks at the layers drawn: never 3.5
+            ax.set_xticks(layers)
+        else:
+            ax.xaxis.get_major_locator().set_params(integer=True)
         ax.set_ylim(0, 1)
         ax.grid(alpha=0.3)
     axes[1].legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1))

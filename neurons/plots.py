@@ -31,7 +31,7 @@ def _plt():
     return plt
 
 
-def salience_heatmap(r: Ranking, path: Path, top: int = 30, max_classes: int = 40) -> None:
+def salience_heatmap(r: Ranking, path: Path, top: int = 30, max_classes: int = 40, unit: str = "") -> None:
     """Classes x the `top` overall neurons, each class's scores scaled to its maximum."""
     plt = _plt()
     cols = r.order()[:top]
@@ -43,7 +43,7 @@ def salience_heatmap(r: Ranking, path: Path, top: int = 30, max_classes: int = 4
     im = ax.imshow(S, aspect="auto", cmap="viridis")
     ax.set_xticks(range(len(cols)), [r.neurons[c] for c in cols], rotation=90, fontsize=7)
     ax.set_yticks(range(len(rows)), [r.classes[i][:40] for i in rows], fontsize=7)
-    ax.set_title(f"{r.method}: salience of the top {len(cols)} neurons (scaled per class)")
+    ax.set_title(f"{unit + ', ' if unit else ''}{r.method}: salience of the top {len(cols)} neurons (scaled per class)")
     fig.colorbar(im, ax=ax, fraction=0.03)
     _save(fig, path)
 
@@ -63,6 +63,33 @@ def layer_distribution(r: Ranking, path: Path, ks: tuple[int, ...] = (10, 50, 10
     _save(fig, path)
 
 
+def layer_ticks(ax, layers) -> None:
+    """Ticks at the layers drawn (whole numbers, never 3.5), or whole-number ticks when there are many."""
+    layers = sorted({int(x) for x in layers if x == x})
+    if 0 < len(layers) <= 16:
+        ax.set_xticks(layers)
+    else:
+        ax.xaxis.get_major_locator().set_params(integer=True)
+
+
+def k_ticks(ax, ks) -> None:
+    """A log axis of k with ticks at the k values drawn, written as plain numbers (10, 50, 100)."""
+    from matplotlib.ticker import NullFormatter, NullLocator
+
+    ks = sorted({int(k) for k in ks})
+    ax.set_xscale("log")
+    ax.xaxis.set_minor_locator(NullLocator())
+    ax.xaxis.set_minor_formatter(NullFormatter())
+    if ks:
+        ax.set_xticks(ks, [str(k) for k in ks])
+
+
+def outside_legend(ax, fontsize: int = 7) -> None:
+    """The legend to the right of the panel, off the lines."""
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=fontsize, loc="upper left", bbox_to_anchor=(1.01, 1), borderaxespad=0)
+
+
 def _curves(ax, frame: pd.DataFrame, which_col: str, value: str) -> None:
     """One line per (method, which neurons) of `value` against k, a colour per method."""
     styles = {"top": "o-", "random": "s--", "bottom": "v:"}
@@ -70,7 +97,7 @@ def _curves(ax, frame: pd.DataFrame, which_col: str, value: str) -> None:
         for which, gg in g.groupby(which_col):
             gg = gg.groupby("k")[value].mean()
             ax.plot(gg.index, gg.values, styles.get(which, "o-"), color=f"C{i}", label=f"{method} {which}")
-    ax.legend(fontsize=7)
+    outside_legend(ax)
 
 
 def accuracy_vs_k(curves: pd.DataFrame, path: Path, title: str) -> None:
@@ -79,12 +106,14 @@ def accuracy_vs_k(curves: pd.DataFrame, path: Path, title: str) -> None:
     plt = _plt()
     retrain = curves[curves["kind"] == "retrain"]
     abl = curves[curves["kind"] == "ablation"]
-    fig, axes = plt.subplots(1, 2 if len(abl) else 1, figsize=(11 if len(abl) else 6, 4), squeeze=False)
+    fig, axes = plt.subplots(1, 2 if len(abl) else 1, figsize=(13 if len(abl) else 7, 4), squeeze=False)
     _curves(axes[0, 0], retrain, "neurons", "accuracy")
-    axes[0, 0].set(xscale="log", xlabel="k neurons", ylabel="test accuracy", title="probe retrained on k neurons")
+    axes[0, 0].set(xlabel="k neurons", ylabel="test accuracy", title="probe retrained on k neurons")
+    k_ticks(axes[0, 0], retrain["k"])
     if len(abl):
         _curves(axes[0, 1], abl, "ablated", "drop")
-        axes[0, 1].set(xscale="log", xlabel="k neurons ablated", ylabel="accuracy drop", title="ablation in the trained probe")
+        axes[0, 1].set(xlabel="k neurons ablated", ylabel="accuracy drop", title="ablation in the trained probe")
+        k_ticks(axes[0, 1], abl["k"])
     fig.suptitle(title)
     _save(fig, path)
 
@@ -131,7 +160,7 @@ def curves_by_layer(curves: pd.DataFrame, path: Path, title: str) -> bool:
         return False
     plt = _plt()
     abl = c[c["kind"] == "ablation"]
-    fig, axes = plt.subplots(1, 2 if len(abl) else 1, figsize=(11 if len(abl) else 6, 4), squeeze=False)
+    fig, axes = plt.subplots(1, 2 if len(abl) else 1, figsize=(13 if len(abl) else 7, 4), squeeze=False)
     ret = c[c["kind"] == "retrain"]
     for i, (k, g) in enumerate(ret.groupby("k", sort=False)):
         for which, style in (("top", "o-"), ("random", "s--")):
@@ -139,15 +168,18 @@ def curves_by_layer(curves: pd.DataFrame, path: Path, title: str) -> bool:
             if len(gg):
                 axes[0, 0].plot(gg.index, gg.values, style, color=f"C{i % 10}", label=f"{which} {k}", markersize=3)
     axes[0, 0].set(xlabel="layer", ylabel="test accuracy", title="probe retrained on k neurons")
-    if len(abl):
-        for i, (k, g) in enumerate(abl[abl["ablated"] == "top"].groupby("k", sort=False)):
-            gg = g.groupby("layer")["drop"].mean()
-            axes[0, 1].plot(gg.index, gg.values, "o-", color=f"C{i % 10}", label=f"top {k} ablated", markersize=3)
+    if len(abl):  # the top-k ablated (solid) against the random-k baseline (dashed), one colour per k
+        for i, (k, g) in enumerate(abl.groupby("k", sort=False)):
+            for which, style in (("top", "o-"), ("random", "s--")):
+                gg = g[g["ablated"] == which].groupby("layer")["drop"].mean()
+                if len(gg):
+                    axes[0, 1].plot(gg.index, gg.values, style, color=f"C{i % 10}", label=f"{which} {k} ablated",
+                                    markersize=3)
         axes[0, 1].set(xlabel="layer", ylabel="accuracy drop", title="ablation in the trained probe")
     for ax in axes.flat:
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
-        ax.xaxis.get_major_locator().set_params(integer=True)
+        outside_legend(ax)
+        layer_ticks(ax, c["layer"])
     fig.suptitle(title)
     _save(fig, path)
     return True
@@ -163,7 +195,8 @@ def accuracy_vs_k_grid(curves: pd.DataFrame, path: Path) -> bool:
     fig, axes = _grid(len(units))
     for ax, unit in zip(axes, units):
         _curves(ax, retrain[retrain["unit"] == unit], "neurons", "accuracy")
-        ax.set(xscale="log", xlabel="k neurons", ylabel="test accuracy", title=unit)
+        ax.set(xlabel="k neurons", ylabel="test accuracy", title=unit)
+        k_ticks(ax, retrain["k"])
         ax.grid(alpha=0.3)
     _save(fig, path)
     return True

@@ -435,7 +435,7 @@ def _rank_unit(cfg, store, ls, split, unit_layers, udir, names, meta, opt, conce
                                                                  cfg.neurons.ablate)]
     rows = [{"model": model, "unit": unit, "task": ls.name, **r} for r in rows]
     if cfg.neurons.plot:
-        plots.salience_heatmap(ranking, udir / "salience.png")
+        plots.salience_heatmap(ranking, udir / "salience.png", unit=unit)
         if len(unit_layers) > 1:
             plots.layer_distribution(ranking, udir / "layers.png")
         if rows:

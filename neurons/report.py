@@ -31,7 +31,9 @@ def copy_into(src: Path, dst: Path) -> Path | None:
 def _table(df: pd.DataFrame, max_rows: int = 40) -> str:
     if df is None or df.empty:
         return "<p><em>none</em></p>"
-    return df.head(max_rows).to_html(index=False, float_format=lambda v: f"{v:.3f}", border=0, classes="t")
+    # an empty cell (a layer one report lacks, a number a skipped probe has not) reads as a dash, not NaN
+    return df.head(max_rows).to_html(index=False, float_format=lambda v: f"{v:.3f}", border=0, classes="t",
+                                     na_rep="–")
 
 
 _STYLE = """body{font-family:system-ui,sans-serif;margin:0 auto;max-width:1100px;padding:16px;color:#222}

@@ -119,9 +119,13 @@ def plot_summary(df: pd.DataFrame, path: Path, title: str) -> None:
     a1.set(xlabel="layer", ylabel="test accuracy",
            title="accuracy, 95% interval (dashed: control; dotted: lexical)")
     a2.set(xlabel="layer", ylabel="accuracy - control accuracy", title="selectivity, 95% interval")
+    drawn = sorted({int(x) for x in agg["layer"] if x == x})
     for a in (a1, a2):
         a.grid(alpha=0.3)
-        a.xaxis.get_major_locator().set_params(integer=True)
+        if 0 < len(drawn) <= 16:  # ticks at the layers drawn: never 3.5
+            a.set_xticks(drawn)
+        else:
+            a.xaxis.get_major_locator().set_params(integer=True)
     a1.legend(fontsize=7)
     fig.suptitle(title)
     seen = sorted({f for fl in flagged for f in fl})
