@@ -80,7 +80,9 @@ def open_store(cfg: DiscoverConfig, for_discovery: bool = False) -> ActivationSt
             )
         return store
     if for_discovery:  # the layers asked for, against the model's config, before any extraction
-        cfg.discovery.layer_list(config_layers(cfg.model, cfg.extraction.layers))
+        held = config_layers(cfg.model, cfg.extraction.layers)
+        if held is not None:
+            cfg.discovery.layer_list(held)
     sample = cfg.sampling if for_discovery and cfg.discovery.extract == "sampled" else None
     return ActivationStore(extract_stage.run(cfg, check_k=for_discovery, sample=sample).store)
 

@@ -203,10 +203,26 @@ def load_config(cfg_model):
         ) from None
 
 
-def config_layers(cfg_model, extraction_layers=None) -> list[int]:
+def config_layers(cfg_model, extraction_layers=None) -> list[int] | None:
     """The layers a store of this model will hold (0 = embeddings), from its config alone (no
-    weights): every layer, or `extraction.layers`, checked against the model's depth."""
-    config = load_config(cfg_model)
+    weights): every layer, or `extraction.layers`, checked against the model's depth. None when
+    the config cannot be read without the network (a Hub model not in the local cache): an early
+    check must not make a compute node without network wait on the Hub."""
+    from transformers import AutoConfig
+
+    source = resolve_model_path(cfg_model.name_or_path)
+    if Path(source).is_dir():
+        config = load_config(cfg_model)
+    else:
+        try:
+            from huggingface_hub import try_to_load_from_cache
+
+            cached = try_to_load_from_cache(source, "config.json", revision=cfg_model.revision)
+        except Exception:  # noqa: BLE001 - not a valid repo id, or no cache
+            cached = None
+        if not isinstance(cached, str):
+            return None
+        config = AutoConfig.from_pretrained(str(Path(cached).parent), trust_remote_code=cfg_model.trust_remote_code)
     cfg = getattr(config, "text_config", None) or config
     depth = next((v for v in (getattr(cfg, n, None) for n in ("num_hidden_layers", "n_layer", "num_layers"))
                   if isinstance(v, int) and v > 0), None)

@@ -82,8 +82,9 @@ def preflight(cfg: PipelineConfig) -> None:
     if problems and cfg.pipeline.check_network:
         raise UserError("this run cannot start: " + "; ".join(problems))
     # the layers asked for, against the model's depth from its config (no weights), before any work
-    if cfg.layer is not None:
-        pick_layers("layer={}", cfg.layer, config_layers(cfg.model, cfg.extraction.layers))
+    held = config_layers(cfg.model, cfg.extraction.layers) if cfg.layer is not None else None
+    if held is not None:
+        pick_layers("layer={}", cfg.layer, held)
 
 
 def _with(cfg: PipelineConfig, **changes) -> PipelineConfig:
