@@ -94,12 +94,19 @@ def plot_summary(df: pd.DataFrame, path: Path, title: str) -> None:
     per_layer = set(df.loc[df["source"] != "tag", "line"])
     for i, (name, g) in enumerate(agg.groupby("line")):
         color = f"C{i % 10}"
-        if name in per_layer:
-            for ax, col, lab in ((a1, "accuracy", f"{name} (classes differ by layer)"), (a2, "selectivity", name)):
+        if name in per_layer or g["layer"].nunique() == 1:  # (one layer: a point with its interval, not a line)
+            first = f"{name} (classes differ by layer)" if name in per_layer else name
+            for ax, col, lab in ((a1, "accuracy", first), (a2, "selectivity", name)):
                 if g[col].notna().any():
                     # an interval need not hold the mean (a bootstrap interval, or rounding at 1.0): draw it clipped
                     yerr = [(g[col] - g[f"{col}_lo"]).clip(lower=0), (g[f"{col}_hi"] - g[col]).clip(lower=0)]
-                    ax.errorbar(g["layer"], g[col], yerr=yerr, fmt="o", color=color, capsize=3, label=lab)
+                    ax.errorbar(g["layer"], g[col], yerr=yerr, fmt="none", ecolor=color, capsize=3)
+                    hollow = g["layer"].map(lambda layer, n=name: bool(flagged.get((n, layer), [])))
+                    if (~hollow).any():
+                        ax.plot(g.loc[~hollow, "layer"], g.loc[~hollow, col], "o", color=color, label=lab)
+                    if hollow.any():  # (one legend entry a line: the hollow points' when all are flagged)
+                        ax.plot(g.loc[hollow, "layer"], g.loc[hollow, col], "o", color=color, markerfacecolor="white",
+                                label=None if (~hollow).any() else lab)
             if g["control_accuracy"].notna().any():
                 a1.plot(g["layer"], g["control_accuracy"], "x", color=color, alpha=0.6, label=f"{name} (control)")
             if g["lexical_accuracy"].notna().any():
