@@ -240,6 +240,17 @@ def writable_problem(folder: Path, option: str) -> str | None:
     return None
 
 
+def human_seconds(s: float) -> str:
+    """3.2 s, 75 s, 12 min 5 s, 2 h 03 min."""
+    if s < 10:
+        return f"{s:.1f} s"
+    if s < 120:
+        return f"{s:.0f} s"
+    if s < 7200:
+        return f"{int(s // 60)} min {int(s % 60)} s"
+    return f"{int(s // 3600)} h {int(s % 3600 // 60):02d} min"
+
+
 def human_bytes(n: float) -> str:
     """1234567 -> '1.2 MB' (decimal units, as `df -H` prints them)."""
     for unit in ("B", "kB", "MB", "GB", "TB"):
@@ -302,12 +313,19 @@ def hydra_entry(config_name: str, run: Callable[[DictConfig], object],
 
     @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name=config_name)
     def _task(cfg: DictConfig) -> None:
+        from hydra.core.hydra_config import HydraConfig
+
+        job = HydraConfig.get().job
+        # one line when the stage starts and one when it ends (a multirun job says which)
+        multirun = HydraConfig.get().mode is not None and HydraConfig.get().mode.name == "MULTIRUN"
+        name = config_name + (f" (job {job.num})" if multirun and job.get("num") is not None else "")
+        started = time.perf_counter()
+        log.info("%s: started", name)
         try:
             result = run(cfg)
             if on_result is not None:
-                from hydra.core.hydra_config import HydraConfig
-
                 on_result(Path(HydraConfig.get().runtime.output_dir), result)
+            log.info("%s: finished in %s", name, human_seconds(time.perf_counter() - started))
         except UserError as e:
             log.error("%s", e)
             sys.exit(2)

@@ -2,7 +2,9 @@
 
 A tag set function takes the token table (rows = tokens to tag) and returns, per row, a tuple
 of tags (usually one; morphological features give several; an empty tuple means untagged, so
-a binary property tags only its positive side), or None when the table lacks what it needs. Add one with:
+a binary property tags only its positive side), None when the table lacks the column it needs, or
+a string saying why it cannot run on this machine (a missing resource, with the fix); either way
+it is skipped with one line saying why. Add one with:
 
     @tag_set("my_tags")
     def my_tags(tokens):
@@ -19,7 +21,7 @@ import pandas as pd
 
 log = logging.getLogger(__name__)
 
-TagFn = Callable[[pd.DataFrame], "list[tuple[str, ...]] | None"]
+TagFn = Callable[[pd.DataFrame], "list[tuple[str, ...]] | str | None"]
 TAG_SETS: dict[str, TagFn] = {}
 # tag sets that read a resource outside the corpus: name -> a function giving the resource's
 # identity (None when it is missing), so that installing or removing it names new concepts folders
@@ -110,8 +112,8 @@ def compute_tag_sets(tokens: pd.DataFrame, names: list[str]) -> dict[str, list[t
 
             raise UserError(f"unknown tag set {name!r} (discovery.tag_sets); known: {', '.join(sorted(TAG_SETS))}")
         tags = TAG_SETS[name](tokens)
-        if tags is None:
-            log.info("tag set %s skipped: the corpus has no such column", name)
+        if tags is None or isinstance(tags, str):  # a str says why the tag set cannot run here
+            log.info("tag set %s skipped: %s", name, tags or "the corpus has no such column")
             continue
         out[name] = tags
     return out

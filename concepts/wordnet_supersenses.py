@@ -39,20 +39,28 @@ def _lexnames() -> list[str] | None:
     return names if names and all(names) else None
 
 
+def wordnet_problem() -> str | None:
+    """Why the wordnet tag set cannot run here (one sentence with the fix), or None."""
+    try:
+        import nltk  # noqa: F401
+    except ImportError:
+        return "NLTK is not installed (pip install nltk)"
+    if not (WORDNET_DIR / "data.noun").exists():
+        return f"no WordNet database at {WORDNET_DIR} (apt-get install wordnet-base)"
+    if not MAN_PAGE.exists():
+        return f"the lexnames man page {MAN_PAGE} is missing (apt-get install wordnet-base)"
+    return None
+
+
 @lru_cache(maxsize=1)
 def wordnet_reader():
-    """NLTK's reader over the system WordNet, or None (with the reason logged)."""
-    try:
-        from nltk.corpus.reader.wordnet import WordNetCorpusReader
-    except ImportError:
-        log.info("wordnet tag set skipped: NLTK is not installed (pip install nltk)")
+    """NLTK's reader over the system WordNet, or None where `wordnet_problem()` says why not."""
+    if wordnet_problem() is not None:
         return None
-    if not (WORDNET_DIR / "data.noun").exists():
-        log.info("wordnet tag set skipped: no WordNet database at %s (apt-get install wordnet-base)", WORDNET_DIR)
-        return None
+    from nltk.corpus.reader.wordnet import WordNetCorpusReader
+
     names = _lexnames()
     if names is None:
-        log.info("wordnet tag set skipped: the lexnames man page %s is missing", MAN_PAGE)
         return None
     root = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "latent-concepts" / "wordnet"
     root.mkdir(parents=True, exist_ok=True)
@@ -83,11 +91,7 @@ def wordnet_reader():
 def wordnet_identity() -> dict | None:
     """What the wordnet tag set reads, for the concepts folder's identity: None when it cannot run
     (no NLTK, no database, no lexnames page), else the database files' names and sizes."""
-    try:
-        import nltk  # noqa: F401
-    except ImportError:
-        return None
-    if not (WORDNET_DIR / "data.noun").exists() or not MAN_PAGE.exists():
+    if wordnet_problem() is not None:
         return None
     return {f.name: f.stat().st_size for f in sorted(WORDNET_DIR.iterdir()) if f.is_file()}
 
@@ -96,7 +100,7 @@ def wordnet_identity() -> dict | None:
 def wordnet_supersense(tokens: pd.DataFrame):
     wn = wordnet_reader()
     if wn is None:
-        return None
+        return wordnet_problem() or f"the lexnames man page {MAN_PAGE} lists no supersenses"
     lemmas = tokens["lemma"] if "lemma" in tokens.columns else tokens["word"]
     upos = tokens["upos"] if "upos" in tokens.columns else None
 

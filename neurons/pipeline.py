@@ -34,7 +34,7 @@ import neurons.rank as rank_stage
 import probing.train as train_stage
 from concepts.annotation.dataset import label_source_of
 from concepts.artifacts import atomic_write_json, atomic_write_text, fingerprint, read_manifest
-from concepts.cli import hydra_entry, model_slug
+from concepts.cli import human_seconds, hydra_entry, model_slug
 from concepts.config import pick_layers, register_configs, validate
 from concepts.errors import UserError
 from concepts.explorer import write_explorer
@@ -109,6 +109,7 @@ def run(cfg: DictConfig | PipelineConfig) -> PipelineResult:
         log.info("== %s", name)
         out = fn(*args)
         stages[name] = time.perf_counter() - t
+        log.info("== %s: done in %s", name, human_seconds(stages[name]))
         return out
 
     model = cfg.model.name or model_slug(cfg.model.name_or_path)
@@ -142,6 +143,7 @@ def run(cfg: DictConfig | PipelineConfig) -> PipelineResult:
         r_cfg = _with(cfg, labels={"source": "tag", "tag": p.tag}, logger={"kind": "none"})
         ranked = timed("rank neurons", rank_stage.run, r_cfg)
     t = time.perf_counter()
+    log.info("== report")
     root = Path(p.report) if p.report else Path(cfg.paths.workspace) / "report" / report_name(cfg, model)
     probing = summarize_results(probe_results)
     inputs = fingerprint({"concepts": str(disc.path), "layers": list(disc.layers), "annotation": ann.statuses,
@@ -166,6 +168,7 @@ def run(cfg: DictConfig | PipelineConfig) -> PipelineResult:
         atomic_write_json(marker, {"inputs": inputs, "stages": stages, "model": model, "corpus": cfg.corpus.name,
                                    "layers_in_model": int(read_manifest(Path(ex.store))["n_layers"])})
     stages["report"] = time.perf_counter() - t
+    log.info("== report: done in %s", human_seconds(stages["report"]))
     total = time.perf_counter() - t0
     log.info("stages: %s", ", ".join(f"{k} {v:.0f} s" for k, v in stages.items()))
     log.info("report (%.0f s in all): %s", total, index.resolve().as_uri())

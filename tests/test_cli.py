@@ -63,6 +63,9 @@ def test_empty_and_malformed_corpus(tmp_path):
 def test_model_shortcut_loads_a_local_folder(tiny_models, text_corpus, tmp_path):
     r = _cli(tmp_path, f"model={tiny_models['bert']}", "corpus=text", f"corpus.path={text_corpus}")
     assert r.returncode == 0, r.stderr
+    said = [ln.split(" - ", 1)[-1] for ln in (r.stdout + r.stderr).splitlines()]
+    ends = [i for i, s in enumerate(said) if s.startswith("extract: finished in ")]
+    assert said.count("extract: started") == 1 and len(ends) == 1 and said.index("extract: started") < ends[0]
     manifests = list(Path(tmp_path / "ws").rglob("manifest.json"))
     assert len(manifests) == 1 and '"complete": true' in manifests[0].read_text()
     assert manifests[0].parent.parent.parent.name == Path(tiny_models["bert"]).name
@@ -84,6 +87,9 @@ def test_multirun_jobs_split_the_shards(tiny_models, text_corpus, tmp_path):
     r = _cli(tmp_path, f"model={tiny_models['gpt2']}", "corpus=text", f"corpus.path={text_corpus}",
              "extraction.shard_sentences=2", "corpus.num_shards=2", "corpus.shard=0,1", flags=["-m"])
     assert r.returncode == 0, r.stderr
+    said = [ln.split(" - ", 1)[-1] for ln in (r.stdout + r.stderr).splitlines()]
+    assert {s for s in said if s.startswith("extract (job")} >= {"extract (job 0): started", "extract (job 1): started"}
+    assert sum(s.startswith("extract (job 1): finished in") for s in said) == 1
     (manifest,) = Path(tmp_path / "ws").rglob("activations/manifest.json")
     from concepts.store import ActivationStore
 

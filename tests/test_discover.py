@@ -122,7 +122,7 @@ def test_discover_bad_input(tiny_models, text_corpus, tmp_path):
         _discover(tiny_models["bert"], text_corpus, tmp_path, "sampling.min_count=1000")
 
 
-def test_wordnet_supersenses(monkeypatch):
+def test_wordnet_supersenses(monkeypatch, caplog):
     import pandas as pd
 
     import concepts.wordnet_supersenses as wn_mod
@@ -136,7 +136,11 @@ def test_wordnet_supersenses(monkeypatch):
     assert tags == [("noun.animal",), ("verb.motion",), (), ("noun.person",), ()]
     wn_mod.wordnet_reader.cache_clear()
     monkeypatch.setattr(wn_mod, "WORDNET_DIR", wn_mod.Path("/nonexistent"))
-    assert compute_tag_sets(df, ["wordnet", "upos"]).keys() == {"upos"}  # skipped with a message
+    with caplog.at_level("INFO"):
+        assert compute_tag_sets(df, ["wordnet", "upos"]).keys() == {"upos"}  # skipped with a message
+    said = [r.getMessage() for r in caplog.records if "wordnet" in r.getMessage().lower()]
+    # one line, with the cause and the fix (it once also said "the corpus has no such column")
+    assert said == ["tag set wordnet skipped: no WordNet database at /nonexistent (apt-get install wordnet-base)"]
     wn_mod.wordnet_reader.cache_clear()
 
 
