@@ -132,7 +132,7 @@ def main() -> None:
     args = ap.parse_args()
     import torch
 
-    from concepts.store import ActivationStore
+    from concepts.extraction.store import ActivationStore
 
     torch.set_num_threads(1)
     store_dir = Path(args.store or sorted(glob.glob("/work/demo_ws/minilm/ewt-*/activations") +

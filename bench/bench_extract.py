@@ -31,8 +31,8 @@ def _overrides(ws: str, n: int, *extra: str) -> list[str]:
 def _compose(overrides):
     from hydra import compose, initialize_config_dir
 
-    import concepts.extract  # noqa: F401  (registers the schema)
-    from concepts.cli import CONF_DIR
+    import concepts.extraction.stage  # noqa: F401  (registers the schema)
+    from concepts.core.cli import CONF_DIR
 
     with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
         return compose(config_name="extract", overrides=overrides)
@@ -43,9 +43,10 @@ def child_loop(ws: str, n: int) -> dict:
     import numpy as np
     import torch
 
-    from concepts.config import ExtractConfig, validate
+    from concepts.core.config import validate
     from concepts.corpus import load_corpus
-    from concepts.models import load_model
+    from concepts.extraction.config import ExtractConfig
+    from concepts.extraction.models import load_model
 
     cfg = validate(_compose(_overrides(ws, n)), ExtractConfig)
     sentences = load_corpus(cfg.corpus).sentences
@@ -69,7 +70,7 @@ def child_loop(ws: str, n: int) -> dict:
 
 
 def child_ours(ws: str, n: int, dtype: str, batch_size: int) -> dict:
-    import concepts.extract as ex
+    import concepts.extraction.stage as ex
 
     r = ex.run(_compose(_overrides(ws, n, f"extraction.dtype={dtype}", f"extraction.batch_size={batch_size}")))
     return {"words": r.words_written, "seconds": r.loop_seconds, "forward_seconds": r.forward_seconds,
@@ -86,7 +87,7 @@ def run_child(args: list[str]) -> dict:
 def deviation(store_a: str, store_b: str) -> dict:
     import numpy as np
 
-    from concepts.store import ActivationStore
+    from concepts.extraction.store import ActivationStore
 
     a, b = ActivationStore(store_a), ActivationStore(store_b)
     worst_abs, worst_rel, min_cos = 0.0, 0.0, 1.0

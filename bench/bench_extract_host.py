@@ -73,12 +73,12 @@ def main() -> None:
     args = ap.parse_args()
     from hydra import compose, initialize_config_dir
 
-    import concepts.extract as extract_mod
-    from concepts.cli import CONF_DIR
-    from concepts.config import DiscoverConfig, register_configs, validate
-    from concepts.models import load_model
-
-    register_configs()
+    import concepts.annotation.config  # noqa: F401  (registers the schemas of the concepts stages)
+    import concepts.extraction.stage as extract_mod
+    from concepts.core.cli import CONF_DIR
+    from concepts.core.config import validate
+    from concepts.discovery.config import DiscoverConfig
+    from concepts.extraction.models import load_model
     ws = Path(tempfile.mkdtemp(prefix="extract-host-"))
     over = [f"paths.workspace={ws}", f"corpus.splits=[{','.join(args.splits)}]", "extraction.progress=false",
             f"extraction.store_dtype={args.dtype}", f"extraction.batch_size={args.batch_size}",
@@ -99,7 +99,7 @@ def main() -> None:
         prof.disable()
     took = time.perf_counter() - t
     words = sum(1 for _ in open(res.store / "sentences.jsonl"))  # sentences
-    from concepts.store import ActivationStore
+    from concepts.extraction.store import ActivationStore
 
     store = ActivationStore(res.store)
     rows = len(store.tokens())

@@ -45,9 +45,9 @@ def model_speed(cfg, device: str, dtype: str, reps: int = 2) -> dict:
     the extraction's attention kernels (`extraction.cudnn_attention`): the first pass ("cold", where
     kernels and any per-shape plans are made) and the best of the others."""
     from concepts.corpus.loading import load_corpus
-    from concepts.extract import _encode_for_store
-    from concepts.extractor import attention_context, make_batches
-    from concepts.models import load_model
+    from concepts.extraction.extractor import attention_context, make_batches
+    from concepts.extraction.models import load_model
+    from concepts.extraction.stage import _encode_for_store
 
     lm = load_model(cfg.model, device, dtype)
     sents = list(load_corpus(cfg.corpus).iter_sentences())
@@ -93,7 +93,7 @@ def model_speed(cfg, device: str, dtype: str, reps: int = 2) -> dict:
 
 
 def store_speed(cfg, sample) -> dict:
-    import concepts.extract as extract_mod
+    import concepts.extraction.stage as extract_mod
 
     t = time.perf_counter()
     res = extract_mod.run(cfg, sample=sample)
@@ -121,10 +121,10 @@ def main() -> None:
     from bench_paper_scale import make_model  # the same random bert-base, MiniLM's vocabulary
     from hydra import compose, initialize_config_dir
 
-    from concepts.cli import CONF_DIR
-    from concepts.config import DiscoverConfig, register_configs, validate
-
-    register_configs()
+    import concepts.annotation.config  # noqa: F401  (registers the schemas of the concepts stages)
+    from concepts.core.cli import CONF_DIR
+    from concepts.core.config import validate
+    from concepts.discovery.config import DiscoverConfig
     tmp = Path(tempfile.mkdtemp(prefix="gpu-extract-"))
     model = args.model or str(make_model(tmp / "model", args.layers, args.hidden, args.tokenizer))
     results = []

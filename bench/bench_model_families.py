@@ -68,7 +68,7 @@ def bench_family(family: str, root: Path) -> dict:
             res = T.compare(d, T.WORDS_SENTENCES, vecs, "mean", tokenizer_kwargs=kw or None)
             row["words_mode"] = "ok" if res["differing"] == 0 else f"{res['differing']} words differ"
     except Exception as e:  # noqa: BLE001
-        from concepts.errors import UserError
+        from concepts.core.errors import UserError
 
         named = isinstance(e, UserError) and MODEL_TYPE[family] in str(e) and "extraction.input=text" in str(e)
         if kw is None:

@@ -35,16 +35,15 @@ def main() -> None:
     args = ap.parse_args()
     from helpers import compose_cfg
 
-    from concepts.config import register_configs, validate
-    from concepts.discover import open_store
+    import concepts.annotation.config  # noqa: F401  (registers the schemas of the concepts stages)
+    from concepts.core.config import validate
+    from concepts.discovery.stage import open_store
     from neurons.evaluate import Data, retrain_curve
     from neurons.rankers import make_ranker
     from probing.config import TrainConfig, register_probing_configs
     from probing.data import split_examples
     from probing.fit import FitOptions
     from probing.labels import tag_labels
-
-    register_configs()
     register_probing_configs()
     cfg = validate(compose_cfg("train", ["extraction.progress=false"]), TrainConfig)
     store = open_store(cfg)

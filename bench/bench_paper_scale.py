@@ -131,16 +131,14 @@ def main() -> None:
     args = ap.parse_args()
     from hydra import compose, initialize_config_dir
 
-    import concepts.discover as discover_mod
-    import concepts.extract as extract_mod
+    import concepts.annotation.config  # noqa: F401  (registers the schemas of the concepts stages)
+    import concepts.discovery.stage as discover_mod
+    import concepts.extraction.stage as extract_mod
     import neurons.rank as rank_mod
     import probing.train as train_mod
-    from concepts.cli import CONF_DIR
-    from concepts.config import register_configs
-    from concepts.store import ActivationStore
+    from concepts.core.cli import CONF_DIR
+    from concepts.extraction.store import ActivationStore
     from neurons.config import register_pipeline_configs
-
-    register_configs()
     register_pipeline_configs()
     if args.fresh and args.workspace.exists():
         shutil.rmtree(args.workspace)
@@ -162,7 +160,7 @@ def main() -> None:
         cfg = compose(config_name="rank", overrides=over)
     from dataclasses import replace
 
-    from concepts.config import validate
+    from concepts.core.config import validate
     from neurons.config import RankConfig
 
     cfg = validate(cfg, RankConfig)

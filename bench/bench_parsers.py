@@ -39,7 +39,7 @@ from concepts.annotation.cache import ReplyCache  # noqa: E402
 from concepts.annotation.client import LLMClient  # noqa: E402
 from concepts.annotation.openai_backend import OpenAIChat  # noqa: E402
 from concepts.annotation.prompts import get_prompt  # noqa: E402
-from concepts.records import Concept, Member  # noqa: E402
+from concepts.discovery.records import Concept, Member  # noqa: E402
 
 log = logging.getLogger("bench_parsers")
 R = "\u2019"

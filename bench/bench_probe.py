@@ -40,8 +40,8 @@ def main() -> None:
     from sklearn.linear_model import LogisticRegression
 
     import probing.train as train_mod
-    from concepts.config import validate
-    from concepts.discover import open_store
+    from concepts.core.config import validate
+    from concepts.discovery.stage import open_store
     from probing.config import TrainConfig
     from probing.data import StoreDataModule, split_examples
     from probing.fit import FitOptions, evaluate, fit_probe

@@ -76,7 +76,7 @@ def main() -> None:
     ap.add_argument("--max-tokens", type=int, default=None)
     ap.add_argument("--write", action="store_true")
     args = ap.parse_args()
-    from concepts.store import ActivationStore
+    from concepts.extraction.store import ActivationStore
     from probing.labels import tag_labels
 
     store = ActivationStore(Path(args.store))

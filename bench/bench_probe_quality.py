@@ -62,7 +62,7 @@ def ours_fit(X, ls, split, **opt):
 
 
 def probe_rows(store, concepts_dir, layers, k):
-    from concepts.records import read_concepts
+    from concepts.discovery.records import read_concepts
     from probing.data import split_examples
     from probing.labels import concept_binary_labels, concept_labels, tag_labels
 
@@ -142,7 +142,7 @@ def main() -> None:
     args = ap.parse_args()
     from pathlib import Path
 
-    from concepts.store import ActivationStore
+    from concepts.extraction.store import ActivationStore
 
     store_dir = Path(args.store or sorted(glob.glob("workspace/minilm/ewt-*/activations"))[0])
     concepts_dir = Path(args.concepts or sorted(glob.glob(str(store_dir.parent / "concepts" / "ward-*")))[0])

@@ -26,12 +26,12 @@ def main() -> None:
     args = ap.parse_args()
     from hydra import compose, initialize_config_dir
 
-    import concepts.discover as discover_mod
-    from concepts.cli import CONF_DIR
-    from concepts.config import DiscoverConfig, register_configs, validate
-    from concepts.store import ActivationStore
-
-    register_configs()
+    import concepts.annotation.config  # noqa: F401  (registers the schemas of the concepts stages)
+    import concepts.discovery.stage as discover_mod
+    from concepts.core.cli import CONF_DIR
+    from concepts.core.config import validate
+    from concepts.discovery.config import DiscoverConfig
+    from concepts.extraction.store import ActivationStore
     rows, records = [], {}
     root = Path(tempfile.mkdtemp(prefix="bench-sampled-"))
     try:

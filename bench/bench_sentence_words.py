@@ -19,17 +19,15 @@ import tracemalloc
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from concepts.store import ActivationStore  # noqa: E402
+from concepts.extraction.store import ActivationStore  # noqa: E402
 
 
 def write_sentences(folder: Path, n: int) -> None:
     from hydra import compose, initialize_config_dir
 
-    from concepts.cli import CONF_DIR
-    from concepts.config import register_configs
+    import concepts.annotation.config  # noqa: F401  (registers the schemas of the concepts stages)
+    from concepts.core.cli import CONF_DIR
     from concepts.corpus.loading import load_corpus
-
-    register_configs()
     with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
         cfg = compose(config_name="extract", overrides=["corpus=ewt", "corpus.splits=[train,dev,test]"])
     corpus = load_corpus(cfg.corpus)

@@ -33,10 +33,10 @@ def main() -> None:
     from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
     from sklearn.preprocessing import StandardScaler
 
-    from concepts.alignment import align
-    from concepts.clustering import cluster
-    from concepts.config import ClusteringConfig
-    from concepts.store import ActivationStore
+    from concepts.discovery.alignment import align
+    from concepts.discovery.clustering import cluster
+    from concepts.discovery.config import ClusteringConfig
+    from concepts.extraction.store import ActivationStore
 
     store = ActivationStore(args.store)
     rows = np.load(Path(args.concepts) / "sample.npy")

@@ -13,8 +13,8 @@ import time
 
 from concepts.corpus.conllu import read_conllu
 from concepts.corpus.loading import resolve_corpus_path
-from concepts.models import load_tokenizer, resolve_model_path
-from concepts.subwords import encode_shard
+from concepts.extraction.models import load_tokenizer, resolve_model_path
+from concepts.extraction.subwords import encode_shard
 
 
 def main() -> None:

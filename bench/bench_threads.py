@@ -22,9 +22,9 @@ sys.path.insert(0, str(REPO))
 
 
 def ward_seconds(X: np.ndarray, threads: int) -> float:
-    from concepts.clustering import cluster
-    from concepts.config import ClusteringConfig
-    from concepts.runtime import set_threads
+    from concepts.core.runtime import set_threads
+    from concepts.discovery.clustering import cluster
+    from concepts.discovery.config import ClusteringConfig
 
     set_threads(threads)
     t = time.perf_counter()
@@ -39,7 +39,7 @@ def main() -> None:
     ap.add_argument("--rows", type=int, default=10000)
     ap.add_argument("--reps", type=int, default=2)
     args = ap.parse_args()
-    from concepts.store import ActivationStore
+    from concepts.extraction.store import ActivationStore
 
     store = args.store or str(next(REPO.glob("workspace/minilm/ewt-*/activations")))
     layer = ActivationStore(store).layer(args.layer)

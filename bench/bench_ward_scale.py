@@ -23,7 +23,7 @@ sys.path.insert(0, str(REPO / "bench"))
 
 from bench_cluster import LABELS, K, default_store, load  # noqa: E402
 
-from concepts.clustering import ward as W  # noqa: E402
+from concepts.discovery.clustering import ward as W  # noqa: E402
 
 log = logging.getLogger("bench_ward_scale")
 

@@ -32,7 +32,7 @@ log = logging.getLogger("bench_ward_stability")
 
 
 def exact(X: np.ndarray) -> np.ndarray:
-    from concepts.clustering.ward import cut_tree, ward_linkage
+    from concepts.discovery.clustering.ward import cut_tree, ward_linkage
 
     return cut_tree(ward_linkage(X), K)
 
@@ -50,8 +50,8 @@ def main() -> None:
     from sklearn.metrics import adjusted_rand_score as ari
     from sklearn.metrics import normalized_mutual_info_score as nmi
 
-    from concepts.clustering import cluster
-    from concepts.config import ClusteringConfig
+    from concepts.discovery.clustering import cluster
+    from concepts.discovery.config import ClusteringConfig
 
     store = a.store or default_store()
     X = load(a.n, a.dim, store)

@@ -8,7 +8,7 @@ from typing import Any
 
 from hydra.core.config_store import ConfigStore
 
-from concepts.errors import UserError
+from concepts.core.errors import UserError
 from neurons.rankers import DEFAULTS
 from probing.config import TrainConfig
 

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from concepts.errors import UserError
+from concepts.core.errors import UserError
 from neurons.rankers import standardized
 from neurons.ranking import Ranking
 from probing.data import ArrayDataModule, check_finite

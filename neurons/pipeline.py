@@ -27,27 +27,27 @@ from pathlib import Path
 import pandas as pd
 from omegaconf import DictConfig
 
-import concepts.annotate as annotate_stage
-import concepts.discover as discover_stage
-import concepts.extract as extract_stage
+import concepts.annotation.config  # noqa: F401  (registers the schemas of the concepts stages)
+import concepts.annotation.stage as annotate_stage
+import concepts.discovery.stage as discover_stage
+import concepts.extraction.stage as extract_stage
 import neurons.rank as rank_stage
 import probing.train as train_stage
 from concepts.annotation.dataset import label_source_of
-from concepts.artifacts import atomic_write_json, atomic_write_text, fingerprint, read_manifest
-from concepts.cli import human_seconds, hydra_entry, model_slug
-from concepts.config import pick_layers, register_configs, validate
-from concepts.errors import UserError
-from concepts.explorer import write_explorer
-from concepts.models import config_layers
-from concepts.records import read_concepts
-from concepts.store import ActivationStore
+from concepts.core.artifacts import atomic_write_json, atomic_write_text, fingerprint, read_manifest
+from concepts.core.cli import human_seconds, hydra_entry, model_slug
+from concepts.core.config import pick_layers, validate
+from concepts.core.errors import UserError
+from concepts.discovery.explorer import write_explorer
+from concepts.discovery.records import read_concepts
+from concepts.extraction.models import config_layers
+from concepts.extraction.store import ActivationStore
 from neurons import report as rep
 from neurons.config import PipelineConfig, register_neuron_configs, register_pipeline_configs
 from probing.config import register_probing_configs
 from probing.summary import plot_summary, summarize_results
 
 log = logging.getLogger(__name__)
-register_configs()
 register_probing_configs()
 register_neuron_configs()
 register_pipeline_configs()
@@ -123,7 +123,7 @@ def run(cfg: DictConfig | PipelineConfig) -> PipelineResult:
     disc = timed("discover", discover_stage.run, cfg)
     ann = timed("annotate", annotate_stage.run, cfg)
     if p.score_labels:
-        import concepts.score as score_stage
+        import concepts.annotation.score_stage as score_stage
 
         timed("score labels", score_stage.run, cfg)
     tag_cfg = _with(cfg, labels={"source": "tag", "tag": p.tag}, logger=logger)
@@ -144,7 +144,7 @@ def run(cfg: DictConfig | PipelineConfig) -> PipelineResult:
         ranked = timed("rank neurons", rank_stage.run, r_cfg)
     t = time.perf_counter()
     log.info("== report")
-    root = Path(p.report) if p.report else Path(cfg.paths.workspace) / "report" / report_name(cfg, model)
+    root = Path(p.report) if p.report else Path(cfg.paths.workspace) / "report" / rep.report_name(cfg, model)
     probing = summarize_results(probe_results)
     inputs = fingerprint({"concepts": str(disc.path), "layers": list(disc.layers), "annotation": ann.statuses,
                           "probes": sorted(probing["fingerprint"]),
@@ -175,97 +175,24 @@ def run(cfg: DictConfig | PipelineConfig) -> PipelineResult:
     return PipelineResult(root, index, stages, probing, disc.alignment, probe_results, ranked, total)
 
 
-def report_name(cfg, model: str) -> str:
-    """`<model>-<corpus>`, with `-layer<N>` (or `-layers<a>_<b>`) when the run covers only some layers,
-    so that the jobs of a layer sweep each keep their own report."""
-    name = f"{model}-{cfg.corpus.name}"
-    if cfg.layer == "all" or cfg.layer is None:
-        return name
-    layers = [cfg.layer] if isinstance(cfg.layer, (int, str)) else list(cfg.layer)
-    return name + (f"-layer{layers[0]}" if len(layers) == 1 else "-layers" + "_".join(map(str, layers)))
-
-
 def write_report(cfg, root: Path, model: str, ex, disc, ann, probing: pd.DataFrame, probe_plots, ranked,
                  group: str) -> Path:
-    k = disc.k
+    """The report folder of one pipeline run: its files (explorer, tables, dataset, plots) and the
+    index page that links them; returns the page."""
     root.mkdir(parents=True, exist_ok=True)
-    neurons_words = {}
-    if ranked is not None:
-        for unit in sorted(ranked.rankings):
-            f = ranked.path / unit / "top_words.json"
-            if f.exists():
-                neurons_words.update(json.loads(f.read_text()))
-    # the report shows this run's layers only, never the shared folder's views (which cover every
-    # layer any run clustered there): explorer, alignment table and plot, dataset and rating sheet
-    by_layer = {layer: read_concepts(disc.path / f"layer_{layer:02d}" / f"concepts-K{k}.jsonl") for layer in disc.layers}
-    sentences = ActivationStore(disc.store).sentence_words()
-    source = label_source_of(cfg)
-    write_explorer(root / "explorer.html", by_layer, sentences, f"{model} · {cfg.corpus.name} · K={k}",
-                   neurons_words or None, label_source=source)
-    atomic_write_text(root / "alignment.csv", disc.alignment.to_csv(index=False))
-    if cfg.discovery.plot and len(disc.alignment):
-        from concepts.plots import plot_alignment
-
-        plot_alignment(disc.alignment, root / "alignment.png", f"{model}: alignment at θ={cfg.discovery.theta}, K={k}")
-    if ann.dataset is not None:
-        annotate_stage.write_dataset(root / "dataset", by_layer, sentences, k, cfg, source)
-    for i, (results, title) in enumerate(probe_plots):
-        if cfg.probing.plot and results:
-            plot_summary(summarize_results(results), root / f"probing-{i}.png", title)
-    probing.to_csv(root / "probing.csv", index=False)
-    neuron_html = "<p><em>neuron ranking was not run</em></p>"
-    if ranked is not None:
-        ranked.curves.to_csv(root / "neurons-curves.csv", index=False)
-        if len(ranked.super_sub):
-            ranked.super_sub.to_csv(root / "neurons-super-sub.csv", index=False)
-        copied = []
-        for unit in sorted(ranked.rankings):  # every per-layer plot is in the folder, linked; the page shows
-            for png in ("accuracy_vs_k.png", "salience.png", "layers.png"):  # small multiples instead
-                if rep.copy_into(ranked.path / unit / png, root / "neurons" / f"{unit}-{png}"):
-                    copied.append(f"neurons/{unit}-{png}")
-            rep.copy_into(ranked.path / unit / "top_words.json", root / "neurons" / f"{unit}-top_words.json")
-        parts = neuron_figures(ranked, root, model)
-        if copied:
-            parts.append("<p class='links'>Per layer: " + " ".join(rep.link(c, c.split("/")[1]) for c in copied) + "</p>")
-        top = ranked.curves[(ranked.curves["kind"] == "retrain")] if len(ranked.curves) else ranked.curves
-        pivot = (top.pivot_table(index=["unit", "k"], columns="neurons", values="accuracy").reset_index()
-                 if len(top) else pd.DataFrame())
-        pivot.columns.name = None  # no empty header column over the index
-        first = ranked.rankings[next(iter(ranked.rankings))] if ranked.rankings else None
-        inputs = ("standardised activations" if first is not None and first.meta.get("standardized")
-                  else "raw activations")
-        missing = (f"<p><em>Super/sub analysis skipped for layer(s) {', '.join(map(str, ranked.super_sub_missing))}: "
-                   "no concepts there.</em></p>" if ranked.super_sub_missing else "")
-        neuron_html = (f"<p>Method: {first.method if first is not None else '-'}, on {inputs}. "
-                       "Probes retrained on the top / random / bottom k neurons (test accuracy):</p>"
-                       + rep.table(pivot, 60) + rep.scale_section(ranked.scale)
-                       + "<h3>Super and sub concepts (top-10 neuron overlap)</h3>"
-                       + rep.super_sub_table(ranked.super_sub, disc.path, k, label_source_of(cfg))
-                       + ("<p class='links'>" + rep.link("neurons-super-sub.csv", "every pair (CSV)") + "</p>"
-                          if len(ranked.super_sub) else "")
-                       + missing + "".join(parts))
-    align = disc.alignment
-    align_view = (align.pivot_table(index="layer", columns="tag_set", values="concept_share").reset_index()
-                  if len(align) else align)
-    align_view.columns.name = None
-    gone = [t for t in cfg.discovery.tag_sets if len(align) and t not in set(align["tag_set"])]
-    gone_note = (f"<p><em>Tag sets not computed here: {', '.join(gone)} (the corpus has no such column, or a "
-                 "resource is missing, e.g. Debian's wordnet-base for wordnet; the discovery log says which).</em></p>"
-                 if gone else "")
+    _write_report_files(cfg, root, model, disc, ann, probing, probe_plots, ranked)
     probe_view, probe_notes = rep.probe_table(probing)
     sections = [
         ("Contents", "<p class='links'>" + " ".join([
             rep.link("explorer.html", "concept explorer"), rep.link("alignment.csv", "alignment table"),
             rep.link("probing.csv", "probing table"), rep.link("neurons-curves.csv", "neuron curves"),
             rep.link("dataset/", "concept dataset")]) + "</p>"),
-        ("Concepts and their alignment with human-defined tags",
-         f"<p>{len(disc.layers)} layers x K={k} concepts. Share of concepts aligned (θ={cfg.discovery.theta}) per tag set:</p>"
-         + rep.table(align_view) + gone_note + rep.img("alignment.png", "alignment across layers")),
+        ("Concepts and their alignment with human-defined tags", _alignment_section(cfg, disc)),
         ("Annotation", "<p>Labels: " + ", ".join(f"{s} {n}" for s, n in sorted(ann.statuses.items()))
          + f" ({cfg.annotator.backend}; {cfg.annotator.model if cfg.annotator.backend != 'alignment' else 'aligned tags'}).</p>"),
         ("Probing (accuracy, control task, selectivity)", rep.table(probe_view, 60) + probe_notes
          + "".join(rep.img(f"probing-{i}.png", "probing") for i in range(len(probe_plots)))),
-        ("Neurons", neuron_html),
+        ("Neurons", _neuron_section(cfg, root, model, disc, ranked)),
     ]
     if cfg.pipeline.wandb:
         from probing.loggers import wandb_root
@@ -274,6 +201,87 @@ def write_report(cfg, root: Path, model: str, ex, disc, ann, probing: pd.DataFra
         sections.append(("Weights & Biases", f"<p>Every run of this workspace (probes, rankings, this pipeline's "
                                               f"tables) is in <code>{runs}</code>, group <code>{html.escape(group)}</code>. "
                                               f"Upload them all with <code>wandb sync {runs}/offline-run-*</code>.</p>"))
+    return rep.write_index(root, f"Latent concepts of {model}", _run_facts(cfg, ex, disc.k), sections)
+
+
+def _write_report_files(cfg, root: Path, model: str, disc, ann, probing: pd.DataFrame, probe_plots, ranked) -> None:
+    """The explorer, alignment table and plot, dataset, probing plots and table of this run's
+    layers only, never the shared folder's views (which cover every layer any run clustered there)."""
+    k = disc.k
+    neurons_words = {}
+    if ranked is not None:
+        for unit in sorted(ranked.rankings):
+            f = ranked.path / unit / "top_words.json"
+            if f.exists():
+                neurons_words.update(json.loads(f.read_text()))
+    by_layer = {layer: read_concepts(disc.path / f"layer_{layer:02d}" / f"concepts-K{k}.jsonl") for layer in disc.layers}
+    sentences = ActivationStore(disc.store).sentence_words()
+    source = label_source_of(cfg)
+    write_explorer(root / "explorer.html", by_layer, sentences, f"{model} · {cfg.corpus.name} · K={k}",
+                   neurons_words or None, label_source=source)
+    atomic_write_text(root / "alignment.csv", disc.alignment.to_csv(index=False))
+    if cfg.discovery.plot and len(disc.alignment):
+        from concepts.discovery.plots import plot_alignment
+
+        plot_alignment(disc.alignment, root / "alignment.png", f"{model}: alignment at θ={cfg.discovery.theta}, K={k}")
+    if ann.dataset is not None:
+        annotate_stage.write_dataset(root / "dataset", by_layer, sentences, k, cfg, source)
+    for i, (results, title) in enumerate(probe_plots):
+        if cfg.probing.plot and results:
+            plot_summary(summarize_results(results), root / f"probing-{i}.png", title)
+    probing.to_csv(root / "probing.csv", index=False)
+
+
+def _alignment_section(cfg, disc) -> str:
+    align = disc.alignment
+    align_view = (align.pivot_table(index="layer", columns="tag_set", values="concept_share").reset_index()
+                  if len(align) else align)
+    align_view.columns.name = None
+    gone = [t for t in cfg.discovery.tag_sets if len(align) and t not in set(align["tag_set"])]
+    gone_note = (f"<p><em>Tag sets not computed here: {', '.join(gone)} (the corpus has no such column, or a "
+                 "resource is missing, e.g. Debian's wordnet-base for wordnet; the discovery log says which).</em></p>"
+                 if gone else "")
+    return (f"<p>{len(disc.layers)} layers x K={disc.k} concepts. Share of concepts aligned (θ={cfg.discovery.theta}) "
+            "per tag set:</p>" + rep.table(align_view) + gone_note + rep.img("alignment.png", "alignment across layers"))
+
+
+def _neuron_section(cfg, root: Path, model: str, disc, ranked) -> str:
+    """The neurons part of the page (and its CSVs and per-layer plots copied into the folder)."""
+    if ranked is None:
+        return "<p><em>neuron ranking was not run</em></p>"
+    ranked.curves.to_csv(root / "neurons-curves.csv", index=False)
+    if len(ranked.super_sub):
+        ranked.super_sub.to_csv(root / "neurons-super-sub.csv", index=False)
+    copied = []
+    for unit in sorted(ranked.rankings):  # every per-layer plot is in the folder, linked; the page shows
+        for png in ("accuracy_vs_k.png", "salience.png", "layers.png"):  # small multiples instead
+            if rep.copy_into(ranked.path / unit / png, root / "neurons" / f"{unit}-{png}"):
+                copied.append(f"neurons/{unit}-{png}")
+        rep.copy_into(ranked.path / unit / "top_words.json", root / "neurons" / f"{unit}-top_words.json")
+    parts = neuron_figures(ranked, root, model)
+    if copied:
+        parts.append("<p class='links'>Per layer: " + " ".join(rep.link(c, c.split("/")[1]) for c in copied) + "</p>")
+    top = ranked.curves[(ranked.curves["kind"] == "retrain")] if len(ranked.curves) else ranked.curves
+    pivot = (top.pivot_table(index=["unit", "k"], columns="neurons", values="accuracy").reset_index()
+             if len(top) else pd.DataFrame())
+    pivot.columns.name = None  # no empty header column over the index
+    first = ranked.rankings[next(iter(ranked.rankings))] if ranked.rankings else None
+    inputs = ("standardised activations" if first is not None and first.meta.get("standardized")
+              else "raw activations")
+    missing = (f"<p><em>Super/sub analysis skipped for layer(s) {', '.join(map(str, ranked.super_sub_missing))}: "
+               "no concepts there.</em></p>" if ranked.super_sub_missing else "")
+    return (f"<p>Method: {first.method if first is not None else '-'}, on {inputs}. "
+            "Probes retrained on the top / random / bottom k neurons (test accuracy):</p>"
+            + rep.table(pivot, 60) + rep.scale_section(ranked.scale)
+            + "<h3>Super and sub concepts (top-10 neuron overlap)</h3>"
+            + rep.super_sub_table(ranked.super_sub, disc.path, disc.k, label_source_of(cfg))
+            + ("<p class='links'>" + rep.link("neurons-super-sub.csv", "every pair (CSV)") + "</p>"
+               if len(ranked.super_sub) else "")
+            + missing + "".join(parts))
+
+
+def _run_facts(cfg, ex, k: int) -> dict:
+    """The page's header: model, corpus, sentences, words, what the probes saw, K, preset, date."""
     manifest = read_manifest(Path(ex.store)) or {}
     counts = manifest.get("counts", {})
     if "sample" in manifest:  # a sampled store: the probes and rankings saw the sampled tokens only
@@ -282,10 +290,9 @@ def write_report(cfg, root: Path, model: str, ex, disc, ann, probing: pd.DataFra
                                    f"max_per_type={manifest['sample']['max_per_type']})"}
     else:
         stored = {"words": counts.get("words", "-"), "probed tokens": "every word"}
-    meta = {"model": cfg.model.name_or_path, "corpus": f"{cfg.corpus.name} ({', '.join(cfg.corpus.splits)})",
+    return {"model": cfg.model.name_or_path, "corpus": f"{cfg.corpus.name} ({', '.join(cfg.corpus.splits)})",
             "sentences": counts.get("sentences", "-"), **stored, "K": k,
             "preset": cfg.preset or "-", "written": time.strftime("%Y-%m-%d %H:%M")}
-    return rep.write_index(root, f"Latent concepts of {model}", meta, sections)
 
 
 def neuron_figures(ranked, root: Path, model: str) -> list[str]:

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from concepts.artifacts import unique_tmp
+from concepts.core.artifacts import unique_tmp
 from neurons.ranking import Ranking
 
 

@@ -36,17 +36,18 @@ import pandas as pd
 from omegaconf import DictConfig
 from tqdm.auto import tqdm
 
-from concepts.artifacts import atomic_write_json, atomic_write_text, fingerprint, unique_tmp
-from concepts.cli import hydra_entry, model_slug
-from concepts.config import register_configs, validate
-from concepts.errors import UserError
-from concepts.locks import unit_lock
-from concepts.store import row_index
+import concepts.annotation.config  # noqa: F401  (registers the schemas of the concepts stages)
+from concepts.core.artifacts import atomic_write_json, atomic_write_text, fingerprint, unique_tmp
+from concepts.core.cli import hydra_entry, model_slug
+from concepts.core.config import validate
+from concepts.core.errors import UserError
+from concepts.core.locks import unit_lock
+from concepts.extraction.store import row_index
 from neurons import plots
 from neurons.config import RankConfig, register_neuron_configs
 from neurons.evaluate import Data, ablation, resolve_ks, retrain_curve, super_sub_overlap
 from neurons.rankers import Ranker, make_ranker, probe_meta
-from neurons.ranking import Ranking, neuron_names
+from neurons.ranking import Ranking, neuron_names, rankings_table
 from neurons.scale import describe, scale_report
 from probing.config import register_probing_configs
 from probing.data import ArrayDataModule, check_finite, split_examples
@@ -55,7 +56,6 @@ from probing.loggers import already_logged, mark_logged, wandb_root
 from probing.train import ConceptSource, fit_options, labels_identity, probe_identity, tasks_for
 
 log = logging.getLogger(__name__)
-register_configs()
 register_probing_configs()
 register_neuron_configs()
 
@@ -78,7 +78,7 @@ def _concepts_if_any(cfg: RankConfig, store) -> ConceptSource | None:
     """The concept records for this config when they exist (never clusters just for this)."""
     if cfg.labels.source != "tag" or cfg.labels.concepts:
         return ConceptSource(cfg, store)
-    from concepts.discover import concepts_path
+    from concepts.discovery.stage import concepts_path
 
     path, _ = concepts_path(store, cfg)
     if not any(path.glob(f"layer_*/concepts-K{cfg.discovery.k}.jsonl")):
@@ -192,16 +192,12 @@ def _unit_name(layers: list[int], concat: bool) -> str:
 def run(cfg: DictConfig | RankConfig) -> RankResult:
     t0 = time.perf_counter()
     cfg = validate(cfg, RankConfig)
-    from concepts.discover import open_store
+    from concepts.discovery.stage import open_store
 
     store = open_store(cfg)
     layers = cfg.layer_list(store.layers)
-    if cfg.labels.source == "concept_binary":
-        raise UserError("neurons.rank ranks for one multi-class task: use labels=upos, xpos or concepts")
+    _check_options(cfg)
     concepts = _concepts_if_any(cfg, store) if (cfg.labels.source != "tag" or cfg.neurons.super_sub) else None
-    if cfg.ranking.method == "probe_weights" and cfg.probe.kind != "linear":
-        raise UserError(f"ranking=probe_weights ranks a linear probe's weights, and probe.kind={cfg.probe.kind!r} has "
-                        "no weight per neuron: use probe=linear (or another ranking)")
     tokens = store.tokens()
     model = cfg.model.name or model_slug(cfg.model.name_or_path)
     rank_ident = ranking_identity(cfg, store.fingerprint, concepts)
@@ -222,11 +218,7 @@ def run(cfg: DictConfig | RankConfig) -> RankResult:
         unit = _unit_name(unit_layers, cfg.neurons.concat)
         udir = out / unit
         task_layer = unit_layers[-1]
-        (ls,) = [tag_task] if tag_task is not None else tasks_for(cfg, tokens, task_layer, concepts)
-        if cfg.neurons.max_tokens and len(ls) > cfg.neurons.max_tokens:
-            keep = np.sort(np.random.default_rng(cfg.neurons.seed).choice(len(ls), cfg.neurons.max_tokens, replace=False))
-            ls = type(ls)(ls.name, ls.rows[keep], ls.y[keep], ls.classes, ls.words[keep], ls.sentences[keep])
-        split = split_examples(ls, cfg.split.by, cfg.split.train, cfg.split.dev, cfg.split.seed)
+        ls, split = _unit_task(cfg, tokens, tag_task, task_layer, concepts)
         names = neuron_names(unit_layers, store.hidden_size)
         ufp = unit_fingerprint(cfg, fp, concepts, task_layer)
         meta = {"model": model, "model_path": cfg.model.name_or_path, "store": store.fingerprint, "unit": unit,
@@ -267,13 +259,34 @@ def run(cfg: DictConfig | RankConfig) -> RankResult:
         with unit_lock(out, "summary", f"the tables of {out}"):
             _write_folder_tables(cfg, out, fp, concepts)
     if cfg.logger.kind == "wandb":  # once per set of current units: a re-run with nothing new logs nothing
-        key = {"ranking": fp, "units": unit_fps}
-        if not already_logged(cfg.logger, wandb_root(cfg), key):
-            _log_wandb(cfg, out, rankings, curves_df, sub_df, model,
-                       {"store": store.fingerprint, "concepts": concepts.fingerprint if concepts else None})
-            mark_logged(cfg.logger, wandb_root(cfg), key)
+        _log_wandb_once(cfg, out, {"ranking": fp, "units": unit_fps}, rankings, curves_df, sub_df, model,
+                        {"store": store.fingerprint, "concepts": concepts.fingerprint if concepts else None})
     log.info("neuron rankings: %s", out)
     return RankResult(out, rankings, curves_df, sub_df, time.perf_counter() - t0, scales, sorted(set(missing)))
+
+
+def _check_options(cfg: RankConfig) -> None:
+    if cfg.labels.source == "concept_binary":
+        raise UserError("neurons.rank ranks for one multi-class task: use labels=upos, xpos or concepts")
+    if cfg.ranking.method == "probe_weights" and cfg.probe.kind != "linear":
+        raise UserError(f"ranking=probe_weights ranks a linear probe's weights, and probe.kind={cfg.probe.kind!r} has "
+                        "no weight per neuron: use probe=linear (or another ranking)")
+
+
+def _unit_task(cfg: RankConfig, tokens, tag_task, task_layer: int, concepts):
+    """The task a unit is ranked for (at most neurons.max_tokens rows, drawn with neurons.seed) and
+    its train/dev/test split."""
+    (ls,) = [tag_task] if tag_task is not None else tasks_for(cfg, tokens, task_layer, concepts)
+    if cfg.neurons.max_tokens and len(ls) > cfg.neurons.max_tokens:
+        keep = np.sort(np.random.default_rng(cfg.neurons.seed).choice(len(ls), cfg.neurons.max_tokens, replace=False))
+        ls = type(ls)(ls.name, ls.rows[keep], ls.y[keep], ls.classes, ls.words[keep], ls.sentences[keep])
+    return ls, split_examples(ls, cfg.split.by, cfg.split.train, cfg.split.dev, cfg.split.seed)
+
+
+def _log_wandb_once(cfg: RankConfig, out: Path, key: dict, rankings, curves_df, sub_df, model: str, fps: dict) -> None:
+    if not already_logged(cfg.logger, wandb_root(cfg), key):
+        _log_wandb(cfg, out, rankings, curves_df, sub_df, model, fps)
+        mark_logged(cfg.logger, wandb_root(cfg), key)
 
 
 def task_identity(cfg: RankConfig) -> dict:
@@ -445,15 +458,6 @@ def _rank_unit(cfg, store, ls, split, unit_layers, udir, names, meta, opt, conce
                                            "probe": (ranking.meta.get("probe") if cfg.ranking.method == "probe_weights"
                                                      else probe_meta(full, opt) if full is not None else None)})
     return rows, table, unit_missing, ranking
-
-
-def rankings_table(rankings: dict, top: int = 50) -> pd.DataFrame:
-    """unit, rank, neuron, overall salience: the first `top` neurons of each unit."""
-    rows = []
-    for unit, r in sorted(rankings.items()):
-        for rank, i in enumerate(r.order()[:top], start=1):
-            rows.append({"unit": unit, "rank": rank, "neuron": r.neurons[i], "salience": float(r.overall[i])})
-    return pd.DataFrame(rows, columns=["unit", "rank", "neuron", "salience"])
 
 
 def _log_wandb(cfg: RankConfig, out: Path, rankings, curves: pd.DataFrame, sub: pd.DataFrame, model: str,

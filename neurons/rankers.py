@@ -52,7 +52,7 @@ from abc import ABC, abstractmethod
 
 import numpy as np
 
-from concepts.errors import UserError
+from concepts.core.errors import UserError
 from neurons.ranking import Ranking
 from probing.data import ArrayDataModule, check_finite
 from probing.fit import FitOptions, FittedProbe, fit_probe

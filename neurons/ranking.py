@@ -7,9 +7,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
-from concepts.artifacts import atomic_save_npy, atomic_write_json
-from concepts.errors import UserError
+from concepts.core.artifacts import atomic_save_npy, atomic_write_json
+from concepts.core.errors import UserError
 
 
 @dataclass
@@ -71,3 +72,12 @@ class Ranking:
 
 def neuron_names(layers: list[int], dim: int) -> list[str]:
     return [f"L{layer}:{i}" for layer in layers for i in range(dim)]
+
+
+def rankings_table(rankings: dict, top: int = 50) -> pd.DataFrame:
+    """unit, rank, neuron, overall salience: the first `top` neurons of each unit."""
+    rows = []
+    for unit, r in sorted(rankings.items()):
+        for rank, i in enumerate(r.order()[:top], start=1):
+            rows.append({"unit": unit, "rank": rank, "neuron": r.neurons[i], "salience": float(r.overall[i])})
+    return pd.DataFrame(rows, columns=["unit", "rank", "neuron", "salience"])

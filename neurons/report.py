@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from concepts.artifacts import atomic_publish_dir, atomic_write_text, unique_tmp
+from concepts.core.artifacts import atomic_publish_dir, atomic_write_text, unique_tmp
 
 
 def copy_into(src: Path, dst: Path) -> Path | None:
@@ -158,7 +158,7 @@ def super_sub_table(sub: pd.DataFrame, concepts_dir: Path, k: int, label_source:
     the explorer (explorer.html#L<layer>-C<id>): a collapsible table per layer, the `per_super`
     sub concepts of each super concept with the largest share (the whole table is neurons-super-sub.csv)."""
     from concepts.annotation.dataset import label_of_record
-    from concepts.records import read_concepts
+    from concepts.discovery.records import read_concepts
 
     if sub is None or sub.empty:
         return table(sub)
@@ -187,3 +187,13 @@ def super_sub_table(sub: pd.DataFrame, concepts_dir: Path, k: int, label_source:
         parts.append(f"<details{' open' if i == 0 else ''}><summary>{summary}</summary>"
                      f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table></details>")
     return "".join(parts)
+
+
+def report_name(cfg, model: str) -> str:
+    """`<model>-<corpus>`, with `-layer<N>` (or `-layers<a>_<b>`) when the run covers only some layers,
+    so that the jobs of a layer sweep each keep their own report."""
+    name = f"{model}-{cfg.corpus.name}"
+    if cfg.layer == "all" or cfg.layer is None:
+        return name
+    layers = [cfg.layer] if isinstance(cfg.layer, (int, str)) else list(cfg.layer)
+    return name + (f"-layer{layers[0]}" if len(layers) == 1 else "-layers" + "_".join(map(str, layers)))

@@ -16,7 +16,7 @@ from pathlib import Path
 import pandas as pd
 from hydra.experimental.callback import Callback
 
-from concepts.artifacts import atomic_write_text
+from concepts.core.artifacts import atomic_write_text
 from neurons.evaluate import jaccard
 from neurons.plots import accuracy_vs_k
 from neurons.ranking import Ranking

@@ -16,7 +16,7 @@ from pathlib import Path
 import pandas as pd
 
 from concepts.annotation.dataset import label_of_record, label_source_of
-from concepts.records import read_concepts
+from concepts.discovery.records import read_concepts
 from probing.loggers import run_config, start_run, wandb_root
 
 TOP_WORDS = 8
@@ -57,8 +57,8 @@ def log_pipeline(cfg, group: str, model: str, disc, ann, probing: pd.DataFrame, 
     """One run (job_type pipeline) with the tables above; returns its folder."""
     import wandb
 
-    from neurons.pipeline import report_name
-    from neurons.rank import rankings_table
+    from neurons.ranking import rankings_table
+    from neurons.report import report_name
 
     run = start_run(cfg.logger, wandb_root(cfg), f"{report_name(cfg, model)}-pipeline", group, "pipeline",
                     [model, cfg.corpus.name, f"K{disc.k}", "pipeline", *[f"layer{la}" for la in disc.layers]],

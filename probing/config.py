@@ -7,8 +7,9 @@ from typing import Any
 
 from hydra.core.config_store import ConfigStore
 
-from concepts.config import AnnotateConfig, pick_layers
-from concepts.errors import UserError
+from concepts.annotation.config import AnnotateConfig
+from concepts.core.config import pick_layers
+from concepts.core.errors import UserError
 from probing.regularization import C_GRID
 
 

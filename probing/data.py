@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
-from concepts.errors import UserError
+from concepts.core.errors import UserError
 from probing.wordtypes import word_types
 
 log = logging.getLogger(__name__)

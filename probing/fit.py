@@ -14,7 +14,7 @@ import torch
 from lightning.pytorch.plugins.environments import LightningEnvironment
 from sklearn.metrics import f1_score
 
-from concepts.errors import UserError
+from concepts.core.errors import UserError
 from probing.data import ArrayDataModule, InputTransform, check_finite
 from probing.probe import make_probe
 from probing.regularization import C_GRID, CV_BELOW, RULES, Selection, select_l2

@@ -30,9 +30,9 @@ import numpy as np
 import pandas as pd
 
 from concepts.annotation.dataset import label_of_record
-from concepts.errors import UserError
-from concepts.records import Concept
-from concepts.store import row_index
+from concepts.core.errors import UserError
+from concepts.discovery.records import Concept
+from concepts.extraction.store import row_index
 from probing.data import LabelSet
 
 log = logging.getLogger(__name__)

@@ -30,7 +30,7 @@ def run_config(cfg, schema=None, **fingerprints) -> dict:
     never is in a config, only its variable's name."""
     from dataclasses import fields
 
-    from concepts.config import plain_config
+    from concepts.core.config import plain_config
 
     plain = plain_config(cfg)
     if schema is not None:

@@ -22,7 +22,7 @@ import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from concepts.artifacts import atomic_write_json
+from concepts.core.artifacts import atomic_write_json
 
 INTERVALS = {
     "sentence": "95% percentile bootstrap over test sentences (2,000 resamples by default; selectivity paired): "

@@ -27,7 +27,7 @@ from pathlib import Path
 import pandas as pd
 from hydra.experimental.callback import Callback
 
-from concepts.artifacts import atomic_write_text, unique_tmp
+from concepts.core.artifacts import atomic_write_text, unique_tmp
 from probing.loggers import wandb_root
 from probing.results import ProbeResult
 

@@ -25,13 +25,14 @@ import pandas as pd
 from omegaconf import DictConfig
 from tqdm.auto import tqdm
 
+import concepts.annotation.config  # noqa: F401  (registers the schemas of the concepts stages)
 from concepts.annotation.dataset import label_of_record, label_source_of
-from concepts.artifacts import atomic_write_json, fingerprint, read_manifest
-from concepts.cli import hydra_entry, invocation_stamp, model_slug
-from concepts.config import register_configs, validate
-from concepts.errors import UserError
-from concepts.locks import unit_lock
-from concepts.records import read_concepts
+from concepts.core.artifacts import atomic_write_json, fingerprint, read_manifest
+from concepts.core.cli import hydra_entry, invocation_stamp, model_slug
+from concepts.core.config import validate
+from concepts.core.errors import UserError
+from concepts.core.locks import unit_lock
+from concepts.discovery.records import read_concepts
 from probing.config import TrainConfig, register_probing_configs
 from probing.data import LabelSet, StoreDataModule, control_labels, split_examples
 from probing.fit import FitOptions, evaluate, fit_probe
@@ -57,7 +58,6 @@ from probing.stats import (
 from probing.summary import summarize_results, write_summary
 
 log = logging.getLogger(__name__)
-register_configs()
 register_probing_configs()
 
 
@@ -79,12 +79,12 @@ class ConceptSource:
     def __init__(self, cfg: TrainConfig, store, path: Path | None = None):
         """`path`: a concepts folder; None = `labels.concepts`, else concepts.discover for this config."""
         if path is not None or cfg.labels.concepts:
-            from concepts.discover import read_concepts_folder
+            from concepts.discovery.stage import read_concepts_folder
 
             path = Path(path or cfg.labels.concepts)
             manifest = read_concepts_folder(path, "labels.concepts")
         else:
-            from concepts.annotate import open_concepts
+            from concepts.annotation.stage import open_concepts
 
             path = open_concepts(cfg).path
             manifest = read_manifest(path)
@@ -97,7 +97,7 @@ class ConceptSource:
         self.path, self.k, self.source, self.store = path, cfg.discovery.k, label_source_of(cfg), store
         if cfg.labels.source != "tag" and cfg.labels.require_label and not self._has_labels():
             # chaining: labels come from concepts.annotate (offline alignment unless an LLM is configured)
-            import concepts.annotate as annotate_stage
+            import concepts.annotation.stage as annotate_stage
 
             log.info("the concepts in %s have no labels yet: running concepts.annotate first (annotator.backend=%s)",
                      path, cfg.annotator.backend)
@@ -414,7 +414,7 @@ def sweep_group(cfg: TrainConfig, family: str) -> str:
 def run(cfg: DictConfig | TrainConfig) -> TrainResult:
     t0 = time.perf_counter()
     cfg = validate(cfg, TrainConfig)
-    from concepts.discover import open_store
+    from concepts.discovery.stage import open_store
 
     store = open_store(cfg)
     layers = cfg.layer_list(store.layers)

@@ -6,7 +6,7 @@ import numpy as np
 import torch
 from hydra import compose, initialize_config_dir
 
-from concepts.cli import CONF_DIR
+from concepts.core.cli import CONF_DIR
 
 
 def compose_cfg(name: str, overrides: list[str]):

@@ -13,18 +13,18 @@ import pytest
 from helpers import compose_cfg, extract_overrides
 from llm_server import Hang, LLMServer, Malformed, Reply, Status, user_text
 
-import concepts.annotate as annotate_mod
-import concepts.discover as discover_mod
+import concepts.annotation.stage as annotate_mod
+import concepts.discovery.stage as discover_mod
 from concepts.annotation.annotators import AlignmentAnnotator, LLMAnnotator
 from concepts.annotation.cache import ReplyCache
 from concepts.annotation.client import LLMClient
 from concepts.annotation.dataset import read_parquet
+from concepts.annotation.formats.cluster_lines import read_tcn
 from concepts.annotation.human_eval import fleiss_kappa, summarize
 from concepts.annotation.openai_backend import OpenAIChat
 from concepts.annotation.prompts import PROMPTS, cap_words, get_prompt
-from concepts.errors import UserError
-from concepts.formats.cluster_lines import read_tcn
-from concepts.records import Concept, Member, read_concepts
+from concepts.core.errors import UserError
+from concepts.discovery.records import Concept, Member, read_concepts
 
 SECRET = "sk-test-DO-NOT-LEAK-4242"
 
@@ -312,7 +312,7 @@ def test_human_eval_summary(tmp_path, caplog):
 # ---------------------------------------------------------------- label scoring
 
 def test_label_scoring_perfect_and_pick_all_scorers(discovered, monkeypatch):
-    import concepts.score as score_mod
+    import concepts.annotation.score_stage as score_mod
 
     monkeypatch.setenv("OPENAI_API_KEY", SECRET)
     res_dir = discovered[0].path
@@ -490,7 +490,7 @@ def _check_exports(r, source):
     import pandas as pd
 
     from concepts.annotation.dataset import label_of_record
-    from concepts.explorer import explorer_data
+    from concepts.discovery.explorer import explorer_data
     from probing.labels import concept_name
 
     recs = {(c.layer, c.concept_id): c for layer in range(3)
@@ -606,7 +606,7 @@ def test_a_second_k_keeps_the_first(discovered):
 def test_a_costly_annotation_asks_first_and_says_what_it_will_send(discovered, tmp_path, monkeypatch, caplog):
     """Above annotation.confirm_above_usd the run stops before any request (no terminal here) or asks
     at a terminal; the estimate is logged either way."""
-    import concepts.confirm as confirm_mod
+    import concepts.core.confirm as confirm_mod
 
     monkeypatch.setenv("OPENAI_API_KEY", SECRET)
     with LLMServer(label_responder) as server:
@@ -682,7 +682,7 @@ def test_a_rerun_keeps_labels_unless_overwrite(discovered, tmp_path, monkeypatch
 
 def test_a_parser_fix_rereads_stored_replies_from_the_cache(discovered, tmp_path, monkeypatch):
     """A label the old parser got wrong is replaced when the same cached reply is read again."""
-    import concepts.annotate as am
+    import concepts.annotation.stage as am
 
     monkeypatch.setenv("OPENAI_API_KEY", SECRET)
     res_path = discovered[0].path
@@ -697,7 +697,7 @@ def test_a_parser_fix_rereads_stored_replies_from_the_cache(discovered, tmp_path
                 for a in c.annotations:
                     if a.annotator == "openai":
                         a.label = "Label"
-            from concepts.records import write_concepts
+            from concepts.discovery.records import write_concepts
             write_concepts(path, recs)
         monkeypatch.setattr(am, "PARSER_VERSION", 999)
         annotate_mod.run(compose_cfg("annotate", over))
@@ -730,7 +730,7 @@ def _explorer_labels(page: Path) -> set[str]:
 
 
 def test_every_explorer_writer_shows_the_label_of_record(discovered, tmp_path, monkeypatch):
-    import concepts.score as score_mod
+    import concepts.annotation.score_stage as score_mod
 
     monkeypatch.setenv("OPENAI_API_KEY", SECRET)
     res, over0 = discovered

@@ -19,11 +19,11 @@ from omegaconf import OmegaConf
 from concepts.annotation.annotators import LLMAnnotator
 from concepts.annotation.cache import ReplyCache
 from concepts.annotation.client import ChatResult, LLMClient
+from concepts.annotation.config import AnnotatorConfig
 from concepts.annotation.openai_backend import OpenAIChat
 from concepts.annotation.prompts import get_prompt
-from concepts.cli import CONF_DIR
-from concepts.config import AnnotatorConfig
-from concepts.records import Concept, Member
+from concepts.core.cli import CONF_DIR
+from concepts.discovery.records import Concept, Member
 
 BACKOFF_MAX = 0.05  # seconds: every test backs off at most this long between attempts
 SECRET = "sk-test-FAULTS-DO-NOT-LEAK-7331"

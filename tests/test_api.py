@@ -6,12 +6,14 @@ import pytest
 from conftest import SENTENCES
 from helpers import reference_vectors
 
-from concepts import api
-from concepts.config import CorpusConfig, ModelConfig, PathsConfig
-from concepts.errors import UserError
-from concepts.models import load_model
-from concepts.records import read_concepts
-from concepts.store import ActivationStore
+from concepts.core.config import PathsConfig
+from concepts.core.errors import UserError
+from concepts.corpus.config import CorpusConfig
+from concepts.discovery.records import read_concepts
+from concepts.extraction.config import ModelConfig
+from concepts.extraction.models import load_model
+from concepts.extraction.store import ActivationStore
+from latent_concepts import api
 
 
 @pytest.mark.parametrize("arch", ["bert", "gpt2"])

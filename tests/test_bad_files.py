@@ -8,13 +8,13 @@ import numpy as np
 import pytest
 from helpers import compose_cfg, extract_overrides
 
-import concepts.extract as extract_mod
-from concepts.artifacts import read_manifest
-from concepts.config import ModelConfig
-from concepts.errors import UserError
-from concepts.models import load_model
-from concepts.records import Concept, Member, read_concepts, write_concepts
-from concepts.store import ActivationStore
+import concepts.extraction.stage as extract_mod
+from concepts.core.artifacts import read_manifest
+from concepts.core.errors import UserError
+from concepts.discovery.records import Concept, Member, read_concepts, write_concepts
+from concepts.extraction.config import ModelConfig
+from concepts.extraction.models import load_model
+from concepts.extraction.store import ActivationStore
 
 
 def _run(model_dir, corpus, ws, *extra):
@@ -139,7 +139,7 @@ def test_local_model_saved_anew_is_another_store(tiny_models, text_corpus, tmp_p
 
 
 def test_a_large_new_store_asks_first(tiny_models, text_corpus, tmp_path, monkeypatch, caplog):
-    import concepts.confirm as confirm_mod
+    import concepts.core.confirm as confirm_mod
 
     words = sum(len(s.split()) for s in text_corpus.read_text().splitlines())
     gb = words * 3 * 32 * 4 / 1e9  # 3 layers (embeddings + 2) x 32 float32

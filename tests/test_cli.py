@@ -74,7 +74,7 @@ def test_model_shortcut_loads_a_local_folder(tiny_models, text_corpus, tmp_path)
 
 
 def test_corpus_name_comes_from_its_path():
-    from concepts.cli import name_corpus_by_path
+    from concepts.core.cli import name_corpus_by_path
 
     assert name_corpus_by_path(["corpus.path=/data/ud-english-gum/"])[-1] == "corpus.name=ud-english-gum"
     assert name_corpus_by_path(["corpus=text", "corpus.path=my corpus.txt"])[-1] == "corpus.name=my-corpus"
@@ -91,7 +91,7 @@ def test_multirun_jobs_split_the_shards(tiny_models, text_corpus, tmp_path):
     assert {s for s in said if s.startswith("extract (job")} >= {"extract (job 0): started", "extract (job 1): started"}
     assert sum(s.startswith("extract (job 1): finished in") for s in said) == 1
     (manifest,) = Path(tmp_path / "ws").rglob("activations/manifest.json")
-    from concepts.store import ActivationStore
+    from concepts.extraction.store import ActivationStore
 
     store = ActivationStore(manifest.parent)
     assert store.manifest["n_shards"] == 4 and len(store.shard_dirs()) == 4

@@ -3,12 +3,12 @@ import json
 import pytest
 from conftest import EWT, PACKAGED_EWT, SHARED_EWT, conllu_block
 
-from concepts.config import CorpusConfig
+from concepts.core.errors import UserError
 from concepts.corpus import load_corpus
+from concepts.corpus.config import CorpusConfig
 from concepts.corpus.conllu import ConlluStats, read_conllu
 from concepts.corpus.plain_text import read_plain_text
 from concepts.corpus.tabular import read_table
-from concepts.errors import UserError
 
 needs_ewt = pytest.mark.skipif(not EWT.exists(), reason=f"UD English EWT not found at {EWT}")
 

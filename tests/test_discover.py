@@ -5,12 +5,17 @@ import pytest
 from conftest import SENTENCES
 from helpers import compose_cfg, extract_overrides
 
-import concepts.discover as discover_mod
-from concepts.alignment import align
-from concepts.errors import UserError
-from concepts.formats.cluster_lines import read_conceptx, read_tcn, write_conceptx, write_tcn
-from concepts.records import Annotation, Concept, Member, read_concepts, write_concepts
-from concepts.sampling import sample_tokens
+import concepts.discovery.stage as discover_mod
+from concepts.annotation.formats.cluster_lines import (
+    read_conceptx,
+    read_tcn,
+    write_conceptx,
+    write_tcn,
+)
+from concepts.core.errors import UserError
+from concepts.discovery.alignment import align
+from concepts.discovery.records import Annotation, Concept, Member, read_concepts, write_concepts
+from concepts.extraction.sampling import sample_tokens
 
 
 def test_sampling_by_hand():
@@ -125,8 +130,8 @@ def test_discover_bad_input(tiny_models, text_corpus, tmp_path):
 def test_wordnet_supersenses(monkeypatch, caplog):
     import pandas as pd
 
-    import concepts.wordnet_supersenses as wn_mod
-    from concepts.tagsets import compute_tag_sets
+    import concepts.discovery.tagsets.wordnet as wn_mod
+    from concepts.discovery.tagsets import compute_tag_sets
 
     if wn_mod.wordnet_reader() is None:
         pytest.skip("WordNet (apt-get install wordnet-base) or NLTK is missing")
@@ -145,7 +150,7 @@ def test_wordnet_supersenses(monkeypatch, caplog):
 
 
 def test_a_killed_discovery_leaves_a_folder_that_says_what_it_holds(tiny_models, text_corpus, tmp_path, monkeypatch):
-    import concepts.annotate as annotate_mod
+    import concepts.annotation.stage as annotate_mod
 
     real = discover_mod._layer_clustering
 
@@ -206,7 +211,7 @@ def test_theta_and_tag_sets_have_outputs_of_their_own(tiny_models, text_corpus, 
 @pytest.mark.parametrize("lowercase", [False, True])
 def test_type_counter_draws_the_sample_of_sample_tokens(lowercase):
     """The streaming counter (a vocabulary and int32 ids) gives sample_tokens' rows and counts."""
-    from concepts.sampling import TypeCounter
+    from concepts.extraction.sampling import TypeCounter
 
     rng = np.random.default_rng(1)
     vocab = [f"w{i}" for i in range(300)] + ["The", "the", "THE", "b", "B", "ä", "Z"]
@@ -223,7 +228,7 @@ def test_type_counter_draws_the_sample_of_sample_tokens(lowercase):
 def test_build_concepts_groups_rows_as_a_scan_per_concept_does():
     from dataclasses import asdict
 
-    from concepts.discover import build_concepts
+    from concepts.discovery.stage import build_concepts
 
     rng = np.random.default_rng(3)
     labels = rng.integers(0, 7, 500)

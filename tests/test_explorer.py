@@ -2,8 +2,8 @@ import re
 
 from browser import rendered_dom, screenshot
 
-from concepts.explorer import explorer_data, write_explorer
-from concepts.records import Annotation, Concept, Member
+from concepts.discovery.explorer import explorer_data, write_explorer
+from concepts.discovery.records import Annotation, Concept, Member
 
 SENTS = [["the", "dog", "barks", "</script>"], ["a", "cat", "sleeps"], ["dogs", "and", "cats"]]
 

@@ -6,11 +6,11 @@ import pytest
 from conftest import SENTENCES
 from helpers import compose_cfg, extract_overrides, reference_vectors
 
-import concepts.extract as extract_mod
-from concepts.config import ModelConfig
-from concepts.errors import UserError
-from concepts.models import load_model
-from concepts.store import ActivationStore
+import concepts.extraction.stage as extract_mod
+from concepts.core.errors import UserError
+from concepts.extraction.config import ModelConfig
+from concepts.extraction.models import load_model
+from concepts.extraction.store import ActivationStore
 
 
 def _run(model_dir, corpus, ws, *extra):
@@ -21,7 +21,7 @@ def test_mean_aggregation_with_the_subword_count_given_by_hand():
     """`aggregate_words(..., n_subwords)` (the host's count, no device sync) against loops."""
     import torch
 
-    from concepts.aggregate import aggregate_words
+    from concepts.extraction.aggregate import aggregate_words
 
     g = torch.Generator().manual_seed(0)
     hidden = [torch.randn(3, 7, 5, generator=g) for _ in range(4)]  # L=4, B=3, T=7, H=5
@@ -94,7 +94,7 @@ def test_long_sentences_skip_or_window(tiny_models, tmp_path):
     for layer in range(win.n_layers):  # sentences that fit are unaffected
         np.testing.assert_allclose(win.layer(layer)[win.rows(sentence=[0, 2])], np.asarray(skip.layer(layer)), atol=1e-5)
     # every word of the long sentence equals its vector computed alone on its most central window
-    from concepts.subwords import _windows
+    from concepts.extraction.subwords import _windows
 
     lm = load_model(ModelConfig(name_or_path=str(tiny_models["bert"])))
     words = long_.split()
@@ -266,7 +266,7 @@ def test_the_count_pass_finds_the_sentences_encode_shard_skips(tiny_models, arch
     `encode_shard` does: long sentences, long words, and words that tokenize to nothing (replaced
     by one token each, which can push a sentence over the limit)."""
     from concepts.corpus import Sentence
-    from concepts.subwords import encode_shard, skipped_sentences
+    from concepts.extraction.subwords import encode_shard, skipped_sentences
 
     tok = load_model(ModelConfig(name_or_path=str(tiny_models[arch])), "cpu").tokenizer
     rng = np.random.default_rng(0)
@@ -292,7 +292,7 @@ def test_cuda_extraction_leaves_out_cudnn_attention_unless_asked():
     kernels stay allowed, and the flags are restored after. On a CPU nothing changes."""
     import torch
 
-    from concepts.extractor import attention_context
+    from concepts.extraction.extractor import attention_context
 
     be = torch.backends.cuda
     before = (be.cudnn_sdp_enabled(), be.flash_sdp_enabled(), be.mem_efficient_sdp_enabled(), be.math_sdp_enabled())

@@ -7,11 +7,11 @@ import pytest
 import torch
 from families import FAMILIES, build
 
-from concepts.config import ModelConfig
 from concepts.corpus import Sentence
-from concepts.extract import encode_and_extract
-from concepts.extractor import Extractor
-from concepts.models import load_model, probe_sentences
+from concepts.extraction.config import ModelConfig
+from concepts.extraction.extractor import Extractor
+from concepts.extraction.models import load_model, probe_sentences
+from concepts.extraction.stage import encode_and_extract
 
 SENTENCES = [s.split() for s in ("the cat sat on the mat .", "a dog barks at 7 p.m. today", "she can't find 2,000 letters")]
 

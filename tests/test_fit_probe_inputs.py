@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from concepts.errors import UserError
+from concepts.core.errors import UserError
 from probing.data import ArrayDataModule
 from probing.fit import FitOptions, fit_probe
 

@@ -10,13 +10,13 @@ import numpy as np
 import pytest
 from helpers import compose_cfg, extract_overrides
 
-import concepts.discover as discover_mod
-import concepts.extract as extract_mod
+import concepts.discovery.stage as discover_mod
+import concepts.extraction.stage as extract_mod
 import neurons.rank as rank_mod
 import probing.train as train_mod
-from concepts.artifacts import read_manifest
-from concepts.records import read_concepts
-from concepts.store import ActivationStore
+from concepts.core.artifacts import read_manifest
+from concepts.discovery.records import read_concepts
+from concepts.extraction.store import ActivationStore
 
 
 def check_flip(flip: str, changes: bool, base: tuple, flipped: tuple) -> None:
@@ -278,7 +278,7 @@ def test_labels_do_not_depend_on_what_ran_before_in_the_workspace(tiny_models, t
     """Labels by alignment with UPOS only, in a workspace where a run with every tag set annotated
     the same concepts first, equal those of a fresh workspace (concepts UPOS leaves unaligned have
     no label, not the earlier run's)."""
-    import concepts.annotate as annotate_mod
+    import concepts.annotation.stage as annotate_mod
     from concepts.annotation.dataset import label_of_record, label_source_of
 
     corpus, ws, _ = tagged_store
@@ -301,7 +301,7 @@ def test_labels_do_not_depend_on_what_ran_before_in_the_workspace(tiny_models, t
 
 
 def test_whether_wordnet_is_installed_names_the_concepts_folder(tiny_models, tagged_store, monkeypatch, tmp_path):
-    import concepts.wordnet_supersenses as wn
+    import concepts.discovery.tagsets.wordnet as wn
 
     if wn.wordnet_identity() is None:
         pytest.skip("WordNet is not installed here (Debian's wordnet-base; .ci/run installs it)")
@@ -324,7 +324,7 @@ def test_naming_the_default_label_source_recomputes_nothing(tiny_models, tagged_
     the annotation and the concept probes are reused."""
     first = train_mod.run(compose_cfg("train", _concept_over(tiny_models, tagged_store, "layer=[2]")))
     monkeypatch.setattr(train_mod, "probe_one", lambda *a, **k: pytest.fail("probed again"))
-    import concepts.annotate as annotate_mod
+    import concepts.annotation.stage as annotate_mod
 
     monkeypatch.setattr(annotate_mod, "_annotate", lambda *a, **k: pytest.fail("annotated again"))
     named = train_mod.run(compose_cfg("train", _concept_over(tiny_models, tagged_store, "layer=[2]",

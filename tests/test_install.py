@@ -50,7 +50,7 @@ def _run(env_dir: Path, args: list[str], cwd: Path, timeout=300):
 
 def test_the_wheel_runs_from_any_folder(installed, tiny_models, tmp_path):
     py = str(installed / "bin" / "python")
-    where = _run(installed, [py, "-c", "import concepts, concepts.cli as c; print(concepts.__file__); print(c.CONF_DIR)"], tmp_path)
+    where = _run(installed, [py, "-c", "import concepts, concepts.core.cli as c; print(concepts.__file__); print(c.CONF_DIR)"], tmp_path)
     assert where.returncode == 0, where.stderr
     module, conf = where.stdout.split()
     assert str(installed) in module and str(installed) in conf and not module.startswith(str(REPO))

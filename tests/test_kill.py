@@ -138,7 +138,7 @@ def test_kill_9_in_a_stage_then_rerun_equals_an_uninterrupted_run(stage, tiny_mo
 def test_a_write_killed_midway_leaves_a_temp_file_that_the_next_write_removes(tmp_path):
     """kill -9 during `atomic_write_text`: the target is untouched and the killed writer's temp file
     is removed by the next write of that file; a live writer's temp file stays."""
-    from concepts.artifacts import atomic_write_text
+    from concepts.core.artifacts import atomic_write_text
 
     target = tmp_path / "scale.json"
     target.write_text("old\n")
@@ -160,7 +160,7 @@ def test_a_write_killed_midway_leaves_a_temp_file_that_the_next_write_removes(tm
     procs[1].kill()
     procs[1].wait()
     # the temp names that keep the suffix (parquet writers) are cleaned the same way
-    from concepts.artifacts import unique_tmp
+    from concepts.core.artifacts import unique_tmp
 
     dead = unique_tmp(tmp_path / "summary.parquet")
     dead = dead.with_name(dead.name.replace(f"~{os.getpid()}.", f"~{procs[0].pid}."))

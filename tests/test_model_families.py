@@ -140,7 +140,7 @@ _API_CACHE: dict = {}
 
 def api_extract(folder, key: str, sentences, **kwargs):
     """`concepts.api.extract` on `sentences`, memoised per (folder, key, kwargs)."""
-    from concepts import api
+    from latent_concepts import api
 
     k = (str(folder), key, tuple(sorted(kwargs.items())))
     if k not in _API_CACHE:
@@ -354,7 +354,7 @@ def test_long_sentence_windows_match_the_reference(family_dir, family):
 
 @pytest.mark.parametrize("family", FAMILIES)
 def test_words_input(family_dir, family):
-    from concepts.errors import UserError
+    from concepts.core.errors import UserError
 
     d = family_dir(family)
     kw = words_mode_tokenizer_kwargs(d, family, WORDS_SENTENCES)

@@ -9,9 +9,9 @@ import pandas as pd
 import pytest
 from helpers import compose_cfg
 
-import concepts.annotate as annotate_mod
+import concepts.annotation.stage as annotate_mod
 import neurons.rank as rank_mod
-from concepts.errors import UserError
+from concepts.core.errors import UserError
 from neurons.evaluate import Data, ablation, jaccard, resolve_ks, retrain_curve, super_sub_overlap
 from neurons.rankers import RANKERS, Probeless, ProbelessOneVsRest, make_ranker, pairwise_abs_sums
 from neurons.ranking import Ranking
@@ -246,8 +246,8 @@ def _cli(module, args, cwd):
 
 
 def test_partial_discovery_layer_checks_scale_report_and_nan_stores(tiny_models, tagged_corpus, tmp_path):
-    import concepts.discover as discover_mod
-    from concepts.store import ActivationStore
+    import concepts.discovery.stage as discover_mod
+    from concepts.extraction.store import ActivationStore
 
     over = _over(tiny_models, tagged_corpus, tmp_path, "discovery.k=30")
     disc = discover_mod.run(compose_cfg("discover", [*over, "discovery.layers=[2]"]))  # concepts for layer 2 only

@@ -11,8 +11,8 @@ from helpers import compose_cfg, tiny_pipeline
 from llm_server import LLMServer, Reply, user_text
 
 import neurons.pipeline as pipeline_mod
-from concepts.cli import CONF_DIR
-from concepts.errors import UserError
+from concepts.core.cli import CONF_DIR
+from concepts.core.errors import UserError
 
 PRESETS = sorted(p.stem for p in (Path(CONF_DIR) / "experiment").glob("*.yaml"))
 REPO = Path(__file__).resolve().parent.parent
@@ -58,8 +58,8 @@ def test_hub_models_are_refused_up_front_when_offline(tmp_path, monkeypatch):
 
 
 def test_rerun_reuses_everything_and_a_new_probe_reruns_only_probing(tiny_models, tagged_corpus, tmp_path, monkeypatch):
-    import concepts.clustering as clustering
-    import concepts.extractor as extractor
+    import concepts.discovery.clustering as clustering
+    import concepts.extraction.extractor as extractor
     import neurons.rank as rank_mod
 
     over = tiny(tiny_models, tagged_corpus, tmp_path, "pipeline.wandb=false")
@@ -158,7 +158,7 @@ def test_wandb_runs_carry_the_config_share_a_group_and_live_in_one_folder(tiny_m
     assert not any("accuracy_by_layer" in k for k in keys)  # no line mixing gold and concept probes
     assert pipe["summary"]["probes/gold/upos/best_accuracy"] > 0.5
     # a re-run with nothing changed, as another invocation, logs nothing new
-    import concepts.cli as cli
+    import concepts.core.cli as cli
 
     monkeypatch.setattr(cli, "_STAMP", [])
     pipeline_mod.run(compose_cfg("pipeline", over))
@@ -180,9 +180,9 @@ def test_wandb_runs_carry_the_config_share_a_group_and_live_in_one_folder(tiny_m
 def test_report_names_missing_tag_sets_and_links_super_sub_concepts(tiny_models, tagged_corpus, tmp_path, monkeypatch):
     import re
 
-    import concepts.tagsets as tagsets
+    import concepts.discovery.tagsets as tagsets
     from concepts.annotation.dataset import label_of_record
-    from concepts.records import read_concepts
+    from concepts.discovery.records import read_concepts
 
     monkeypatch.setitem(tagsets.TAG_SETS, "wordnet", lambda tokens: None)  # as without wordnet-base
     over = tiny(tiny_models, tagged_corpus, tmp_path, "pipeline.wandb=false", "discovery.tag_sets=[upos,wordnet,casing]")
@@ -238,7 +238,7 @@ def test_a_sampled_pipeline_extracts_and_probes_only_the_sampled_tokens(tiny_mod
     concept probes and the ranking all read the sampled store, and the report says so."""
     import json
 
-    from concepts.store import ActivationStore
+    from concepts.extraction.store import ActivationStore
 
     over = tiny(tiny_models, tagged_corpus, tmp_path, "pipeline.store=sampled", "pipeline.wandb=false",
                 "sampling.max_per_type=3", "probing.min_test=5")

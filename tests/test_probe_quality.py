@@ -8,7 +8,7 @@ from helpers import compose_cfg
 from scipy.stats import binomtest
 from sklearn.linear_model import LogisticRegression, LogisticRegressionCV
 
-from concepts.errors import UserError
+from concepts.core.errors import UserError
 from probing.data import ArrayDataModule, LabelSet, control_labels, split_examples
 from probing.fit import FitOptions, evaluate, fit_probe
 from probing.regularization import C_GRID
@@ -66,8 +66,8 @@ def test_small_n_default_probe_is_within_two_points_of_sklearn_on_synthetic_data
 def ewt_store(tmp_path_factory):
     if not EWT.exists():
         pytest.skip(f"UD English EWT not found at {EWT}")
-    import concepts.extract as extract_mod
-    from concepts.store import ActivationStore
+    import concepts.extraction.stage as extract_mod
+    from concepts.extraction.store import ActivationStore
 
     ws = tmp_path_factory.mktemp("ewt-ws")
     cfg = compose_cfg("extract", [f"paths.workspace={ws}", "corpus.max_sentences=300", "corpus.splits=[dev]",
@@ -107,8 +107,8 @@ def test_concept_binary_probes_through_the_app_match_sklearn(ewt_store):
     """Concepts discovered and labelled on the EWT store (layer 6), one binary probe each through
     probing.train; scikit-learn on the very rows of each task."""
     import probing.train as train_mod
-    from concepts.config import validate
-    from concepts.discover import open_store
+    from concepts.core.config import validate
+    from concepts.discovery.stage import open_store
     from probing.config import TrainConfig
     from probing.labels import concept_binary_labels
 
@@ -116,7 +116,7 @@ def test_concept_binary_probes_through_the_app_match_sklearn(ewt_store):
     over = [f"paths.workspace={ws}", "corpus.max_sentences=300", "corpus.splits=[dev]", f"corpus.path={EWT}",
             "extraction.progress=false", "extraction.device=cpu", "sampling.min_count=2", "discovery.k=150",
             "discovery.layers=[6]", "labels=concept_binary", "labels.top=6", "labels.require_label=false", "layer=6"]
-    import concepts.annotate as annotate_mod
+    import concepts.annotation.stage as annotate_mod
 
     annotate_mod.run(compose_cfg("annotate", [o for o in over if not o.startswith(("labels", "layer"))]))
     res = train_mod.run(compose_cfg("train", over))

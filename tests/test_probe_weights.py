@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from helpers import compose_cfg
 
-from concepts.config import validate
+from concepts.core.config import validate
 from neurons.config import RankConfig
 from neurons.rankers import ProbeWeights, make_ranker, weight_scores
 from probing.fit import FitOptions
@@ -163,7 +163,7 @@ def test_the_cli_gives_probe_weights_the_run_probe_and_its_identity_holds_it():
 
 
 def test_probe_weights_needs_a_linear_probe():
-    from concepts.errors import UserError
+    from concepts.core.errors import UserError
 
     with pytest.raises(UserError, match="probe=linear"):
         ProbeWeights(fit=FitOptions(kind="mlp"))

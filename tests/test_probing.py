@@ -10,10 +10,10 @@ from helpers import compose_cfg
 from sklearn.linear_model import LogisticRegression
 from wandb_files import read_run
 
-import concepts.annotate as annotate_mod
-import concepts.discover as discover_mod
+import concepts.annotation.stage as annotate_mod
+import concepts.discovery.stage as discover_mod
 import probing.train as train_mod
-from concepts.errors import UserError
+from concepts.core.errors import UserError
 from probing.data import ArrayDataModule, LabelSet, control_labels, split_examples
 from probing.fit import FitOptions, evaluate, fit_probe
 

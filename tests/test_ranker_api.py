@@ -11,8 +11,8 @@ import pytest
 from helpers import compose_cfg
 from omegaconf import OmegaConf
 
-from concepts.config import validate
-from concepts.errors import UserError
+from concepts.core.config import validate
+from concepts.core.errors import UserError
 from neurons.config import NeuronsConfig, RankConfig, RankingConfig
 from neurons.evaluate import (
     Data,

@@ -5,7 +5,7 @@ import time
 
 import pytest
 
-from concepts.read_ahead import read_ahead
+from concepts.extraction.read_ahead import read_ahead
 
 
 def test_items_come_in_order_prepared_off_the_caller_thread_and_a_bounded_distance_ahead():

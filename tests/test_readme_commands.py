@@ -110,7 +110,7 @@ def test_the_readme_commands_are_found_and_each_is_handled():
 def test_every_readme_command_composes(tmp_path, monkeypatch):
     """Each job of each command (the values of a sweep one by one) is a valid config of its app;
     hub ids compose as they are (composing reads no weights)."""
-    from concepts import api
+    from latent_concepts import api
 
     monkeypatch.setenv("CONCEPTS_WORKSPACE", str(tmp_path))
     checked = 0
@@ -167,7 +167,7 @@ def _small(module: str, args: list[str]) -> list[str]:
     from hydra import compose, initialize_config_dir
     from omegaconf import OmegaConf
 
-    from concepts.cli import CONF_DIR, name_corpus_by_path, rewrite_model_shortcut
+    from concepts.core.cli import CONF_DIR, name_corpus_by_path, rewrite_model_shortcut
 
     importlib.import_module(module)  # registers the app's schemas
     app = APPS[module]

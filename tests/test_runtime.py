@@ -6,9 +6,11 @@ from helpers import compose_cfg
 from omegaconf import OmegaConf
 from threadpoolctl import threadpool_info
 
-import concepts.runtime as runtime
-from concepts.config import ExtractConfig, register_configs, validate
-from concepts.errors import UserError
+import concepts.annotation.config  # noqa: F401  (registers the schemas of the concepts stages)
+import concepts.core.runtime as runtime
+from concepts.core.config import validate
+from concepts.core.errors import UserError
+from concepts.extraction.config import ExtractConfig
 
 
 @pytest.fixture
@@ -19,7 +21,6 @@ def restore_threads():
 
 
 def test_threads_reach_torch_and_blas(restore_threads, tmp_path):
-    register_configs()
     import numpy as np
 
     np.ones((64, 64)) @ np.ones((64, 64))  # BLAS loaded
@@ -53,7 +54,7 @@ def test_gc_paused_restores_the_collector_as_it_found_it():
 
     import pytest
 
-    from concepts.runtime import gc_paused
+    from concepts.core.runtime import gc_paused
 
     assert gc.isenabled()
     with pytest.raises(ValueError), gc_paused():

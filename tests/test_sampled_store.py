@@ -8,11 +8,12 @@ import pytest
 from conftest import EWT
 from helpers import compose_cfg
 
-import concepts.discover as discover_mod
-import concepts.extract as extract_mod
-from concepts.config import DiscoverConfig, validate
-from concepts.errors import UserError
-from concepts.store import ActivationStore
+import concepts.discovery.stage as discover_mod
+import concepts.extraction.stage as extract_mod
+from concepts.core.config import validate
+from concepts.core.errors import UserError
+from concepts.discovery.config import DiscoverConfig
+from concepts.extraction.store import ActivationStore
 
 
 def ewt(model, ws, *extra):

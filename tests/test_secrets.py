@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from conftest import REPO
 
-from concepts.secrets import check_argv, looks_like_secret, names_a_secret
+from concepts.core.secrets import check_argv, looks_like_secret, names_a_secret
 
 # ---------------------------------------------------------------- the value detector
 
@@ -120,7 +120,7 @@ def test_command_line_scan_names_the_option_and_never_the_key():
 
 
 def test_redact_leaves_no_key_in_a_message():
-    from concepts.secrets import redact
+    from concepts.core.secrets import redact
 
     key = _fake_key()
     for text in [f"Could not override 'annotator.api_key'. To append to your config use +annotator.api_key={key}",
@@ -201,7 +201,7 @@ def _user_conf(d: Path, key: str, config_name: str, where: str = "annotator.api_
     of the app's, which also finds the packaged groups under --config-path) with `key` at `where`."""
     from omegaconf import OmegaConf
 
-    from concepts.cli import CONF_DIR
+    from concepts.core.cli import CONF_DIR
 
     (d / "annotator").mkdir(parents=True)
     (d / "experiment").mkdir()
@@ -260,8 +260,8 @@ def test_the_key_in_the_environment_is_the_supported_way(tmp_path):
 def test_the_default_configs_pass_the_check():
     import importlib
 
-    from concepts.cli import CONF_DIR
-    from concepts.secrets import config_problem
+    from concepts.core.cli import CONF_DIR
+    from concepts.core.secrets import config_problem
 
     for module in ("concepts.extract", "concepts.discover", "concepts.annotate", "concepts.score", "probing.train",
                    "neurons.rank", "neurons.pipeline"):

@@ -9,10 +9,10 @@ import pytest
 from conftest import EWT
 from helpers import compose_cfg
 
-import concepts.extract as extract_mod
-from concepts.config import CorpusConfig
+import concepts.extraction.stage as extract_mod
 from concepts.corpus import load_corpus, loading
-from concepts.store import ActivationStore
+from concepts.corpus.config import CorpusConfig
+from concepts.extraction.store import ActivationStore
 
 
 def _as_json(corpus):

@@ -8,12 +8,12 @@ import pytest
 import torch
 from helpers import compose_cfg, extract_overrides
 
+from concepts.core.errors import UserError
 from concepts.corpus.conllu import ConlluStats, read_conllu
 from concepts.corpus.plain_text import read_plain_text
-from concepts.errors import UserError
-from concepts.estimate import approx_parameters, estimate
-from concepts.store import ActivationStore
-from concepts.subwords import align_offsets
+from concepts.extraction.estimate import approx_parameters, estimate
+from concepts.extraction.store import ActivationStore
+from concepts.extraction.subwords import align_offsets
 
 
 def _conllu(tmp_path, blocks: str):
@@ -104,8 +104,8 @@ def test_offsets_rule_by_hand():
 def test_text_input_with_a_corpus_text_matches_the_reference(tiny_models, tmp_path):
     """A CoNLL-U corpus with `SpaceAfter=No`: the model reads the text, and each word's vector is
     the hand reference's on that text (words located by characters, not by `word_ids`)."""
-    from concepts.api import extract
     from concepts.corpus import Sentence
+    from latent_concepts.api import extract
 
     text = "He doesn't pay $2,000."
     words = ["He", "does", "n't", "pay", "$", "2,000", "."]
@@ -142,10 +142,10 @@ def test_text_input_with_a_corpus_text_matches_the_reference(tiny_models, tmp_pa
 
 
 def test_layer_subset_store(tiny_models, text_corpus, tmp_path, caplog):
-    from concepts.extract import run
+    from concepts.extraction.stage import run
 
     full = ActivationStore(run(compose_cfg("extract", extract_overrides(tiny_models["gpt2"], text_corpus, tmp_path / "a"))).store)
-    with caplog.at_level(logging.INFO, logger="concepts.extract"):
+    with caplog.at_level(logging.INFO, logger="concepts.extraction.stage"):
         part = ActivationStore(run(compose_cfg("extract", extract_overrides(
             tiny_models["gpt2"], text_corpus, tmp_path / "b", "extraction.layers=[2,0]"))).store)
     assert "this extraction needs about" in caplog.text
@@ -167,8 +167,8 @@ def test_layer_subset_store(tiny_models, text_corpus, tmp_path, caplog):
 def test_device_map_needs_accelerate(tiny_models, monkeypatch):
     import importlib.util
 
-    from concepts.config import ModelConfig
-    from concepts.models import load_model
+    from concepts.extraction.config import ModelConfig
+    from concepts.extraction.models import load_model
 
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "accelerate" else real(name, *a))
@@ -212,7 +212,7 @@ def test_parameter_estimate_against_the_real_models():
 
 
 def test_decoder_preset_composes():
-    from concepts import api
+    from latent_concepts import api
 
     cfg = api.config("pipeline", "experiment=decoder_llm", "model=qwen2.5-7b")
     assert cfg.model.name_or_path == "Qwen/Qwen2.5-7B" and list(cfg.extraction.layers) == [0, 8, 16, 24, 32]

@@ -4,9 +4,9 @@ from scipy.cluster.hierarchy import fcluster, is_valid_linkage, linkage
 from sklearn.cluster import AgglomerativeClustering
 from sklearn.metrics import adjusted_rand_score
 
-from concepts.clustering import cluster
-from concepts.clustering.ward import cut_tree, ward_linkage
-from concepts.config import ClusteringConfig
+from concepts.discovery.clustering import cluster
+from concepts.discovery.clustering.ward import cut_tree, ward_linkage
+from concepts.discovery.config import ClusteringConfig
 
 
 @pytest.mark.parametrize("n, d, seed, chunk", [(40, 3, 0, 2048), (700, 16, 1, 64), (2500, 48, 2, 256),

@@ -19,7 +19,7 @@ import pytest
 from helpers import tiny_pipeline
 from slurm_cluster import PARTITION, slurm_cluster
 
-from concepts.locks import unit_lock
+from concepts.core.locks import unit_lock
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -20,8 +20,8 @@ from tqdm.auto import tqdm
 
 from concepts.annotation.client import LLMClient
 from concepts.annotation.prompts import Prompt, cap_words
-from concepts.errors import UserError
-from concepts.records import Annotation, Concept
+from concepts.core.errors import UserError
+from concepts.discovery.records import Annotation, Concept
 
 log = logging.getLogger(__name__)
 

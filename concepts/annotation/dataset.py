@@ -20,19 +20,17 @@ from pathlib import Path
 
 import pandas as pd
 
-from concepts.artifacts import atomic_write_text, unique_tmp
-from concepts.errors import UserError
-from concepts.records import Annotation, Concept, Member
-
-
-def matches(a: Annotation, source: str) -> bool:
-    """Does annotation `a` come from `source` = "annotator[:model[:prompt]]"? (A model name may
-    hold ":" itself, as in `llama3:8b`: the full identity matches exactly.)"""
-    if source == f"{a.annotator}:{a.model}:{a.prompt_id}":
-        return True
-    want = source.split(":", 2)
-    have = [a.annotator, a.model, a.prompt_id]
-    return all(w == h for w, h in zip(want, have))
+from concepts.core.artifacts import atomic_write_text, unique_tmp
+from concepts.core.errors import UserError
+from concepts.discovery.records import (  # noqa: F401  (label_of_record: its documented home is here too)
+    Annotation,
+    Concept,
+    Member,
+    label_of_record,
+    matches,
+    views_source,
+    views_source_file,
+)
 
 
 def annotator_source(annotator, prompt_id: str) -> str:
@@ -82,37 +80,8 @@ def check_label_source(cfg, by_layer: dict[int, list[Concept]], where: Path | st
     return source
 
 
-def views_source_file(folder: Path, k: int) -> Path:
-    """Where a concepts folder records the label source its views (explorer, dataset) show."""
-    return Path(folder) / "annotations" / f"label-of-record-K{k}.json"
-
-
 def record_views_source(folder: Path, k: int, source: str) -> None:
     atomic_write_text(views_source_file(folder, k), json.dumps({"label_source": source}) + "\n")
-
-
-def views_source(folder: Path, k: int) -> str | None:
-    """The label source the last annotation of the folder at K chose for its views (None: the rule)."""
-    try:
-        return json.loads(views_source_file(folder, k).read_text(encoding="utf-8")).get("label_source")
-    except (OSError, ValueError, AttributeError):
-        return None
-
-
-def label_of_record(c: Concept, source: str | None = None) -> Annotation | None:
-    """The one label of a concept that every export, the explorer and probing use.
-
-    The rule: among the annotations that hold a label (status ok), those of `source`
-    ("annotator[:model[:prompt]]") when given; otherwise LLM annotations before the alignment
-    baseline; of those, the one written last (a new run appends or updates its own annotation
-    at the end of the list). None when no annotation qualifies."""
-    usable = [a for a in c.annotations if a.label and a.status == "ok"]
-    if source:
-        usable = [a for a in usable if matches(a, source)]
-    else:
-        llm = [a for a in usable if a.annotator != "alignment"]
-        usable = llm or usable
-    return usable[-1] if usable else None
 
 
 def to_frame(concepts: list[Concept], source: str | None = None) -> pd.DataFrame:
@@ -179,7 +148,7 @@ def export_dataset(root: Path, by_layer: dict[int, list[Concept]], sentences: li
                    hf: bool = False, source: str | None = None) -> Path:
     """Write the dataset under `root`: tcn/ (sentences.json, layer{N}/clusters-{K}.txt,
     layer{N}/labels-{K}.json), concepts-K{K}.jsonl, concepts-K{K}.parquet [, hf/]."""
-    from concepts.formats.cluster_lines import write_tcn
+    from concepts.annotation.formats.cluster_lines import write_tcn
 
     root = Path(root)
     write_tcn(root / "tcn", sentences, by_layer, label_of=lambda c: (a.label if (a := label_of_record(c, source)) else None))

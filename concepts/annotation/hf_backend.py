@@ -17,7 +17,7 @@ class HFLocalChat:
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
-        from concepts.models import resolve_model_path
+        from concepts.extraction.models import resolve_model_path
 
         path = resolve_model_path(model)
         self.model = model

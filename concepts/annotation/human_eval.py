@@ -19,9 +19,9 @@ from pathlib import Path
 
 import numpy as np
 
-from concepts.artifacts import atomic_write_text
-from concepts.errors import UserError
-from concepts.records import Concept
+from concepts.core.artifacts import atomic_write_text
+from concepts.core.errors import UserError
+from concepts.discovery.records import Concept
 
 log = logging.getLogger(__name__)
 

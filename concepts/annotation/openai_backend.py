@@ -21,8 +21,8 @@ from concepts.annotation.client import (
     TransientError,
     parse_retry_after,
 )
-from concepts.errors import UserError
-from concepts.secrets import KEY_ENV_MESSAGE, looks_like_key
+from concepts.core.errors import UserError
+from concepts.core.secrets import KEY_ENV_MESSAGE, looks_like_key
 
 log = logging.getLogger(__name__)
 QUOTA_CODES = {"insufficient_quota", "billing_hard_limit_reached"}

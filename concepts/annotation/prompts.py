@@ -27,7 +27,7 @@ from concepts.annotation.replies import (
     penn_tag,
     strip_reasoning,
 )
-from concepts.errors import UserError
+from concepts.core.errors import UserError
 
 __all__ = ["CONCEPT_TYPES", "PENN_TAGS", "PROMPTS", "Parsed", "Prompt", "cap_words", "detection_messages",
            "estimate_tokens", "get_prompt", "parse_detection", "penn_tag", "strip_reasoning"]

@@ -19,7 +19,7 @@ from tqdm.auto import tqdm
 
 from concepts.annotation.client import LLMClient
 from concepts.annotation.prompts import cap_words, detection_messages, parse_detection
-from concepts.records import Annotation, Concept
+from concepts.discovery.records import Annotation, Concept
 
 
 @dataclass

@@ -18,12 +18,12 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
+from concepts.core.errors import UserError
 from concepts.corpus.sentence import Sentence, locate_words
 from concepts.corpus.textfile import source_name, text_lines
-from concepts.errors import UserError
 
 log = logging.getLogger(__name__)
 
@@ -97,6 +97,18 @@ def _text_and_offsets(rows: list[list[str]], ranges: dict[int, tuple[int, str, s
     return text, spans, words
 
 
+@dataclass
+class _Block:
+    """The lines of one sentence read so far."""
+
+    start_line: int = 1
+    rows: list[list[str]] = field(default_factory=list)  # word lines, 10 columns each
+    row_lines: list[int] = field(default_factory=list)
+    ranges: dict[int, tuple[int, str, str]] = field(default_factory=dict)  # first id -> (last id, form, misc)
+    sent_id: str = ""
+    given_text: str | None = None
+
+
 def read_conllu(
     path: Path, split: str = "", multiword: str = "words", stats: ConlluStats | None = None,
     encoding: str = "utf-8",
@@ -111,85 +123,92 @@ def read_conllu(
     stats = stats if stats is not None else ConlluStats()
     path = Path(path)
     name = source_name(path)
-    rows: list[list[str]] = []
-    row_lines: list[int] = []
-    ranges: dict[int, tuple[int, str, str]] = {}
-    sent_id = ""
-    given_text: str | None = None
-    start_line = 1
-
-    def bad(lineno: int, why: str) -> UserError:
-        return UserError(f"{path}:{lineno}: malformed CoNLL-U: {why}")
-
-    def finish(lineno: int) -> Sentence | None:
-        if not rows:
-            return None
-        for k, r in enumerate(rows, start=1):
-            if r[0] != str(k):
-                raise bad(row_lines[k - 1], f"word ids must run 1..n in order: expected {k}, found {r[0]}")
-        for first, (last, _, _) in ranges.items():
-            if last > len(rows):
-                raise bad(start_line, f"multi-word token {first}-{last} goes past the sentence end")
-        stats.sentences += 1
-        source = f"{name}:{start_line}"
-        text, surface_spans, word_spans = _text_and_offsets(rows, ranges, given_text, stats)
-        if multiword == "words" or not ranges:
-            columns = list(zip(*rows))  # [10][n_words]
-            tags = {c: list(columns[i]) for i, c in enumerate(COLUMNS) if i >= 2}
-            return Sentence(list(columns[1]), tags, source=source, sent_id=sent_id, split=split, text=text,
-                            offsets=word_spans)
-        words, tags = [], {c: [] for c in TAG_COLUMNS}
-        i = 1
-        while i <= len(rows):
-            if i in ranges:
-                last, form, _ = ranges[i]
-                span = rows[i - 1 : last]
-                words.append(form)
-                for c in TAG_COLUMNS:
-                    tags[c].append("+".join(r[COLUMNS.index(c)] for r in span))
-                i = last + 1
-            else:
-                words.append(rows[i - 1][1])
-                for c in TAG_COLUMNS:
-                    tags[c].append(rows[i - 1][COLUMNS.index(c)])
-                i += 1
-        return Sentence(words, tags, source=source, sent_id=sent_id, split=split, text=text, offsets=surface_spans)
-
+    block = _Block()
     lineno = 0
     for lineno, raw in text_lines(path, "CoNLL-U file", encoding):
         line = raw.rstrip("\n").rstrip("\r")
         if not line.strip():
-            sent = finish(lineno)
+            sent = _finish(block, path, name, split, multiword, stats)
             if sent is not None:
                 yield sent
-            rows, row_lines, ranges, sent_id, given_text = [], [], {}, "", None
-            start_line = lineno + 1
-            continue
-        if line.startswith("#"):
-            if not rows and line.startswith("# sent_id"):
-                sent_id = line.split("=", 1)[-1].strip()
-            elif not rows and _TEXT.match(line):
-                given_text = line.split("=", 1)[1].strip()
-            continue
-        cols = line.split("\t")
-        if len(cols) != 10:
-            raise bad(lineno, f"expected 10 tab-separated columns, found {len(cols)}")
-        tid = cols[0]
-        if _WORD_ID.match(tid):
-            if not cols[1]:
-                raise bad(lineno, "empty FORM column")
-            rows.append(cols)
-            row_lines.append(lineno)
-        elif m := _RANGE_ID.match(tid):
-            a, b = int(m.group(1)), int(m.group(2))
-            if b <= a:
-                raise bad(lineno, f"multi-word token range {tid} is empty")
-            ranges[a] = (b, cols[1], cols[9])
-            stats.multiword_tokens += 1
-        elif _EMPTY_ID.match(tid):
-            stats.empty_nodes += 1
+            block = _Block(start_line=lineno + 1)
+        elif line.startswith("#"):
+            if not block.rows and line.startswith("# sent_id"):
+                block.sent_id = line.split("=", 1)[-1].strip()
+            elif not block.rows and _TEXT.match(line):
+                block.given_text = line.split("=", 1)[1].strip()
         else:
-            raise bad(lineno, f"ID column {tid!r} is not a word id, range or empty node")
-    sent = finish(lineno + 1)
+            _read_word_line(block, line, lineno, path, stats)
+    sent = _finish(block, path, name, split, multiword, stats)
     if sent is not None:
         yield sent
+
+
+def _bad(path: Path, lineno: int, why: str) -> UserError:
+    return UserError(f"{path}:{lineno}: malformed CoNLL-U: {why}")
+
+
+def _read_word_line(block: _Block, line: str, lineno: int, path: Path, stats: ConlluStats) -> None:
+    """A word, multi-word token or empty node line into `block`."""
+    cols = line.split("\t")
+    if len(cols) != 10:
+        raise _bad(path, lineno, f"expected 10 tab-separated columns, found {len(cols)}")
+    tid = cols[0]
+    if _WORD_ID.match(tid):
+        if not cols[1]:
+            raise _bad(path, lineno, "empty FORM column")
+        block.rows.append(cols)
+        block.row_lines.append(lineno)
+    elif m := _RANGE_ID.match(tid):
+        a, b = int(m.group(1)), int(m.group(2))
+        if b <= a:
+            raise _bad(path, lineno, f"multi-word token range {tid} is empty")
+        block.ranges[a] = (b, cols[1], cols[9])
+        stats.multiword_tokens += 1
+    elif _EMPTY_ID.match(tid):
+        stats.empty_nodes += 1
+    else:
+        raise _bad(path, lineno, f"ID column {tid!r} is not a word id, range or empty node")
+
+
+def _finish(block: _Block, path: Path, name: str, split: str, multiword: str, stats: ConlluStats) -> Sentence | None:
+    """The sentence of a complete block (None for a block without words)."""
+    rows, ranges = block.rows, block.ranges
+    if not rows:
+        return None
+    for k, r in enumerate(rows, start=1):
+        if r[0] != str(k):
+            raise _bad(path, block.row_lines[k - 1], f"word ids must run 1..n in order: expected {k}, found {r[0]}")
+    for first, (last, _, _) in ranges.items():
+        if last > len(rows):
+            raise _bad(path, block.start_line, f"multi-word token {first}-{last} goes past the sentence end")
+    stats.sentences += 1
+    source = f"{name}:{block.start_line}"
+    text, surface_spans, word_spans = _text_and_offsets(rows, ranges, block.given_text, stats)
+    if multiword == "words" or not ranges:
+        columns = list(zip(*rows))  # [10][n_words]
+        tags = {c: list(columns[i]) for i, c in enumerate(COLUMNS) if i >= 2}
+        return Sentence(list(columns[1]), tags, source=source, sent_id=block.sent_id, split=split, text=text,
+                        offsets=word_spans)
+    words, tags = _surface_words(rows, ranges)
+    return Sentence(words, tags, source=source, sent_id=block.sent_id, split=split, text=text, offsets=surface_spans)
+
+
+def _surface_words(rows: list[list[str]], ranges: dict) -> tuple[list[str], dict[str, list[str]]]:
+    """Surface tokens: a multi-word token is one word, its tags joined with '+'."""
+    words, tags = [], {c: [] for c in TAG_COLUMNS}
+    i = 1
+    while i <= len(rows):
+        if i in ranges:
+            last, form, _ = ranges[i]
+            span = rows[i - 1 : last]
+            words.append(form)
+            for c in TAG_COLUMNS:
+                tags[c].append("+".join(r[COLUMNS.index(c)] for r in span))
+            i = last + 1
+        else:
+            words.append(rows[i - 1][1])
+            for c in TAG_COLUMNS:
+                tags[c].append(rows[i - 1][COLUMNS.index(c)])
+            i += 1
+    return words, tags

@@ -16,13 +16,13 @@ from pathlib import Path
 
 import numpy as np
 
+from concepts.core.errors import UserError
+from concepts.core.runtime import gc_paused
 from concepts.corpus.conllu import ConlluStats, read_conllu
 from concepts.corpus.plain_text import read_plain_text
 from concepts.corpus.sentence import Sentence
 from concepts.corpus.tabular import read_table
 from concepts.corpus.textfile import source_name
-from concepts.errors import UserError
-from concepts.runtime import gc_paused
 
 log = logging.getLogger(__name__)
 
@@ -193,7 +193,7 @@ _LAST: dict = {}  # the last corpus this process loaded, and its key
 
 
 def load_corpus(cfg) -> Corpus:
-    """Read the corpus described by a `CorpusConfig` (see `concepts.config`): a first pass counts
+    """Read the corpus described by a `CorpusConfig` (see `concepts.corpus.config`): a first pass counts
     and fingerprints it (and holds the sentences when there are at most `cfg.stream_above`); a
     larger corpus with a sentence cap takes a second pass for its fingerprint, without holding it.
 

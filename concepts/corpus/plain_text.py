@@ -10,9 +10,9 @@ import re
 from collections.abc import Iterator
 from pathlib import Path
 
+from concepts.core.errors import UserError
 from concepts.corpus.sentence import Sentence
 from concepts.corpus.textfile import source_name, text_lines
-from concepts.errors import UserError
 
 REGEX_TOKEN = re.compile(r"\w+(?:[-'’]\w+)*|[^\w\s]")
 TOKENIZERS = ("whitespace", "regex")

@@ -10,7 +10,7 @@ import lzma
 from collections.abc import Iterator
 from pathlib import Path
 
-from concepts.errors import UserError
+from concepts.core.errors import UserError
 
 
 def check_encoding(encoding: str) -> str:

@@ -1,0 +1,1 @@
+"""The notebook path over every stage: `from latent_concepts import api`."""
