@@ -11,14 +11,17 @@ from pathlib import Path
 import numpy as np
 
 REPO = Path(__file__).resolve().parent.parent
-OLD = REPO / "tests" / "data" / "layout-v1" / "ws"  # written by the code of commit 41bdac9 (flat concepts/)
-OVERRIDES = ["corpus.max_sentences=6", "extraction.dtype=float16", "extraction.layers=[0,6]", "extraction.progress=false"]
-DISCOVER = ["discovery.k=4", "sampling.min_count=1", "discovery.layers=[0,6]", "discovery.explorer=false"]
+OLD = REPO / "tests" / "data" / "layout-v1" / "ws"  # written by the flat layout (see make_fixture.py there)
+OVERRIDES = ["model=hf", "model.name_or_path=layout-test/tiny-bert", "model.name=tiny-bert", "corpus.max_sentences=6",
+             "extraction.store_dtype=float16", "extraction.layers=[0,2]", "extraction.progress=false"]
+DISCOVER = ["discovery.k=4", "sampling.min_count=1", "discovery.layers=[0,2]", "discovery.explorer=false",
+            "discovery.plot=false", "discovery.tag_sets=[upos,xpos]"]
 
 
 def test_a_workspace_written_by_the_previous_layout_is_read_and_reused(tmp_path, monkeypatch):
     """Same config, same folders: the extraction and the discovery find their finished outputs
-    (nothing is recomputed), and the vectors and concepts read back."""
+    (nothing is recomputed: the model, a Hub id absent from this machine, is never loaded), and the
+    vectors and concepts read back."""
     from concepts.discovery.records import read_concepts
     from concepts.extraction.store import ActivationStore
     from latent_concepts import api
@@ -28,15 +31,15 @@ def test_a_workspace_written_by_the_previous_layout_is_read_and_reused(tmp_path,
     before = {p: p.stat().st_mtime_ns for p in ws.rglob("*") if p.is_file()}
     monkeypatch.setenv("CONCEPTS_WORKSPACE", str(ws))
     ex = api.run("extract", *OVERRIDES)
-    (old_store,) = ws.glob("minilm/*/activations")
+    (old_store,) = ws.glob("tiny-bert/*/activations")
     assert Path(ex.store) == old_store
     store = ActivationStore(ex.store)
-    assert store.layers == [0, 6] and store.layer(6).shape[1] == 384
-    assert len(store.tokens()) == store.layer(0).shape[0] and np.isfinite(store.layer(6)[:]).all()
+    assert store.layers == [0, 2] and store.layer(2).shape[1] == 32
+    assert len(store.tokens()) == store.layer(0).shape[0] and np.isfinite(store.layer(2)[:]).all()
     disc = api.run("discover", *OVERRIDES, *DISCOVER)
-    (old_concepts,) = ws.glob("minilm/*/concepts/ward-*")
+    (old_concepts,) = ws.glob("tiny-bert/*/concepts/ward-*")
     assert disc.path == old_concepts
-    concepts = read_concepts(disc.path / "layer_06" / "concepts-K4.jsonl")
+    concepts = read_concepts(disc.path / "layer_02" / "concepts-K4.jsonl")
     assert len(concepts) == 4 and sum(c.size for c in concepts) > 0
     after = {p: p.stat().st_mtime_ns for p in before}
     assert after == before  # nothing rewritten
