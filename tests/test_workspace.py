@@ -139,8 +139,8 @@ def test_two_pipelines_started_together_give_the_files_of_one_after_the_other(ti
     args = lambda ws: tiny_pipeline(tiny_models, tagged_corpus, ws, "pipeline.wandb=false", "runtime.threads=1")  # noqa: E731
     both = [_cli("neurons.pipeline", args(tmp_path / "par"), tmp_path, wait=False) for _ in range(2)]
     outs = [p.communicate(timeout=900) for p in both]
-    for p, (_, err) in zip(both, outs):
-        assert p.returncode == 0, err[-3000:]
+    for p, (out, err) in zip(both, outs):
+        assert p.returncode == 0, (out + err)[-3000:]
     logs = "".join(out + err for out, err in outs)
     assert "by another process meanwhile" in logs or "waiting for" in logs  # they did meet
     for _ in range(2):
