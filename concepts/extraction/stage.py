@@ -420,16 +420,16 @@ def run(cfg: DictConfig | ExtractConfig, check_k: bool = False, sample=None) -> 
     rows = shard_offsets = sample_stats = None
     if sample is not None:  # which rows to keep, from word counts and the model's length limit alone
         rows, shard_offsets, sample_stats = _draw_sample(lm, cfg, corpus, step, sample, path, check_k)
-    manifest = _new_manifest(cfg, corpus, lm, ident, step, n_shards)
+    manifest = _new_manifest(cfg, corpus, lm, ident, fp, step, n_shards)
     if sample is not None:
         manifest.update(sample=asdict(sample), source_fingerprint=full_fp, sample_stats=sample_stats)
+    kept = lm.n_layers if cfg.extraction.layers is None else len(set(cfg.extraction.layers))
     if existing is None:
-        _announce_new_store(cfg, corpus, lm, path, rows)
+        _announce_new_store(cfg, corpus, lm, path, rows, kept)
         write_manifest(path, manifest)
     sent_file = path / SENTENCES
     if not sent_file.exists():  # (a sampled store wrote it in its count pass)
         atomic_write_text(sent_file, sentence_lines(corpus.iter_sentences()))
-    kept = lm.n_layers if cfg.extraction.layers is None else len(set(cfg.extraction.layers))
     log.info("extracting %d of %d shards into %s (%d of %d layers, %d-d, %s, input=%s)", len(todo), n_shards, path,
              kept, lm.n_layers, lm.hidden_size, cfg.extraction.aggregation.value, cfg.extraction.input.value)
     writer = _ShardWriter(lm, cfg, path, rows, shard_offsets,
@@ -459,13 +459,13 @@ def _draw_sample(lm, cfg: ExtractConfig, corpus, step: int, sample, path: Path, 
     return rows, shard_offsets, sample_stats
 
 
-def _new_manifest(cfg: ExtractConfig, corpus, lm, ident: dict, step: int, n_shards: int) -> dict:
-    """The store's manifest before any shard is written (complete: false)."""
+def _new_manifest(cfg: ExtractConfig, corpus, lm, ident: dict, fp: str, step: int, n_shards: int) -> dict:
+    """The store's manifest before any shard is written (complete: false); `fp` is the fingerprint of `ident`."""
     rec = plain_config(cfg)
     return {
         "stage": "extract",
         "complete": False,
-        "fingerprint": fingerprint(ident),
+        "fingerprint": fp,
         "identity": ident,
         "config": {**rec, "extraction": {**rec["extraction"], "shard_sentences": step}},
         "inputs": {"corpus_files": corpus.files, "corpus_fingerprint": corpus.fingerprint, "model_source": lm.source},
@@ -505,10 +505,9 @@ def _check_model_takes(cfg: ExtractConfig, lm) -> None:
         )
 
 
-def _announce_new_store(cfg: ExtractConfig, corpus, lm, path: Path, rows) -> None:
-    """Say what a new store will take, ask first above extraction.confirm_above_gb, and stop
-    when the disk cannot hold it."""
-    kept = lm.n_layers if cfg.extraction.layers is None else len(set(cfg.extraction.layers))
+def _announce_new_store(cfg: ExtractConfig, corpus, lm, path: Path, rows, kept: int) -> None:
+    """Say what a new store of `kept` layers will take, ask first above extraction.confirm_above_gb,
+    and stop when the disk cannot hold it."""
     words = corpus.n_words if rows is None else len(rows)
     gb = words * kept * lm.hidden_size * (2 if cfg.extraction.store_dtype.value != "float32" else 4) / 1e9
     what = (f"a new {'sampled ' if rows is not None else ''}activation store: {corpus.n_sentences:,} sentences, "
